@@ -1,0 +1,63 @@
+"""Default configuration: every field, with what it means. Data set configs override a few.
+
+The defaults are the reference ss-InfoGAN MNIST run (spurra/ss-infogan, configuration.lua):
+batch 128, 5,000 iterations, Adam 1e-4 (D/Q) and 1e-3 (G) with beta1 0.5, lambda 2 / 0.8,
+latents [c_ss 10-way | c_us 2 x U(-1, 1) | 62 x N(0, 1)].
+"""
+
+import ml_collections
+
+
+def code(name: str, kind: str, size: int, label: str = "") -> ml_collections.ConfigDict:
+    """One latent code; `label` names the data set label that supervises it ('' = free)."""
+    return ml_collections.ConfigDict(dict(name=name, kind=kind, size=size, label=label))
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 1  # Training randomness (init, latents, batch choice); the reference's rng_seed.
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "mnist"  # A tfds name, or 'digits' (scikit-learn's 8x8 digits, offline).
+    config.data.data_dir = ""  # tfds data_dir; '' = tfds's default (~/tensorflow_datasets).
+    config.data.raw_dir = ""  # A folder of raw files (e.g. MNIST IDX) to build the tfds set from.
+    config.data.num_labeled = 600  # Labelled training examples; -1 = use labeled_fraction.
+    config.data.labeled_fraction = 0.01  # Used when num_labeled == -1.
+    config.data.labeled_selection = "stratified"  # 'stratified' (per class) or 'random' (ref.).
+    config.data.labeled_seed = 1234  # Independent of `seed`, as in the reference.
+
+    config.model = ml_collections.ConfigDict()
+    config.model.arch = "infogan_mnist"  # See models.ARCHITECTURES.
+
+    config.latents = ml_collections.ConfigDict()
+    config.latents.codes = [
+        code("digit", "categorical", 10, label="label"),  # c_ss
+        code("c_us", "continuous", 2),  # c_us
+    ]
+    config.latents.noise_size = 62
+    config.latents.noise_distribution = "normal"  # 'normal' (reference) or 'uniform' (openai).
+    config.latents.continuous_range = 1.0  # Continuous codes ~ U(-r, r).
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.lambda_ss_d = 2.0  # info_reg_sup_coef_train
+    config.loss.lambda_us_d = 0.8  # info_reg_unsup_coef_train
+    config.loss.lambda_ss_g = 2.0  # info_reg_sup_coef_learn
+    config.loss.lambda_us_g = 0.8  # info_reg_unsup_coef_learn
+    # Train Q_ss on fakes on the D side: None = exactly when num_labeled == 0 (InfoGAN baseline).
+    config.loss.q_ss_on_fakes = ml_collections.FieldReference(None, field_type=bool)
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.g_learning_rate = 1e-3
+    config.optimizer.d_learning_rate = 1e-4  # D trunk and all heads share one Adam.
+    config.optimizer.b1 = 0.5
+    config.optimizer.b2 = 0.999
+    config.optimizer.eps = 1e-8
+
+    # Gaussian noise added to D's real and fake inputs in the D step; sigma_t = stddev * decay^t.
+    config.instance_noise = ml_collections.ConfigDict()
+    config.instance_noise.stddev = 0.0
+    config.instance_noise.decay = 1.0
+
+    config.batch_size = 128  # Global batch, split over all devices.
+    config.num_train_steps = 5_000
+    return config

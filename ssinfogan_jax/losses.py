@@ -1,0 +1,158 @@
+"""Each loss term of ss-InfoGAN as a small pure function (reference section 5).
+
+D/Q side:  L_D = BCE(D(x_r), 1) + BCE(D(x_f), 0)
+               + lambda_ss_d * L_ss(Q_ss(x_r), y; mask)          (real labelled examples only)
+               + lambda_us_d * L_us(Q_us(x_f), c_us)
+               [+ lambda_ss_d * L_ss(Q_ss(x_f), c_ss)  only in the InfoGAN baseline, no labels]
+G side:    L_G = BCE(D(x_f), 1)                                   (non-saturating)
+               + lambda_ss_g * L_ss(Q_ss(x_f), c_ss) + lambda_us_g * L_us(Q_us(x_f), c_us)
+
+A code's loss is cross-entropy for a categorical code and MSE (mean over batch and dims) for a
+continuous one; the losses of several codes are summed with weight 1, as the reference's
+ParallelCriterion does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssinfogan_jax.latents import Code, LatentLayout
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Loss coefficients; the reference uses 2 / 0.8 on both sides."""
+
+    lambda_ss_d: float = 2.0
+    lambda_us_d: float = 0.8
+    lambda_ss_g: float = 2.0
+    lambda_us_g: float = 0.8
+    # The InfoGAN baseline (no labels) trains Q_ss on fakes, as the reference does.
+    q_ss_on_fakes: bool = False
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> LossWeights:
+        """From the whole config: `config.loss` plus `config.data` for the no-label case."""
+        q_ss_on_fakes = config.loss.get("q_ss_on_fakes", None)
+        if q_ss_on_fakes is None:  # Auto: exactly when there are no labels.
+            q_ss_on_fakes = config.data.num_labeled == 0
+        return cls(
+            lambda_ss_d=config.loss.lambda_ss_d,
+            lambda_us_d=config.loss.lambda_us_d,
+            lambda_ss_g=config.loss.lambda_ss_g,
+            lambda_us_g=config.loss.lambda_us_g,
+            q_ss_on_fakes=bool(q_ss_on_fakes),
+        )
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Mean of [B] values over examples with mask 1; exactly 0 when no example has mask 1."""
+    if mask is None:
+        return jnp.mean(values)
+    mask = mask.astype(values.dtype)
+    return jnp.sum(jnp.where(mask > 0, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def gan_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """BCE(D(x_r), 1) + BCE(D(x_f), 0), each a mean over its batch; logits [B]."""
+    real = optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits))
+    fake = optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))
+    return jnp.mean(real) + jnp.mean(fake)
+
+
+def gan_generator_loss(fake_logits: jax.Array) -> jax.Array:
+    """Non-saturating G loss BCE(D(x_f), 1); logits [B]."""
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)))
+
+
+def code_loss(
+    code: Code, prediction: jax.Array, target: jax.Array, mask: jax.Array | None = None
+) -> jax.Array:
+    """One code's loss, a (masked) mean over the batch.
+
+    Args:
+      code: the code.
+      prediction: [B, size]: logits (categorical) or means (continuous).
+      target: int [B] class indices (categorical) or float [B, size] / [B] values (continuous).
+        Where mask is 0 the target may hold anything (a sentinel, NaN): it never reaches the
+        value or any gradient.
+      mask: optional [B], 1 where the target is known.
+    """
+    keep = None if mask is None else mask > 0
+    if code.categorical:
+        target = target.astype(jnp.int32)
+        if keep is not None:
+            target = jnp.where(keep, target, 0)
+        per_example = optax.softmax_cross_entropy_with_integer_labels(prediction, target)
+    else:
+        target = target.reshape(prediction.shape).astype(prediction.dtype)
+        if keep is not None:
+            target = jnp.where(keep[:, None], target, 0.0)
+        per_example = jnp.mean(jnp.square(prediction - target), axis=-1)
+    return _masked_mean(per_example, mask)
+
+
+def codes_loss(
+    codes: Sequence[Code],
+    predictions: Mapping[str, jax.Array],
+    targets: Mapping[str, jax.Array],
+    mask: jax.Array | None = None,
+) -> jax.Array:
+    """Sum of `code_loss` over codes; targets are keyed by code name. 0 for no codes."""
+    return sum(
+        (code_loss(c, predictions[c.name], targets[c.name], mask) for c in codes),
+        start=jnp.zeros(()),
+    )
+
+
+def supervised_loss(
+    layout: LatentLayout,
+    predictions: Mapping[str, jax.Array],
+    labels: Mapping[str, jax.Array],
+    label_mask: jax.Array,
+) -> jax.Array:
+    """L_ss on real data: each c_ss code against its data set label, labelled examples only.
+
+    Args:
+      labels: data set label name -> [B] (or [B, size] for continuous labels).
+      label_mask: [B]; unlabelled examples (mask 0) contribute exactly nothing.
+    """
+    codes = layout.supervised_codes
+    targets = {c.name: labels[c.label] for c in codes}
+    return codes_loss(codes, predictions, targets, label_mask)
+
+
+def code_accuracy(
+    code: Code, prediction: jax.Array, target: jax.Array, mask: jax.Array | None = None
+) -> jax.Array:
+    """Fraction of (masked) examples whose argmax matches a categorical target."""
+    correct = (jnp.argmax(prediction, axis=-1) == target.astype(jnp.int32)).astype(jnp.float32)
+    return _masked_mean(correct, mask)
+
+
+def mutual_information_lower_bound(
+    codes: Sequence[Code], predictions: Mapping[str, jax.Array], targets: Mapping[str, jax.Array]
+) -> jax.Array:
+    """InfoGAN's variational bound L_I = H(c) + E[log Q(c | x)], in nats, summed over codes.
+
+    Categorical codes: H = log k (uniform prior), log Q from the logits. Continuous codes:
+    H = log(2r) per dim (uniform on [-1, 1], r = 1), Q a unit-variance Gaussian around the
+    prediction (so -log Q = 0.5 log(2 pi) + 0.5 (c - mu)^2), as openai/InfoGAN's fixed-std Q.
+    """
+    bound = jnp.zeros(())
+    for c in codes:
+        pred, target = predictions[c.name], targets[c.name]
+        if c.categorical:
+            ce = optax.softmax_cross_entropy_with_integer_labels(pred, target.astype(jnp.int32))
+            bound += math.log(c.size) - jnp.mean(ce)
+        else:
+            nll = 0.5 * math.log(2 * math.pi) + 0.5 * jnp.square(pred - target)
+            bound += c.size * math.log(2.0) - jnp.mean(jnp.sum(nll, axis=-1))
+    return bound

@@ -1,0 +1,190 @@
+"""Flax Linen generator and discriminator, per architecture.
+
+D is one module holding the shared trunk and three heads, as in the reference (one parameter
+tree, one optimizer): `d_head` (real/fake logit), `q_ss` (one linear layer predicting every
+supervised code) and `q_us` (FC 128 - BN - lReLU - FC predicting every free code). The
+top-level parameter names `trunk`, `d_head`, `q_ss`, `q_us` are what the gradient-routing tests
+and any research code can rely on.
+
+Images are NHWC. Every BatchNorm takes `axis_name` so that under `pmap`/`shard_map` its batch
+statistics are global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssinfogan_jax import latents as latents_lib
+
+# Reference (Torch, anibali/infogan): weights N(0, 0.02), biases 0, BN gamma N(1, 0.02),
+# eps 1e-5, running = 0.9 running + 0.1 batch (Flax momentum 0.9), LeakyReLU slope 0.01.
+WEIGHT_INIT = nn.initializers.normal(0.02)
+LEAKY_SLOPE = 0.01
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def _gamma_init(key, shape, dtype=jnp.float32):
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def _batch_norm(train: bool, axis_name: str | None, name: str | None = None) -> nn.BatchNorm:
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        scale_init=_gamma_init,
+        axis_name=axis_name,
+        name=name,
+    )
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+    return nn.leaky_relu(x, LEAKY_SLOPE)
+
+
+Dense = functools.partial(nn.Dense, kernel_init=WEIGHT_INIT)
+# Torch conv k4 s2 p1: 28 -> 14 -> 7 (and 32 -> 16 -> 8 -> 4).
+Conv = functools.partial(
+    nn.Conv, kernel_size=(4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=WEIGHT_INIT
+)
+# Torch transposed conv k4 s2 p1 doubles the size: Flax pads k - 1 - p = 2 per side.
+ConvTranspose = functools.partial(
+    nn.ConvTranspose,
+    kernel_size=(4, 4),
+    strides=(2, 2),
+    padding=((2, 2), (2, 2)),
+    kernel_init=WEIGHT_INIT,
+)
+
+
+class MnistGenerator(nn.Module):
+    """infogan_mnist G: [B, input] -> [B, 28, 28, 1] in [0, 1] (reference section 4)."""
+
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        bn = functools.partial(_batch_norm, train, self.axis_name)
+        x = nn.relu(bn()(Dense(1024)(z)))
+        x = nn.relu(bn()(Dense(7 * 7 * 128)(x)))
+        x = x.reshape(x.shape[0], 7, 7, 128)
+        x = nn.relu(bn()(ConvTranspose(64)(x)))
+        return nn.sigmoid(ConvTranspose(1)(x))
+
+
+class MnistTrunk(nn.Module):
+    """infogan_mnist D/Q trunk: [B, 28, 28, 1] -> [B, 1024]. No BN after the first conv."""
+
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        bn = functools.partial(_batch_norm, train, self.axis_name)
+        x = leaky_relu(Conv(64)(x))
+        x = leaky_relu(bn()(Conv(128)(x)))
+        x = x.reshape(x.shape[0], -1)
+        return leaky_relu(bn()(Dense(1024)(x)))
+
+
+class Generator32(nn.Module):
+    """infogan_32 G (InfoGAN SVHN/CelebA net): [B, input] -> [B, 32, 32, 3] in [-1, 1]."""
+
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        bn = functools.partial(_batch_norm, train, self.axis_name)
+        x = nn.relu(bn()(Dense(2 * 2 * 448)(z)))
+        x = x.reshape(x.shape[0], 2, 2, 448)
+        x = nn.relu(bn()(ConvTranspose(256)(x)))
+        x = nn.relu(ConvTranspose(128)(x))
+        x = nn.relu(ConvTranspose(64)(x))
+        return jnp.tanh(ConvTranspose(3)(x))
+
+
+class Trunk32(nn.Module):
+    """infogan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256 flattened)."""
+
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        bn = functools.partial(_batch_norm, train, self.axis_name)
+        x = leaky_relu(Conv(64)(x))
+        x = leaky_relu(bn()(Conv(128)(x)))
+        x = leaky_relu(bn()(Conv(256)(x)))
+        return x.reshape(x.shape[0], -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    generator: Callable[..., nn.Module]
+    trunk: Callable[..., nn.Module]
+    image_shape: tuple[int, int, int]
+    image_range: tuple[float, float]  # G's output range, which the data must match.
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "infogan_mnist": Architecture(MnistGenerator, MnistTrunk, (28, 28, 1), (0.0, 1.0)),
+    "infogan_32": Architecture(Generator32, Trunk32, (32, 32, 3), (-1.0, 1.0)),
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"model.arch: unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+class QusHead(nn.Module):
+    """FC 128 - BN - lReLU - FC, as the reference's Q_us head."""
+
+    features: int
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, h: jax.Array, train: bool = True) -> jax.Array:
+        h = leaky_relu(_batch_norm(train, self.axis_name)(Dense(128)(h)))
+        return Dense(self.features)(h)
+
+
+class Discriminator(nn.Module):
+    """Shared trunk with the real/fake head, Q_ss and Q_us.
+
+    Returns a dict: `logit` float32 [B] (real/fake, pre-sigmoid) and `q` mapping every code
+    name to its prediction [B, size] (logits for categorical codes, means for continuous ones).
+    """
+
+    arch: str
+    layout: latents_lib.LatentLayout
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = True) -> dict:
+        trunk = get_architecture(self.arch).trunk(axis_name=self.axis_name, name="trunk")
+        h = trunk(images, train)
+        q = {}
+        ss, us = self.layout.supervised_codes, self.layout.unsupervised_codes
+        if ss:
+            out = Dense(sum(c.size for c in ss), name="q_ss")(h)
+            q.update(latents_lib.split_outputs(ss, out))
+        if us:
+            out = QusHead(sum(c.size for c in us), self.axis_name, name="q_us")(h, train)
+            q.update(latents_lib.split_outputs(us, out))
+        logit = Dense(1, name="d_head")(h)[:, 0]
+        return {"logit": logit, "q": q}
+
+
+def create_models(
+    arch: str, layout: latents_lib.LatentLayout, axis_name: str | None = None
+) -> tuple[nn.Module, Discriminator]:
+    """G and D for an architecture and latent layout."""
+    spec = get_architecture(arch)
+    return spec.generator(axis_name=axis_name), Discriminator(arch, layout, axis_name)

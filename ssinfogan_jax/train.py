@@ -1,0 +1,285 @@
+"""The train state and the pure ss-InfoGAN train step.
+
+One iteration (reference section 6):
+  1. sample codes (c_ss, c_us, noise) from `fold_in(state.rng, step)`; G forward in train mode
+     (its batch-norm statistics update once);
+  2. one Adam update of D (trunk + D head + Q_ss + Q_us) on L_D, real and fake in separate D
+     passes, both passes' batch-norm statistics kept (real, then fake on top);
+  3. one Adam update of G on L_G with the same codes and G output, through the *updated* D. That
+     D pass only carries gradients to the image: D's parameters and statistics are untouched.
+
+G's forward is computed once and reused for its update through `jax.vjp` (the reference reuses
+the output too: G has not changed in between).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax import losses, models
+
+Batch = Mapping[str, Any]  # image [B, H, W, C] float32, label_mask [B], labels {name: [B]}
+Metrics = dict[str, jax.Array]
+TrainStep = Callable[["TrainState", Batch], tuple["TrainState", Metrics]]
+
+
+@struct.dataclass
+class NetworkState:
+    """Parameters, batch-norm statistics and optimizer state of one network."""
+
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, variables, tx: optax.GradientTransformation) -> NetworkState:
+        params = variables["params"]
+        return cls(params, variables.get("batch_stats", {}), tx.init(params), tx)
+
+    def apply_gradients(self, grads, batch_stats) -> NetworkState:
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        return self.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 []: iterations done.
+    rng: jax.Array  # uint32 [2]: base key; step t uses fold_in(rng, t).
+    generator: NetworkState
+    discriminator: NetworkState
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceNoise:
+    """Gaussian noise on D's inputs in the D step: sigma_t = stddev * decay**t."""
+
+    stddev: float = 0.0
+    decay: float = 1.0
+
+    def sigma(self, step: jax.Array) -> jax.Array:
+        return self.stddev * jnp.power(self.decay, step.astype(jnp.float32))
+
+
+def _adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    return optax.adam(learning_rate, b1=config.b1, b2=config.b2, eps=config.eps)
+
+
+def create_models(config: ml_collections.ConfigDict, axis_name: str | None = None):
+    """(layout, G, D) for a config."""
+    layout = latents_lib.LatentLayout.from_config(config.latents)
+    generator, discriminator = models.create_models(config.model.arch, layout, axis_name)
+    return layout, generator, discriminator
+
+
+def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict) -> TrainState:
+    """Initialises G, D and both Adam states. `rng` seeds init and every step's randomness."""
+    layout, generator, discriminator = create_models(config)
+    init_rng, g_rng, d_rng = jax.random.split(rng, 3)
+    image_shape = models.get_architecture(config.model.arch).image_shape
+    z = jnp.zeros((1, layout.input_size), jnp.float32)
+    images = jnp.zeros((1, *image_shape), jnp.float32)
+    g_vars = jax.jit(functools.partial(generator.init, train=False))(g_rng, z)
+    d_vars = jax.jit(functools.partial(discriminator.init, train=False))(d_rng, images)
+    opt = config.optimizer
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        rng=init_rng,
+        generator=NetworkState.create(g_vars, _adam(opt.g_learning_rate, opt)),
+        discriminator=NetworkState.create(d_vars, _adam(opt.d_learning_rate, opt)),
+    )
+
+
+def discriminator_loss(
+    d_params,
+    d_batch_stats,
+    real_images: jax.Array,
+    fake_images: jax.Array,
+    batch: Batch,
+    codes: latents_lib.Latents,
+    *,
+    discriminator: nn.Module,
+    layout: latents_lib.LatentLayout,
+    weights: losses.LossWeights,
+) -> tuple[jax.Array, tuple[Any, Metrics]]:
+    """L_D with real and fake in separate train-mode passes; returns (loss, (stats, terms))."""
+
+    def forward(stats, images):
+        out, mutated = discriminator.apply(
+            {"params": d_params, "batch_stats": stats}, images, train=True, mutable=["batch_stats"]
+        )
+        return out, mutated["batch_stats"]
+
+    real, stats = forward(d_batch_stats, real_images)
+    fake, stats = forward(stats, fake_images)
+    terms = {
+        "d_gan": losses.gan_discriminator_loss(real["logit"], fake["logit"]),
+        "d_ss_real": losses.supervised_loss(
+            layout, real["q"], batch["labels"], batch["label_mask"]
+        ),
+        "d_us": losses.codes_loss(layout.unsupervised_codes, fake["q"], codes),
+    }
+    loss = terms["d_gan"] + weights.lambda_ss_d * terms["d_ss_real"]
+    loss += weights.lambda_us_d * terms["d_us"]
+    if weights.q_ss_on_fakes:
+        terms["d_ss_fake"] = losses.codes_loss(layout.supervised_codes, fake["q"], codes)
+        loss += weights.lambda_ss_d * terms["d_ss_fake"]
+    terms["d_loss"] = loss
+    terms["d_real"] = jnp.mean(nn.sigmoid(real["logit"]))
+    terms["d_fake"] = jnp.mean(nn.sigmoid(fake["logit"]))
+    for c in layout.supervised_codes:
+        if c.categorical:
+            terms[f"q_ss_real_acc/{c.name}"] = losses.code_accuracy(
+                c, real["q"][c.name], batch["labels"][c.label], batch["label_mask"]
+            )
+    return loss, (stats, terms)
+
+
+def generator_loss(
+    fake_images: jax.Array,
+    d_params,
+    d_batch_stats,
+    codes: latents_lib.Latents,
+    *,
+    discriminator: nn.Module,
+    layout: latents_lib.LatentLayout,
+    weights: losses.LossWeights,
+) -> tuple[jax.Array, Metrics]:
+    """L_G through D in train mode; D's updated statistics are discarded."""
+    fake, _ = discriminator.apply(
+        {"params": d_params, "batch_stats": d_batch_stats},
+        fake_images,
+        train=True,
+        mutable=["batch_stats"],
+    )
+    terms = {
+        "g_gan": losses.gan_generator_loss(fake["logit"]),
+        "g_ss": losses.codes_loss(layout.supervised_codes, fake["q"], codes),
+        "g_us": losses.codes_loss(layout.unsupervised_codes, fake["q"], codes),
+    }
+    loss = terms["g_gan"] + weights.lambda_ss_g * terms["g_ss"]
+    loss += weights.lambda_us_g * terms["g_us"]
+    terms["g_loss"] = loss
+    terms["mi_lower_bound"] = losses.mutual_information_lower_bound(layout.codes, fake["q"], codes)
+    for c in layout.codes:
+        pred, target = fake["q"][c.name], codes[c.name]
+        if c.categorical:
+            terms[f"recovery_acc/{c.name}"] = losses.code_accuracy(c, pred, target)
+        else:
+            terms[f"recovery_mse/{c.name}"] = losses.code_loss(c, pred, target)
+    return loss, terms
+
+
+def _mean_over_devices(tree, axis_name: str | None):
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    layout: latents_lib.LatentLayout,
+    weights: losses.LossWeights,
+    instance_noise: InstanceNoise = InstanceNoise(),
+    axis_name: str | None = None,
+) -> tuple[TrainState, Metrics]:
+    """One ss-InfoGAN iteration: a D/Q update, then a G update on the same codes.
+
+    Pure; bind the keyword arguments (e.g. with `bind_train_step`) and jit or pmap it. Under
+    pmap/shard_map, `axis_name` averages gradients and metrics over devices; the modules must
+    be built with the same axis name so that batch norm uses global statistics.
+
+    Args:
+      state: the train state.
+      batch: `image` float32 [B, H, W, C] in G's output range, `label_mask` float32 [B] (1 =
+        labelled), `labels` {label name: [B]} (anything where the mask is 0).
+    Returns:
+      (new state, scalar metrics).
+    """
+    real_images = batch["image"]
+    batch_size = real_images.shape[0]
+    rng = jax.random.fold_in(state.rng, state.step)
+    if axis_name is not None:  # Each device draws its own codes and noise.
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+    code_rng, real_noise_rng, fake_noise_rng = jax.random.split(rng, 3)
+    codes = latents_lib.sample(code_rng, layout, batch_size)
+    g, d = state.generator, state.discriminator
+
+    def generate(g_params):
+        images, mutated = generator.apply(
+            {"params": g_params, "batch_stats": g.batch_stats},
+            latents_lib.generator_input(layout, codes),
+            train=True,
+            mutable=["batch_stats"],
+        )
+        return images, mutated["batch_stats"]
+
+    fake_images, generator_vjp, g_stats = jax.vjp(generate, g.params, has_aux=True)
+
+    # D/Q update. Instance noise only here (not in the G update), as in the reference.
+    sigma = instance_noise.sigma(state.step)
+    d_real, d_fake = real_images, fake_images
+    if instance_noise.stddev > 0:
+        d_real = d_real + sigma * jax.random.normal(real_noise_rng, real_images.shape)
+        d_fake = d_fake + sigma * jax.random.normal(fake_noise_rng, fake_images.shape)
+    loss_kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
+    d_grads, (d_stats, d_terms) = jax.grad(discriminator_loss, has_aux=True)(
+        d.params, d.batch_stats, d_real, d_fake, batch, codes, **loss_kwargs
+    )
+    d_grads = _mean_over_devices(d_grads, axis_name)
+    d = d.apply_gradients(d_grads, d_stats)
+
+    # G update: gradient of L_G w.r.t. the image, pulled back through G's saved forward.
+    image_grads, g_terms = jax.grad(generator_loss, has_aux=True)(
+        fake_images, d.params, d.batch_stats, codes, **loss_kwargs
+    )
+    (g_grads,) = generator_vjp(image_grads)
+    g_grads = _mean_over_devices(g_grads, axis_name)
+    g = g.apply_gradients(g_grads, g_stats)
+
+    metrics = {
+        **d_terms,
+        **g_terms,
+        "d_grad_norm": optax.global_norm(d_grads),
+        "g_grad_norm": optax.global_norm(g_grads),
+        "labeled_fraction": jnp.mean(batch["label_mask"].astype(jnp.float32)),
+        "instance_noise": sigma,
+    }
+    metrics = _mean_over_devices(metrics, axis_name)
+    new_state = state.replace(step=state.step + 1, generator=g, discriminator=d)
+    return new_state, metrics
+
+
+def bind_train_step(config: ml_collections.ConfigDict, axis_name: str | None = None) -> TrainStep:
+    """`train_step` with its dependencies bound from the config; not yet jitted."""
+    layout, generator, discriminator = create_models(config, axis_name)
+    return functools.partial(
+        train_step,
+        generator=generator,
+        discriminator=discriminator,
+        layout=layout,
+        weights=losses.LossWeights.from_config(config),
+        instance_noise=InstanceNoise(
+            float(config.instance_noise.stddev), float(config.instance_noise.decay)
+        ),
+        axis_name=axis_name,
+    )
+
+
+def make_train_step(config: ml_collections.ConfigDict, donate: bool = True) -> TrainStep:
+    """The jitted single-device train step `(state, batch) -> (state, metrics)`."""
+    return jax.jit(bind_train_step(config), donate_argnums=(0,) if donate else ())
