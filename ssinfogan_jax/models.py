@@ -139,7 +139,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 def get_architecture(name: str) -> Architecture:
     if name not in ARCHITECTURES:
-        raise ValueError(f"model.arch: unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
+        known = sorted(ARCHITECTURES)
+        raise ValueError(f"model.arch: unknown architecture {name!r}; known: {known}")
     return ARCHITECTURES[name]
 
 
