@@ -1,0 +1,79 @@
+"""Shared small fixtures: configs, batches, host copies, fast compiles."""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+
+
+@pytest.fixture
+def fast_compile():
+    """Cheap XLA compiles, for tests whose assertions do not depend on optimisation level."""
+    previous = jax.config.jax_disable_most_optimizations
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def small_config(batch_size: int = 8, **loss_overrides) -> ml_collections.ConfigDict:
+    """The reference MNIST config with a small batch."""
+    config = default.get_config()
+    config.batch_size = batch_size
+    for key, value in loss_overrides.items():
+        config.loss[key] = value
+    return config
+
+
+def rich_config(batch_size: int = 8) -> ml_collections.ConfigDict:
+    """Every kind of code: supervised and free, categorical and continuous."""
+    config = small_config(batch_size)
+    config.latents.codes = [
+        default.code("digit", "categorical", 10, label="label"),
+        default.code("thickness", "continuous", 1, label="thickness"),
+        default.code("style", "categorical", 3),
+        default.code("c_us", "continuous", 2),
+    ]
+    config.latents.noise_size = 20
+    return config
+
+
+def make_batch(
+    config: ml_collections.ConfigDict, mask, seed: int = 0, image_shape=(28, 28, 1)
+) -> dict:
+    """A batch with random images in [0, 1]; labels for every supervised code, -1 where mask 0."""
+    rng = np.random.default_rng(seed)
+    mask = np.asarray(mask, np.float32)
+    batch_size = mask.shape[0]
+    labels = {}
+    for c in config.latents.codes:
+        if not c.label:
+            continue
+        if c.kind == "categorical":
+            value = rng.integers(0, c.size, batch_size).astype(np.int32)
+            labels[c.label] = np.where(mask > 0, value, -1).astype(np.int32)
+        else:
+            value = rng.uniform(-1, 1, (batch_size, c.size)).astype(np.float32)
+            labels[c.label] = np.where(mask[:, None] > 0, value, 0.0).astype(np.float32)
+    image = rng.uniform(0, 1, (batch_size, *image_shape)).astype(np.float32)
+    return {"image": image, "label_mask": mask, "labels": labels}
+
+
+def to_host(tree):
+    """A numpy copy (survives donation of the device buffers)."""
+    return jax.tree.map(np.asarray, tree)
+
+
+def trees_equal(a, b) -> bool:
+    """Bitwise equality of two pytrees of arrays (NaN equal to NaN)."""
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    if tree_a != tree_b:
+        return False
+    return all(
+        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+        for x, y in zip(leaves_a, leaves_b, strict=True)
+    )
