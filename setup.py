@@ -27,7 +27,7 @@ setuptools.setup(
     name="ssinfogan_jax",
     version="0.1.0",
     description="Semi-supervised InfoGAN (ss-InfoGAN) in JAX/Flax.",
-    packages=setuptools.find_packages(include=["ssinfogan_jax", "ssinfogan_jax.*"]),
+    packages=setuptools.find_packages(include=["ssinfogan_jax", "ssinfogan_jax.*", "configs"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={

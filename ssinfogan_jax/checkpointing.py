@@ -1,0 +1,165 @@
+"""Checkpoints with orbax: the latest every N steps, and the best by a metric, kept apart.
+
+Layout under the work dir:
+  checkpoints/<step>/{state, meta}        the latest few (resume from here)
+  checkpoints_best/<step>/{state, meta}   the single best by `best_metric`
+
+`state` is the whole train state (both networks' parameters, batch-norm statistics, Adam
+states, step and base RNG key); `meta` is JSON (step, metrics, anything the loop wants to
+check on resume). Saving is asynchronous; call `wait_until_finished` before exiting.
+
+A checkpoint that cannot be restored is reported with its path and step (`CheckpointError`);
+nothing is deleted or silently replaced by a fresh start.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+LATEST_DIR = "checkpoints"
+BEST_DIR = "checkpoints_best"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but cannot be restored into the expected state."""
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _is_finite(tree) -> bool:
+    return bool(_all_finite(tree))
+
+
+class Checkpointer:
+    """The latest and best checkpoints of one run.
+
+    Args:
+      workdir: the run's directory (local path or gs://).
+      max_to_keep: how many latest checkpoints to keep.
+      best_metric: the metric that ranks best checkpoints ('' = no best checkpoint).
+      best_mode: 'max' or 'min'.
+    """
+
+    def __init__(
+        self, workdir: str, max_to_keep: int = 2, best_metric: str = "", best_mode: str = "max"
+    ):
+        self.workdir = workdir
+        self.best_metric = best_metric
+        self._latest = ocp.CheckpointManager(
+            os.path.join(workdir, LATEST_DIR),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
+        self._best = None
+        if best_metric:
+            self._best = ocp.CheckpointManager(
+                os.path.join(workdir, BEST_DIR),
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=1,
+                    create=True,
+                    best_fn=lambda metrics: metrics[best_metric],
+                    best_mode=best_mode,
+                ),
+            )
+
+    @staticmethod
+    def _save_args(state, meta: dict) -> ocp.args.Composite:
+        return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+
+    def save(self, step: int, state, meta: dict | None = None) -> None:
+        """Saves the latest checkpoint (async). Refuses a state with NaN or inf."""
+        if not _is_finite(state):
+            raise FloatingPointError(f"refusing to checkpoint a non-finite state at step {step}")
+        self._latest.save(step, args=self._save_args(state, {"step": step, **(meta or {})}))
+
+    def save_best(self, step: int, state, metrics: dict[str, float], meta: dict | None = None):
+        """Offers the state as the best checkpoint; kept if its metric beats the kept one."""
+        if self._best is None:
+            return
+        if not _is_finite(state):
+            raise FloatingPointError(f"refusing to checkpoint a non-finite state at step {step}")
+        metrics = {k: float(v) for k, v in metrics.items()}
+        meta = {"step": step, "metrics": metrics, **(meta or {})}
+        self._best.save(step, args=self._save_args(state, meta), metrics=metrics)
+
+    def latest_step(self, which: str = "latest") -> int | None:
+        return self._manager(which).latest_step()
+
+    def restore(self, template, which: str = "latest", step: int | None = None) -> tuple[Any, dict]:
+        """Restores (state, meta) from the latest (or a given) step of `which`.
+
+        Args:
+          template: a state of the expected structure, shapes and dtypes (e.g. a fresh one).
+          which: 'latest' or 'best'.
+          step: a step of that directory; default its latest.
+        Raises:
+          FileNotFoundError: no checkpoint there.
+          CheckpointError: one exists but cannot be read or does not match the template.
+        """
+        manager = self._manager(which)
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+        path = os.path.join(str(manager.directory), str(step))
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        try:
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as e:  # orbax raises many types; all mean "this one is unusable".
+            raise CheckpointError(
+                f"checkpoint at step {step} in {path} cannot be restored: "
+                f"{type(e).__name__}: {e}. It was left untouched; move it away to start over, "
+                "or point --workdir elsewhere."
+            ) from e
+        state = restored.state
+        mismatch = _structure_mismatch(template, state)
+        if mismatch:
+            raise CheckpointError(
+                f"checkpoint at step {step} in {path} does not match this config: {mismatch}"
+            )
+        return state, dict(restored.meta)
+
+    def _manager(self, which: str) -> ocp.CheckpointManager:
+        if which == "latest":
+            return self._latest
+        if which == "best" and self._best is not None:
+            return self._best
+        raise ValueError(f"unknown checkpoint kind {which!r} (or no best metric configured)")
+
+    def wait_until_finished(self) -> None:
+        self._latest.wait_until_finished()
+        if self._best is not None:
+            self._best.wait_until_finished()
+
+    def close(self) -> None:
+        self._latest.close()
+        if self._best is not None:
+            self._best.close()
+
+
+def _structure_mismatch(template, restored) -> str:
+    """'' if shapes and dtypes agree leaf by leaf, else the first difference."""
+    t_leaves = jax.tree_util.tree_leaves_with_path(template)
+    r_leaves = jax.tree.leaves(restored)
+    if len(t_leaves) != len(r_leaves):
+        return f"{len(r_leaves)} arrays, expected {len(t_leaves)}"
+    for (path, t), r in zip(t_leaves, r_leaves, strict=True):
+        if np.shape(t) != np.shape(r) or np.asarray(t).dtype != np.asarray(r).dtype:
+            name = jax.tree_util.keystr(path)
+            return (
+                f"{name} is {np.shape(r)} {np.asarray(r).dtype}, expected {np.shape(t)} {t.dtype}"
+            )
+    return ""
