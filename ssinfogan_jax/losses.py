@@ -42,7 +42,9 @@ class LossWeights:
         """From the whole config: `config.loss` plus `config.data` for the no-label case."""
         q_ss_on_fakes = config.loss.get("q_ss_on_fakes", None)
         if q_ss_on_fakes is None:  # Auto: exactly when there are no labels.
-            q_ss_on_fakes = config.data.num_labeled == 0
+            data = config.data  # num_labeled -1 = by labeled_fraction.
+            by_fraction = data.num_labeled == -1
+            q_ss_on_fakes = data.num_labeled == 0 or (by_fraction and data.labeled_fraction == 0)
         return cls(
             lambda_ss_d=config.loss.lambda_ss_d,
             lambda_us_d=config.loss.lambda_us_d,
