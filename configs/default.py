@@ -25,6 +25,24 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.labeled_fraction = 0.01  # Used when num_labeled == -1.
     config.data.labeled_selection = "stratified"  # 'stratified' (per class) or 'random' (ref.).
     config.data.labeled_seed = 1234  # Independent of `seed`, as in the reference.
+    # Labelled batches. 'alternate' (reference): each batch is all labelled with probability
+    # p(t), else all unlabelled. 'mix': every batch holds mix_labeled_share labelled examples.
+    config.data.batch_mode = "alternate"
+    # p(t) starts at p_labeled_start and moves by p_labeled_step every p_labeled_every steps to
+    # p_labeled_final (-1 = the true labelled fraction num_labeled / num_train), then stays.
+    # Reference (section 8): 1.0, 0.1, 100, -1. With num_labeled == 0, p(t) = 0 throughout.
+    config.data.p_labeled_start = 1.0
+    config.data.p_labeled_step = 0.1
+    config.data.p_labeled_every = 100
+    config.data.p_labeled_final = -1.0
+    config.data.mix_labeled_share = 0.25  # 'mix' mode only: labelled share of every batch.
+    config.data.prefetch = 2  # Batches computed ahead in a background thread (0 = none).
+    # celeb_a only. Each attribute is a binary label of that name (the paper's four codes).
+    config.data.celeba_attributes = ("Smiling", "Mouth_Slightly_Open", "Attractive", "Male")
+    # The paper cropped faces with a detector; we use a fixed box on the 218x178 aligned
+    # images instead: (top, left, height, width) = 128x128 centred on (x=89, y=121), the
+    # ProGAN CelebA crop. It holds the eyes (y~111) to the chin, so mouth and smile stay in.
+    config.data.celeba_crop = (57, 25, 128, 128)
 
     config.model = ml_collections.ConfigDict()
     config.model.arch = "infogan_mnist"  # See models.ARCHITECTURES.

@@ -1,0 +1,274 @@
+"""Offline tfds data: the embedded `digits` set and building tfds sets from raw files on disk.
+
+Nothing here downloads. `ensure_prepared` either finds the prepared tfds data in `data_dir`,
+prepares it from local files (scikit-learn's digits; an IDX folder for MNIST-format sets; the
+original archives for any other set, through tfds's `manual_dir`), or raises `DataNotFoundError`
+within seconds with what to place where. tfds is never asked to fetch a URL: for the manual
+path the presence of every file tfds would fetch is checked first.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from typing import ClassVar
+
+import numpy as np
+from absl import logging
+
+from ssinfogan_jax.data import tf_setup
+
+tf = tf_setup.tf
+tfds = tf_setup.tfds
+
+# MNIST-format IDX files, as published (gzipped or not).
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# tfds sets whose builder is tfds's MNIST class (same IDX layout, same features).
+IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist")
+PREPARE_COMMAND = (
+    "python -m ssinfogan_jax.prepare_data --dataset={name} --raw_dir={raw} --data_dir={dd}"
+)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data set is neither prepared nor preparable from local files."""
+
+
+def default_data_dir(data_dir: str) -> str:
+    """tfds's own default (~/tensorflow_datasets or $TFDS_DATA_DIR) when `data_dir` is ''."""
+    return data_dir or os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+
+
+# ----------------------------------------------------------------------------------------------
+# IDX reading.
+
+
+def _open_idx(raw_dir: str, stem: str):
+    for fname in (stem, stem + ".gz"):
+        path = os.path.join(raw_dir, fname)
+        if os.path.exists(path):
+            return gzip.open(path, "rb") if fname.endswith(".gz") else open(path, "rb")
+    raise DataNotFoundError(f"{raw_dir}: missing {stem} (or {stem}.gz)")
+
+
+def missing_idx_files(raw_dir: str) -> list[str]:
+    """The IDX files (neither plain nor .gz) absent from `raw_dir`."""
+    return [
+        stem
+        for stem in IDX_FILES.values()
+        if not any(os.path.exists(os.path.join(raw_dir, stem + ext)) for ext in ("", ".gz"))
+    ]
+
+
+def read_idx(raw_dir: str, key: str) -> np.ndarray:
+    """One IDX file as uint8: images [N, 28, 28] or labels [N]. `key` is a key of IDX_FILES."""
+    with _open_idx(raw_dir, IDX_FILES[key]) as f:
+        data = f.read()
+    magic = int.from_bytes(data[0:4], "big")
+    ndim = magic & 0xFF
+    if magic >> 8 != 0x08 or ndim not in (1, 3):  # 0x08 = unsigned byte
+        raise ValueError(f"{raw_dir}/{IDX_FILES[key]}: not an unsigned-byte IDX file")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    return np.frombuffer(data, np.uint8, count=int(np.prod(dims)), offset=offset).reshape(dims)
+
+
+def _offline_idx_builder(name: str, raw_dir: str, data_dir: str):
+    """tfds's own builder for `name` (same features, name and version), reading local IDX files.
+
+    A subclass that is not registered: it only replaces where the examples come from, so the
+    prepared folder is exactly what `tfds.load(name, data_dir=...)` reads afterwards. Examples
+    keep tfds's keys (the file index), so the record order matches a downloaded build.
+    """
+    base = tfds.builder_cls(name)
+
+    class OfflineIdxBuilder(base, skip_registration=True):
+        def _split_generators(self, dl_manager):
+            del dl_manager  # Nothing to download.
+            return [
+                tfds.core.SplitGenerator(name=tfds.Split.TRAIN, gen_kwargs=dict(prefix="train")),
+                tfds.core.SplitGenerator(name=tfds.Split.TEST, gen_kwargs=dict(prefix="test")),
+            ]
+
+        def _generate_examples(self, prefix):
+            images = read_idx(raw_dir, f"{prefix}_images")[..., None]
+            labels = read_idx(raw_dir, f"{prefix}_labels")
+            if len(images) != len(labels):
+                raise ValueError(f"{raw_dir}: {len(images)} {prefix} images, {len(labels)} labels")
+            for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+                yield index, {"image": image, "label": int(label)}
+
+    OfflineIdxBuilder.name = base.name
+    return OfflineIdxBuilder(data_dir=data_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# The embedded default: scikit-learn's 8x8 digits.
+
+DIGITS_TEST_EVERY = 5  # Example i goes to 'test' when i % 5 == 4: 1,438 train / 359 test.
+
+
+def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """scikit-learn's 1,797 8x8 digits as MNIST-like uint8 [N, 28, 28, 1] images and labels.
+
+    Each 8x8 image (values 0..16) is scaled to 0..255, resized to 20x20 (bilinear) and padded
+    by 4 pixels, the layout of MNIST (a 20x20 digit centred in 28x28), so the MNIST net runs
+    on it unchanged. The split is a fixed rule (every 5th image is test), independent of any
+    library's random state.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    small = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    resized = np.stack(
+        [np.asarray(Image.fromarray(im).resize((20, 20), Image.BILINEAR)) for im in small]
+    )
+    images = np.pad(resized, ((0, 0), (4, 4), (4, 4)))[..., None]
+    labels = digits.target.astype(np.int64)
+    is_test = np.arange(len(images)) % DIGITS_TEST_EVERY == DIGITS_TEST_EVERY - 1
+    return {
+        "train": (images[~is_test], labels[~is_test]),
+        "test": (images[is_test], labels[is_test]),
+    }
+
+
+class Digits(tfds.core.GeneratorBasedBuilder):
+    """scikit-learn's bundled 8x8 handwritten digits at 28x28x1: works offline everywhere."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "8x8 -> 20x20, padded to 28x28."}
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="scikit-learn's 1,797 8x8 digits (UCI optdigits test set), MNIST layout.",
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(28, 28, 1)),
+                    "label": tfds.features.ClassLabel(num_classes=10),
+                }
+            ),
+            supervised_keys=("image", "label"),
+            homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html",
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Bundled with scikit-learn.
+        return [
+            tfds.core.SplitGenerator(name=tfds.Split.TRAIN, gen_kwargs=dict(split="train")),
+            tfds.core.SplitGenerator(name=tfds.Split.TEST, gen_kwargs=dict(split="test")),
+        ]
+
+    def _generate_examples(self, split):
+        images, labels = digits_arrays()[split]
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            yield index, {"image": image, "label": int(label)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Preparing.
+
+
+def _no_download_config(manual_dir: str | None = None):
+    # `try_download_gcs=False`: never look for a prepared copy on GCS either.
+    return tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+
+
+def manual_files(name: str) -> list[str]:
+    """File names tfds would download for `name` (what a user must place in a raw folder)."""
+    url_infos = tfds.builder_cls(name).url_infos or {}
+    return sorted({info.filename for info in url_infos.values() if info.filename})
+
+
+def missing_raw_files(name: str, raw_dir: str) -> list[str]:
+    """What `raw_dir` lacks to prepare `name` offline ([] = complete)."""
+    if not os.path.isdir(raw_dir):
+        return [raw_dir + "/"]
+    if name in IDX_DATASETS:
+        return missing_idx_files(raw_dir)
+    wanted = manual_files(name)
+    if not wanted:
+        return ["(tfds lists no files for this data set; it cannot be prepared offline here)"]
+    return [f for f in wanted if not os.path.exists(os.path.join(raw_dir, f))]
+
+
+def what_to_place(name: str, raw_dir: str, data_dir: str) -> str:
+    """A sentence telling the user which files to put where, and the command to run."""
+    raw = raw_dir or "/path/to/raw"
+    if name in IDX_DATASETS:
+        files = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
+    else:
+        files = ", ".join(manual_files(name)) or "(unknown)"
+    cmd = PREPARE_COMMAND.format(name=name, raw=raw, dd=default_data_dir(data_dir))
+    return (
+        f"place {files} in a folder (e.g. {raw}) and run `{cmd}`, or set "
+        f"config.data.raw_dir to that folder to prepare it on first use"
+    )
+
+
+def prepare(name: str, raw_dir: str, data_dir: str) -> None:
+    """Builds tfds `name` in `data_dir` from local files so that tfds.load works offline.
+
+    `digits` needs no files (raw_dir is ignored). MNIST-format sets read the four IDX files in
+    `raw_dir` (gzipped or not). Any other tfds set reads the original downloads from `raw_dir`
+    (tfds's manual_dir), after checking that every one is present.
+    """
+    data_dir = default_data_dir(data_dir)
+    start = time.perf_counter()
+    if name == "digits":
+        builder = Digits(data_dir=data_dir)
+        builder.download_and_prepare(download_config=_no_download_config())
+    else:
+        missing = missing_raw_files(name, raw_dir) if raw_dir else ["(no raw_dir given)"]
+        if missing:
+            raise DataNotFoundError(
+                f"cannot prepare {name} offline: {raw_dir or 'raw_dir'} lacks "
+                f"{', '.join(missing)}; {what_to_place(name, raw_dir, data_dir)}"
+            )
+        if name in IDX_DATASETS:
+            builder = _offline_idx_builder(name, raw_dir, data_dir)
+            builder.download_and_prepare(download_config=_no_download_config())
+        else:
+            builder = tfds.builder(name, data_dir=data_dir)
+            builder.download_and_prepare(download_config=_no_download_config(raw_dir))
+    logging.info(
+        "Prepared %s into %s in %.1f s.", name, builder.data_dir, time.perf_counter() - start
+    )
+
+
+def tfds_is_mocked() -> bool:
+    """True inside `tfds.testing.mock_data` (which fakes reading and makes preparing a no-op)."""
+    fn = tfds.core.DatasetBuilder.download_and_prepare
+    return getattr(fn, "__name__", "") == "mock_download_and_prepare"
+
+
+def is_prepared(name: str, data_dir: str) -> bool:
+    if tfds_is_mocked():
+        return True
+    builder = Digits(data_dir=data_dir or None) if name == "digits" else None
+    builder = builder or tfds.builder(name, data_dir=data_dir or None, try_gcs=False)
+    return builder.is_prepared()
+
+
+def ensure_prepared(name: str, data_dir: str, raw_dir: str) -> None:
+    """Makes `tfds.load(name, data_dir)` work offline, or raises DataNotFoundError fast."""
+    if is_prepared(name, data_dir):
+        return
+    if name == "digits":
+        prepare(name, "", data_dir)
+        return
+    if raw_dir:
+        prepare(name, raw_dir, data_dir)
+        return
+    raise DataNotFoundError(
+        f"config.data.name: {name} is not prepared in {default_data_dir(data_dir)} "
+        f"(config.data.data_dir) and cannot be downloaded here; "
+        f"{what_to_place(name, raw_dir, data_dir)}"
+    )

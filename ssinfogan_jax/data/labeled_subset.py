@@ -1,0 +1,110 @@
+"""The labelled subset: chosen once, from its own seed, on global train-split indices.
+
+The choice depends only on (labels of the train split, count, selection, seed), so every host
+computes the same subset, and a rerun of the same config gets the same one. It is written to the
+work dir (`labeled_subset.json`: indices and the count per class) and, on resume, read back from
+there rather than recomputed, so a run keeps its labels even if this code changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import logging
+
+SUBSET_FILE = "labeled_subset.json"
+SELECTIONS = ("stratified", "random")
+
+
+def resolve_num_labeled(num_labeled: int, labeled_fraction: float, num_train: int) -> int:
+    """num_labeled, or round(labeled_fraction * num_train) when num_labeled == -1."""
+    if num_labeled == -1:
+        return round(labeled_fraction * num_train)
+    return int(num_labeled)
+
+
+def select_labeled(
+    strata: np.ndarray | None, num_labeled: int, selection: str, seed: int
+) -> np.ndarray:
+    """Sorted int64 global indices of the labelled subset.
+
+    Args:
+      strata: int [N] class of each train example (the first supervised label), or None when
+        the data set has no categorical label (then selection falls back to 'random').
+      num_labeled: subset size, 0 <= num_labeled <= N.
+      selection: 'random': the reference (one seeded permutation of the whole train set, the
+        last `num_labeled` of it; not class-balanced). 'stratified': num_labeled // K per class
+        (K classes), the remainder one each to the classes first in a seeded class order, each
+        class's examples drawn by a seeded permutation. A class with too few examples gives all
+        it has and the shortfall goes to the others, so the total is always `num_labeled`.
+      seed: config.data.labeled_seed (independent of config.seed).
+    """
+    if selection not in SELECTIONS:
+        raise ValueError(f"labeled_selection must be one of {SELECTIONS}, got {selection!r}")
+    n = len(strata) if strata is not None else None
+    rng = np.random.default_rng(seed)
+    if selection == "random" or strata is None:
+        if n is None:
+            raise ValueError("random selection needs the train split size")
+        perm = rng.permutation(n)
+        return np.sort(perm[n - num_labeled :]).astype(np.int64)
+    classes = np.unique(strata)
+    by_class = [rng.permutation(np.flatnonzero(strata == c)) for c in classes]
+    class_order = rng.permutation(len(classes))
+    quota = np.zeros(len(classes), np.int64)
+    remaining = num_labeled
+    # Water-filling: equal shares, capped by class size; leftovers to the seeded class order.
+    while remaining > 0:
+        open_ = [k for k in class_order if quota[k] < len(by_class[k])]
+        if not open_:
+            raise ValueError(f"num_labeled {num_labeled} exceeds the train split size")
+        share = remaining // len(open_)
+        for k in open_:
+            take = min(share if share else 1, len(by_class[k]) - quota[k], remaining)
+            quota[k] += take
+            remaining -= take
+            if remaining == 0:
+                break
+    chosen = [members[:q] for members, q in zip(by_class, quota, strict=True)]
+    return np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, np.int64)
+
+
+def class_counts(labels: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, dict]:
+    """For each categorical label, {class: count} over the subset (for logging and the file)."""
+    counts = {}
+    for name, values in labels.items():
+        if np.issubdtype(values.dtype, np.integer):
+            classes, n = np.unique(values[indices], return_counts=True)
+            counts[name] = {str(int(c)): int(k) for c, k in zip(classes, n, strict=True)}
+    return counts
+
+
+def save(
+    workdir: str, indices: np.ndarray, counts: dict, description: dict
+) -> str:  # pragma: no cover - trivial
+    """Writes the subset file (host 0 only; via tf.io.gfile so gs:// work dirs work)."""
+    from ssinfogan_jax.data.tf_setup import tf
+
+    path = os.path.join(workdir, SUBSET_FILE)
+    tf.io.gfile.makedirs(workdir)
+    payload = dict(description, num_labeled=len(indices), count_per_class=counts)
+    payload["indices"] = [int(i) for i in indices]
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        json.dump(payload, f)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    return path
+
+
+def load(workdir: str) -> tuple[np.ndarray, dict] | None:
+    """(indices, the whole record) from a previous run's subset file, or None."""
+    from ssinfogan_jax.data.tf_setup import tf
+
+    path = os.path.join(workdir, SUBSET_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        payload = json.load(f)
+    logging.info("Read the labelled subset (%d examples) from %s.", payload["num_labeled"], path)
+    return np.asarray(payload["indices"], np.int64), payload

@@ -1,0 +1,564 @@
+"""Data for ss-InfoGAN: tfds loading and preprocessing, the labelled subset, the batch schedule.
+
+    info = get_dataset_info(config)            # shapes, ranges, label names; no data read
+    problems = validate_data_config(config)    # one message per bad config.data field
+    data = create_train_data(config, workdir, process_index=..., process_count=...)
+    for batch in data.iterate(start_step): ...
+    images, labels = load_split(config, "test")
+
+Design (why it looks like this):
+- The preprocessed train split (this host's contiguous block of it, as tfds's even_splits
+  would give) is held in memory as uint8 and turned into float32 per batch: MNIST is 47 MB,
+  CelebA at 32x32 ~500 MB. Then `batch(step)` is random access and a pure function of
+  (config, step): resuming needs no iterator state and gives the same batches (data/sampler.py).
+- The labelled subset is defined on global train-split indices (the tfds file order), chosen
+  from config.data.labeled_seed alone, so it is the same on every host and every run; each
+  host draws only from its own block of each pool, so hosts see disjoint examples.
+- Batches (numpy, this host's share of the global batch of size B / process_count = b):
+    image       float32 [b, H, W, C], in info.image_range
+    label_mask  float32 [b], 1 = labelled (drawn from the labelled subset)
+    labels      {name: int32 [b] (categorical; -1 where mask is 0) or float32 [b]
+                 (continuous; NaN where mask is 0)}
+    index       int64 [b], global train-split index of each example (for checks; not needed
+                 by the train step)
+  An unlabelled example never carries its label: its entries are the sentinel.
+- Preprocessing: MNIST-format sets (mnist, fashion_mnist, kmnist, digits) -> 28x28x1 in
+  [0, 1] (the reference divides by 255; G ends in a sigmoid). svhn_cropped, cifar10 -> 32x32x3
+  in [-1, 1] (tanh G). celeb_a -> a fixed face-centred crop (config.data.celeba_crop), area
+  resized to 32x32x3, [-1, 1]; labels = the chosen attributes, int32 0/1 each.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+from collections.abc import Iterator
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from ssinfogan_jax.data import builders, labeled_subset, sampler
+from ssinfogan_jax.data.tf_setup import tf, tfds
+
+DataNotFoundError = builders.DataNotFoundError
+prepare = builders.prepare  # prepare(name, raw_dir, data_dir) -> None
+
+MNIST_LIKE = ("digits", "mnist", "fashion_mnist", "kmnist")
+RGB32 = ("svhn_cropped", "cifar10")
+CELEBA = "celeb_a"
+# (train, test) sizes of the known sets, so that the info needs no prepared data.
+KNOWN_SIZES = {
+    "digits": (1438, 359),
+    "mnist": (60000, 10000),
+    "fashion_mnist": (60000, 10000),
+    "kmnist": (60000, 10000),
+    "svhn_cropped": (73257, 26032),
+    "cifar10": (50000, 10000),
+    "celeb_a": (162770, 19962),
+}
+CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    image_shape: tuple[int, int, int]  # after preprocessing
+    image_range: tuple[float, float]  # (0, 1) or (-1, 1)
+    num_train: int
+    num_test: int
+    labels: dict[str, int]  # label name -> number of classes (0 = continuous)
+
+
+# ----------------------------------------------------------------------------------------------
+# Info and validation.
+
+
+def _celeba_attributes() -> tuple[str, ...]:
+    from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
+
+    return tuple(celeb_a_dataset_builder.ATTR_HEADINGS)
+
+
+def _kind(config) -> str:
+    """'mnist' (28x28x1, [0, 1]), 'rgb32' (32x32x3, [-1, 1]) or 'celeba'; raises if unknown."""
+    name = config.data.name
+    if name in MNIST_LIKE:
+        return "mnist"
+    if name in RGB32:
+        return "rgb32"
+    if name == CELEBA:
+        return "celeba"
+    try:
+        features = tfds.builder_cls(name)(data_dir="/nonexistent-tfds-dir").info.features
+    except Exception as e:
+        raise ValueError(f"config.data.name: unknown data set {name!r} ({e})") from None
+    shape = tuple(features["image"].shape) if "image" in features else None
+    if shape == (28, 28, 1):
+        return "mnist"
+    if shape == (32, 32, 3):
+        return "rgb32"
+    raise ValueError(
+        f"config.data.name: {name!r} has images {shape}; supported are 28x28x1 (MNIST-like), "
+        f"32x32x3 and celeb_a"
+    )
+
+
+def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
+    """Shapes, ranges, split sizes and labels of config.data.name; reads no examples."""
+    name = config.data.name
+    kind = _kind(config)
+    if name in KNOWN_SIZES:
+        num_train, num_test = KNOWN_SIZES[name]
+    else:
+        builder = tfds.builder(name, data_dir=config.data.data_dir or None)
+        splits = builder.info.splits
+        num_train = splits["train"].num_examples if "train" in splits else 0
+        num_test = splits["test"].num_examples if "test" in splits else 0
+    if kind == "celeba":
+        labels = {a: 2 for a in config.data.celeba_attributes}
+        return DatasetInfo(name, (32, 32, 3), (-1.0, 1.0), num_train, num_test, labels)
+    if name in KNOWN_SIZES:
+        labels = {"label": 10}
+    else:
+        feature = tfds.builder_cls(name)(data_dir="/nonexistent-tfds-dir").info.features
+        labels = {"label": feature["label"].num_classes} if "label" in feature else {}
+    if kind == "mnist":
+        return DatasetInfo(name, (28, 28, 1), (0.0, 1.0), num_train, num_test, labels)
+    return DatasetInfo(name, (32, 32, 3), (-1.0, 1.0), num_train, num_test, labels)
+
+
+def num_labeled(config: ml_collections.ConfigDict, num_train: int) -> int:
+    """The labelled subset size: config.data.num_labeled, or the fraction when it is -1."""
+    d = config.data
+    return labeled_subset.resolve_num_labeled(d.num_labeled, d.labeled_fraction, num_train)
+
+
+def validate_data_config(
+    config: ml_collections.ConfigDict, *, process_count: int | None = None
+) -> list[str]:
+    """Every problem of config.data (and the codes' labels), one message per problem.
+
+    `process_count` defaults to jax.process_count(); the global batch must divide by it.
+    """
+    d, problems = config.data, []
+    try:
+        info = get_dataset_info(config)
+    except ValueError as e:
+        return [str(e)]
+    if process_count is None:
+        import jax
+
+        process_count = jax.process_count()
+    # Data present?
+    try:
+        prepared = builders.is_prepared(d.name, d.data_dir)
+    except Exception as e:
+        prepared, problems = False, [f"config.data.data_dir: cannot read {d.data_dir!r}: {e}"]
+    if not prepared and d.name != "digits":
+        if not d.raw_dir:
+            problems.append(
+                f"config.data.data_dir: {d.name} is not prepared in "
+                f"{builders.default_data_dir(d.data_dir)} and cannot be downloaded here; "
+                + builders.what_to_place(d.name, d.raw_dir, d.data_dir)
+            )
+        elif missing := builders.missing_raw_files(d.name, d.raw_dir):
+            problems.append(
+                f"config.data.raw_dir: {d.raw_dir} lacks {', '.join(missing)} to prepare "
+                f"{d.name}; " + builders.what_to_place(d.name, d.raw_dir, d.data_dir)
+            )
+    # The labelled subset.
+    if not 0.0 <= d.labeled_fraction <= 1.0:
+        problems.append(f"config.data.labeled_fraction: {d.labeled_fraction} is not in [0, 1]")
+    if d.num_labeled < -1:
+        problems.append(
+            f"config.data.num_labeled: {d.num_labeled} is negative (use -1 for "
+            f"labeled_fraction, 0 for no labels = the InfoGAN baseline)"
+        )
+    elif info.num_train and num_labeled(config, info.num_train) > info.num_train:
+        problems.append(
+            f"config.data.num_labeled: {d.num_labeled} is larger than the {info.num_train} "
+            f"training examples of {d.name}"
+        )
+    elif 0 < num_labeled(config, info.num_train) < process_count:
+        problems.append(
+            f"config.data.num_labeled: {d.num_labeled} labelled examples cannot be shared by "
+            f"{process_count} processes (each needs at least one)"
+        )
+    if d.labeled_selection not in labeled_subset.SELECTIONS:
+        problems.append(
+            f"config.data.labeled_selection: {d.labeled_selection!r} is not one of "
+            f"{labeled_subset.SELECTIONS}"
+        )
+    # Codes against labels.
+    for c in config.latents.codes:
+        label = c.get("label", "") or ""
+        if not label:
+            continue
+        where = f"config.latents.codes[{c.name}].label"
+        if label not in info.labels:
+            problems.append(
+                f"{where}: {d.name} has no label {label!r} (it has {sorted(info.labels)})"
+            )
+            continue
+        classes = info.labels[label]
+        if c.kind == "categorical" and classes == 0:
+            problems.append(f"{where}: {label!r} is continuous, but code {c.name} is categorical")
+        elif c.kind == "categorical" and c.size != classes:
+            problems.append(
+                f"config.latents.codes[{c.name}].size: {c.size} differs from the {classes} "
+                f"classes of label {label!r}"
+            )
+        elif c.kind == "continuous" and classes:
+            problems.append(f"{where}: {label!r} is categorical, but code {c.name} is continuous")
+    # The schedule.
+    if d.batch_mode not in sampler.MODES:
+        problems.append(f"config.data.batch_mode: {d.batch_mode!r} is not one of {sampler.MODES}")
+    for field in ("p_labeled_start", "p_labeled_step", "mix_labeled_share"):
+        if not 0.0 <= d[field] <= 1.0:
+            problems.append(f"config.data.{field}: {d[field]} is not in [0, 1]")
+    if d.p_labeled_final != -1 and not 0.0 <= d.p_labeled_final <= 1.0:
+        problems.append(
+            f"config.data.p_labeled_final: {d.p_labeled_final} is neither -1 (the true "
+            f"labelled fraction) nor in [0, 1]"
+        )
+    if d.p_labeled_every < 1:
+        problems.append(f"config.data.p_labeled_every: {d.p_labeled_every} must be >= 1")
+    if d.prefetch < 0:
+        problems.append(f"config.data.prefetch: {d.prefetch} must be >= 0")
+    # Batch.
+    if config.batch_size < 1 or config.batch_size % process_count:
+        problems.append(
+            f"config.batch_size: {config.batch_size} is not a positive multiple of the "
+            f"{process_count} processes"
+        )
+    # CelebA.
+    if d.name == CELEBA:
+        known = _celeba_attributes()
+        for a in d.celeba_attributes:
+            if a not in known:
+                problems.append(f"config.data.celeba_attributes: {a!r} is not one of {known}")
+        top, left, h, w = d.celeba_crop
+        if top < 0 or left < 0 or h < 1 or w < 1 or top + h > 218 or left + w > 178:
+            problems.append(
+                f"config.data.celeba_crop: {tuple(d.celeba_crop)} is not inside the 218x178 "
+                f"aligned CelebA images"
+            )
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading.
+
+
+def _preprocess_fn(config, info: DatasetInfo):
+    """tf example -> (uint8 image in the final geometry, {label: value})."""
+    kind, label_names = _kind(config), list(info.labels)
+
+    def fn(example):
+        image = example["image"]
+        if kind == "celeba":
+            top, left, h, w = config.data.celeba_crop
+            image = image[top : top + h, left : left + w]
+            image = tf.image.resize(image, info.image_shape[:2], method="area")
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            labels = {a: tf.cast(example["attributes"][a], tf.int32) for a in label_names}
+        else:
+            labels = {n: tf.cast(example[n], tf.int32) for n in label_names}
+        return {"image": tf.ensure_shape(image, info.image_shape), "labels": labels}
+
+    return fn
+
+
+def _builder(config):
+    d = config.data
+    builders.ensure_prepared(d.name, d.data_dir, d.raw_dir)
+    if d.name == "digits":
+        return builders.Digits(data_dir=builders.default_data_dir(d.data_dir))
+    return tfds.builder(d.name, data_dir=d.data_dir or None, try_gcs=False)
+
+
+def _load_uint8(config, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(uint8 [N, H, W, C], {label: [N]}) of a tfds split string, in tfds file order."""
+    info = get_dataset_info(config)
+    builder = _builder(config)
+    # cycle_length 1: read files in order, so position i of 'train[a:b]' is global index a + i.
+    read_config = tfds.ReadConfig(interleave_cycle_length=1)
+    ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+    ds = ds.map(_preprocess_fn(config, info), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(2048).prefetch(2)
+    images, labels = [], collections.defaultdict(list)
+    for chunk in tfds.as_numpy(ds):
+        images.append(chunk["image"])
+        for k, v in chunk["labels"].items():
+            labels[k].append(v)
+    empty = np.zeros((0, *info.image_shape), np.uint8)
+    images = np.concatenate(images) if images else empty
+    out = {
+        k: np.concatenate(labels[k]) if labels[k] else np.zeros(0, np.int32) for k in info.labels
+    }
+    return images, out
+
+
+def _to_float(images: np.ndarray, image_range: tuple[float, float]) -> np.ndarray:
+    lo, hi = image_range
+    scale = np.float32((hi - lo) / 255.0)
+    return images.astype(np.float32) * scale + np.float32(lo)
+
+
+def load_split(
+    config: ml_collections.ConfigDict, split: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A whole split (e.g. 'test') for evaluation: float32 [N, H, W, C] images and labels."""
+    info = get_dataset_info(config)
+    images, labels = _load_uint8(config, split)
+    return _to_float(images, info.image_range), labels
+
+
+# ----------------------------------------------------------------------------------------------
+# Training batches.
+
+
+def _schedule(config, labeled_fraction: float) -> sampler.Schedule:
+    d = config.data
+    final = labeled_fraction if d.p_labeled_final == -1 else float(d.p_labeled_final)
+    return sampler.Schedule(
+        start=float(d.p_labeled_start),
+        step=float(d.p_labeled_step),
+        every=int(d.p_labeled_every),
+        final=final,
+    )
+
+
+class TrainData:
+    """This host's training batches for any global step.
+
+    Attributes:
+      info: the data set (info.num_train = the whole train split, all hosts).
+      labeled_indices: int64 [num_labeled] sorted global train indices of the labelled subset.
+      labeled_fraction: num_labeled / num_train (the schedule's final probability).
+    """
+
+    def __init__(
+        self,
+        *,
+        info: DatasetInfo,
+        images: np.ndarray,
+        labels: dict[str, np.ndarray],
+        offset: int,
+        labeled_indices: np.ndarray,
+        sampler_: sampler.Sampler,
+        local_labeled: np.ndarray,
+        local_unlabeled: np.ndarray,
+        prefetch: int = 2,
+    ):
+        self.info, self.labeled_indices = info, labeled_indices
+        self.labeled_fraction = len(labeled_indices) / max(info.num_train, 1)
+        self.sampler = sampler_
+        self._images, self._labels, self._offset = images, labels, offset
+        self._local_labeled, self._local_unlabeled = local_labeled, local_unlabeled
+        self._prefetch = prefetch
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per batch on this host."""
+        return self.sampler.batch_size
+
+    def p_labeled(self, step: int) -> float:
+        """P(labelled batch) at `step` ('alternate' mode)."""
+        return float(self.sampler.p_labeled(np.asarray(step)))
+
+    def batch(self, step: int) -> dict:
+        """This host's share of global step `step`'s batch; a pure function of (config, step)."""
+        lab, unl, slots = self.sampler.slots(int(step))
+        local = np.empty(len(slots), np.int64)
+        local[slots] = self._local_labeled[lab]
+        local[~slots] = self._local_unlabeled[unl]
+        labels = {}
+        for name, values in self._labels.items():
+            if self.info.labels[name]:
+                out = np.full(len(slots), -1, np.int32)
+            else:
+                out = np.full(len(slots), np.nan, np.float32)
+            out[slots] = values[local[slots]]
+            labels[name] = out
+        return {
+            "image": _to_float(self._images[local], self.info.image_range),
+            "label_mask": slots.astype(np.float32),
+            "labels": labels,
+            "index": local + self._offset,
+        }
+
+    def iterate(self, start_step: int = 0) -> Iterator[dict]:
+        """batch(start_step), batch(start_step + 1), ..., computed ahead in a thread."""
+        if self._prefetch == 0:
+            step = start_step
+            while True:
+                yield self.batch(step)
+                step += 1
+        with concurrent.futures.ThreadPoolExecutor(1, "input_pipeline") as pool:
+            queue = collections.deque(
+                pool.submit(self.batch, start_step + i) for i in range(self._prefetch)
+            )
+            step = start_step + self._prefetch
+            try:
+                while True:
+                    batch = queue.popleft().result()
+                    queue.append(pool.submit(self.batch, step))
+                    step += 1
+                    yield batch
+            finally:
+                for future in queue:
+                    future.cancel()
+
+
+def host_block(num_train: int, process_index: int, process_count: int) -> tuple[int, int]:
+    """This host's contiguous block [start, stop) of the train split (as tfds.even_splits)."""
+    start = num_train * process_index // process_count
+    return start, num_train * (process_index + 1) // process_count
+
+
+def _strata(config, info: DatasetInfo, labels: dict[str, np.ndarray]) -> np.ndarray | None:
+    """What stratified selection balances: the label of the first supervised categorical code
+    (for CelebA: the first chosen attribute, so e.g. half the labelled faces smile), else the
+    first categorical label; None if there is none (then selection is random)."""
+    for c in config.latents.codes:
+        label = c.get("label", "") or ""
+        if label and info.labels.get(label):
+            return labels[label]
+    for name, classes in info.labels.items():
+        if classes:
+            return labels[name]
+    return None
+
+
+def create_train_data(
+    config: ml_collections.ConfigDict,
+    workdir: str | None,
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> TrainData:
+    """Loads this host's block of the train split, fixes the labelled subset, builds batches.
+
+    The subset is read back from `workdir` when a previous run wrote it there (resume), else
+    chosen from config.data.labeled_seed and written there by process 0 (labeled_subset.json:
+    indices and count per class). Raises ValueError listing every config problem, or
+    DataNotFoundError (fast) when the data is absent.
+    """
+    problems = [
+        p
+        for p in validate_data_config(config, process_count=process_count)
+        if not p.startswith("config.data.data_dir: ") or config.data.raw_dir
+    ]
+    if problems and not builders.tfds_is_mocked():
+        if any(p.startswith(("config.data.data_dir: ", "config.data.raw_dir: ")) for p in problems):
+            raise DataNotFoundError("\n".join(problems))
+        raise ValueError("Bad data config:\n" + "\n".join(problems))
+    d = config.data
+    info = get_dataset_info(config)
+    if process_count == 1:
+        images, labels = _load_uint8(config, "train")
+        num_train = len(images)  # the real count (differs from the table under mock_data)
+        start, stop = 0, num_train
+        all_labels = labels
+    else:
+        num_train = info.num_train
+        start, stop = host_block(num_train, process_index, process_count)
+        images, labels = _load_uint8(config, f"train[{start}:{stop}]")
+        all_labels = None
+    info = dataclasses.replace(info, num_train=num_train)
+    n_lab = num_labeled(config, num_train)
+    if n_lab > num_train:
+        raise ValueError(f"config.data.num_labeled: {n_lab} > {num_train} training examples")
+
+    record = labeled_subset.load(workdir) if workdir else None
+    if record is not None:
+        indices, saved = record
+        if saved.get("dataset") != d.name or len(indices) != n_lab:
+            raise ValueError(
+                f"{workdir}/{labeled_subset.SUBSET_FILE} holds {len(indices)} labelled examples "
+                f"of {saved.get('dataset')}, but the config asks for {n_lab} of {d.name}; use a "
+                f"fresh work dir (or delete that file) to choose a new subset"
+            )
+    else:
+        if d.labeled_selection == "stratified" and all_labels is None:
+            # Stratifying needs every host to see all train labels; labels only, images skipped.
+            all_labels = _load_labels(config, info)
+        strata = _strata(config, info, all_labels) if all_labels else None
+        if strata is None and d.labeled_selection == "stratified" and info.labels:
+            strata = None  # no categorical label: falls back to random below
+        strata_or_n = strata if strata is not None else np.zeros(num_train, np.int64)
+        selection = d.labeled_selection if strata is not None else "random"
+        indices = labeled_subset.select_labeled(strata_or_n, n_lab, selection, d.labeled_seed)
+        if all_labels is not None:
+            counts = labeled_subset.class_counts(all_labels, indices)
+            logging.info("Labelled subset: %d of %d; per class: %s", n_lab, num_train, counts)
+        else:
+            counts = {}
+        if workdir and process_index == 0:
+            description = dict(
+                dataset=d.name,
+                num_train=num_train,
+                selection=selection,
+                labeled_seed=d.labeled_seed,
+            )
+            path = labeled_subset.save(workdir, indices, counts, description)
+            logging.info("Wrote the labelled subset to %s.", path)
+
+    is_labeled = np.zeros(stop - start, bool)
+    mine = indices[(indices >= start) & (indices < stop)]
+    is_labeled[mine - start] = True
+    local_labeled = np.flatnonzero(is_labeled)
+    local_unlabeled = np.flatnonzero(~is_labeled)
+    if n_lab and not len(local_labeled):
+        raise ValueError(f"process {process_index} holds none of the {n_lab} labelled examples")
+    if n_lab < num_train and not len(local_unlabeled):
+        raise ValueError(f"process {process_index} holds no unlabelled examples")
+    sampler_ = sampler.Sampler(
+        seed=config.seed,
+        schedule=_schedule(config, n_lab / num_train),
+        mode=d.batch_mode,
+        mix_share=float(d.mix_labeled_share),
+        batch_size=config.batch_size // process_count,
+        num_labeled_local=len(local_labeled),
+        num_unlabeled_local=len(local_unlabeled),
+        has_labeled=n_lab > 0,
+        has_unlabeled=n_lab < num_train,
+    )
+    return TrainData(
+        info=info,
+        images=images,
+        labels=labels,
+        offset=start,
+        labeled_indices=indices,
+        sampler_=sampler_,
+        local_labeled=local_labeled,
+        local_unlabeled=local_unlabeled,
+        prefetch=int(d.prefetch),
+    )
+
+
+def _load_labels(config, info: DatasetInfo) -> dict[str, np.ndarray]:
+    """All train labels (images not decoded), in tfds file order."""
+    builder = _builder(config)
+    read_config = tfds.ReadConfig(interleave_cycle_length=1)
+    ds = builder.as_dataset(
+        split="train",
+        shuffle_files=False,
+        read_config=read_config,
+        decoders={"image": tfds.decode.SkipDecoding()},
+    )
+    celeba = _kind(config) == "celeba"
+
+    def fn(example):
+        source = example["attributes"] if celeba else example
+        return {n: tf.cast(source[n], tf.int32) for n in info.labels}
+
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE).batch(8192)
+    out = collections.defaultdict(list)
+    for chunk in tfds.as_numpy(ds):
+        for k, v in chunk.items():
+            out[k].append(v)
+    return {k: np.concatenate(v) for k, v in out.items()}
