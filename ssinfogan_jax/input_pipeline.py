@@ -447,13 +447,10 @@ def create_train_data(
     indices and count per class). Raises ValueError listing every config problem, or
     DataNotFoundError (fast) when the data is absent.
     """
-    problems = [
-        p
-        for p in validate_data_config(config, process_count=process_count)
-        if not p.startswith("config.data.data_dir: ") or config.data.raw_dir
-    ]
-    if problems and not builders.tfds_is_mocked():
-        if any(p.startswith(("config.data.data_dir: ", "config.data.raw_dir: ")) for p in problems):
+    problems = validate_data_config(config, process_count=process_count)
+    if problems:
+        location = ("config.data.data_dir: ", "config.data.raw_dir: ")
+        if any(p.startswith(location) for p in problems):
             raise DataNotFoundError("\n".join(problems))
         raise ValueError("Bad data config:\n" + "\n".join(problems))
     d = config.data
@@ -476,27 +473,25 @@ def create_train_data(
     record = labeled_subset.load(workdir) if workdir else None
     if record is not None:
         indices, saved = record
-        if saved.get("dataset") != d.name or len(indices) != n_lab:
+        if (saved.get("dataset"), len(indices)) != (d.name, n_lab):
             raise ValueError(
                 f"{workdir}/{labeled_subset.SUBSET_FILE} holds {len(indices)} labelled examples "
                 f"of {saved.get('dataset')}, but the config asks for {n_lab} of {d.name}; use a "
                 f"fresh work dir (or delete that file) to choose a new subset"
             )
     else:
-        if d.labeled_selection == "stratified" and all_labels is None:
-            # Stratifying needs every host to see all train labels; labels only, images skipped.
+        if all_labels is None:
+            # Every host needs all train labels (to stratify, and to log the count per class);
+            # only the labels are read, images stay undecoded.
             all_labels = _load_labels(config, info)
-        strata = _strata(config, info, all_labels) if all_labels else None
-        if strata is None and d.labeled_selection == "stratified" and info.labels:
-            strata = None  # no categorical label: falls back to random below
-        strata_or_n = strata if strata is not None else np.zeros(num_train, np.int64)
+        strata = _strata(config, info, all_labels)
+        # No categorical label (or random selection): one permutation of all N indices.
         selection = d.labeled_selection if strata is not None else "random"
-        indices = labeled_subset.select_labeled(strata_or_n, n_lab, selection, d.labeled_seed)
-        if all_labels is not None:
-            counts = labeled_subset.class_counts(all_labels, indices)
-            logging.info("Labelled subset: %d of %d; per class: %s", n_lab, num_train, counts)
-        else:
-            counts = {}
+        if strata is None:
+            strata = np.zeros(num_train, np.int64)
+        indices = labeled_subset.select_labeled(strata, n_lab, selection, d.labeled_seed)
+        counts = labeled_subset.class_counts(all_labels, indices)
+        logging.info("Labelled subset: %d of %d; per class: %s", n_lab, num_train, counts)
         if workdir and process_index == 0:
             description = dict(
                 dataset=d.name,

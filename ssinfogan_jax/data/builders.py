@@ -190,7 +190,7 @@ def manual_files(name: str) -> list[str]:
 def missing_raw_files(name: str, raw_dir: str) -> list[str]:
     """What `raw_dir` lacks to prepare `name` offline ([] = complete)."""
     if not os.path.isdir(raw_dir):
-        return [raw_dir + "/"]
+        return ["everything (the folder does not exist)"]
     if name in IDX_DATASETS:
         return missing_idx_files(raw_dir)
     wanted = manual_files(name)

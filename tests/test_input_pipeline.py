@@ -1,0 +1,453 @@
+"""Input pipeline: offline data, the labelled subset, the schedule, sharding, determinism.
+
+No test can download: an autouse fixture makes any tfds download raise.
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from configs import default
+from ssinfogan_jax import input_pipeline as ip
+from ssinfogan_jax.data import builders, labeled_subset, sampler
+from ssinfogan_jax.data.tf_setup import tfds
+
+MNIST_RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
+MNIST_RAW = os.environ.get("SSINFOGAN_MNIST_RAW", os.path.abspath(MNIST_RAW))
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Any attempt by tfds to fetch a URL fails the test at once."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a test tried to download: {args[1:]} {kwargs}")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "_download", refuse)
+    monkeypatch.setattr(tfds.core.utils.gcs_utils, "exists", lambda path: False)
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
+    ip.prepare("digits", "", data_dir)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    """Real MNIST prepared offline from the IDX files, once per session."""
+    if not os.path.isdir(MNIST_RAW):
+        pytest.skip(f"no raw MNIST at {MNIST_RAW}")
+    data_dir = str(tmp_path_factory.mktemp("tfds_mnist"))
+    start = time.perf_counter()
+    ip.prepare("mnist", MNIST_RAW, data_dir)
+    print(f"prepared MNIST in {time.perf_counter() - start:.1f} s")
+    return data_dir
+
+
+def digits_config(data_dir, **data):
+    config = default.get_config()
+    config.data.name = "digits"
+    config.data.data_dir = data_dir
+    config.data.num_labeled = 50
+    config.batch_size = 32
+    config.data.prefetch = 0
+    for k, v in data.items():
+        config.data[k] = v
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Offline data.
+
+
+def test_digits_loads_offline_and_matches_sklearn(digits_dir):
+    config = digits_config(digits_dir)
+    info = ip.get_dataset_info(config)
+    assert info == ip.DatasetInfo("digits", (28, 28, 1), (0.0, 1.0), 1438, 359, {"label": 10})
+    images, labels = ip.load_split(config, "test")
+    assert images.shape == (359, 28, 28, 1) and images.dtype == np.float32
+    assert images.min() == 0.0 and images.max() == 1.0
+    raw_images, raw_labels = builders.digits_arrays()["test"]
+    # tfds stores examples in hashed-key order: compare as a mapping image -> label.
+    raw = {im.tobytes(): int(lab) for im, lab in zip(raw_images, raw_labels, strict=True)}
+    got = {
+        np.round(im * 255).astype(np.uint8).tobytes(): int(lab)
+        for im, lab in zip(images, labels["label"], strict=True)
+    }
+    assert got == raw
+    # Digits are prepared on first use into an empty data_dir as well, without any files.
+    data = ip.create_train_data(digits_config(digits_dir), None)
+    assert data.info.num_train == 1438
+
+
+def _lookup(images: np.ndarray) -> dict[bytes, int]:
+    return {im.tobytes(): i for i, im in enumerate(images)}
+
+
+def test_real_mnist_prepared_offline_matches_idx(mnist_dir):
+    # tfds.load works offline on the prepared folder; the test split is exactly the IDX one.
+    test_images = builders.read_idx(MNIST_RAW, "test_images")
+    test_labels = builders.read_idx(MNIST_RAW, "test_labels")
+    ds = tfds.load("mnist", split="test", data_dir=mnist_dir, batch_size=-1)
+    tf_images, tf_labels = np.asarray(ds["image"]), np.asarray(ds["label"])
+    assert tf_images.shape == (10000, 28, 28, 1) and tf_images.dtype == np.uint8
+    by_bytes = _lookup(test_images)
+    found = np.array([by_bytes[im.tobytes()] for im in tf_images[..., 0]])  # KeyError = absent
+    np.testing.assert_array_equal(test_labels[found], tf_labels)
+    assert len(set(found.tolist())) == len(by_bytes)  # every IDX image is there
+
+    # The training data: all 60,000 IDX examples, and the first batches hold exactly the IDX
+    # images (scaled to [0, 1]) with their labels. (tfds stores examples in hashed-key
+    # order, so example i of the split is IDX example found[i].)
+    train_images = builders.read_idx(MNIST_RAW, "train_images")
+    train_labels = builders.read_idx(MNIST_RAW, "train_labels")
+    config = default.get_config()
+    config.data.data_dir = mnist_dir
+    config.data.prefetch = 0
+    data = ip.create_train_data(config, None)
+    assert data.info.num_train == 60000 and len(data.labeled_indices) == 600
+    by_bytes = _lookup(train_images)
+    found = np.array([by_bytes[im.tobytes()] for im in data._images[..., 0]])
+    assert len(set(found.tolist())) == len(by_bytes) > 59_000  # (MNIST repeats a few images)
+    np.testing.assert_array_equal(data._labels["label"], train_labels[found])
+    for step in range(3):  # p(labelled) = 1 in the first 100 steps
+        batch = data.batch(step)
+        assert batch["label_mask"].sum() == 128
+        idx = found[batch["index"]]
+        np.testing.assert_array_equal(
+            np.round(batch["image"][..., 0] * 255).astype(np.uint8), train_images[idx]
+        )
+        np.testing.assert_array_equal(batch["labels"]["label"], train_labels[idx])
+    # Stratified: 60 labelled per digit.
+    assert np.bincount(train_labels[found[data.labeled_indices]]).tolist() == [60] * 10
+
+
+def test_idx_reader_takes_plain_and_gzipped_files(tmp_path):
+    for stem in builders.IDX_FILES.values():
+        with gzip.open(os.path.join(MNIST_RAW, stem + ".gz")) as src:
+            (tmp_path / stem).write_bytes(src.read())
+    assert builders.missing_idx_files(str(tmp_path)) == []
+    plain = builders.read_idx(str(tmp_path), "test_images")
+    np.testing.assert_array_equal(plain, builders.read_idx(MNIST_RAW, "test_images"))
+    assert (
+        hashlib.sha256(plain.tobytes()).hexdigest()
+        == hashlib.sha256(builders.read_idx(MNIST_RAW, "test_images").tobytes()).hexdigest()
+    )
+
+
+def test_missing_data_fails_fast_with_what_to_place_where(tmp_path):
+    config = default.get_config()
+    config.data.data_dir = str(tmp_path / "tfds")
+    start = time.perf_counter()
+    with pytest.raises(ip.DataNotFoundError) as e:
+        ip.create_train_data(config, None)
+    assert time.perf_counter() - start < 5.0
+    message = str(e.value)
+    assert "config.data.data_dir: mnist is not prepared in " + str(tmp_path / "tfds") in message
+    assert "train-images-idx3-ubyte[.gz]" in message and "t10k-labels-idx1-ubyte[.gz]" in message
+    assert "python -m ssinfogan_jax.prepare_data --dataset=mnist" in message
+
+    # A raw folder that lacks files: named, and still fast.
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(os.path.join(MNIST_RAW, "train-labels-idx1-ubyte.gz"), raw)
+    config.data.raw_dir = str(raw)
+    problems = ip.validate_data_config(config, process_count=1)
+    assert len(problems) == 1 and problems[0].startswith(f"config.data.raw_dir: {raw} lacks ")
+    assert "train-images-idx3-ubyte, t10k-images-idx3-ubyte" in problems[0]
+    with pytest.raises(ip.DataNotFoundError):
+        ip.create_train_data(config, None)
+
+    # Other sets name the original downloads.
+    config.data.name, config.data.raw_dir = "svhn_cropped", ""
+    (problem,) = [p for p in ip.validate_data_config(config, process_count=1) if "place" in p]
+    assert "extra_32x32.mat, test_32x32.mat, train_32x32.mat" in problem
+    with pytest.raises(ip.DataNotFoundError, match="cannot prepare celeb_a offline"):
+        ip.prepare("celeb_a", str(raw), str(tmp_path / "tfds"))
+    assert time.perf_counter() - start < 10.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Mock data for the sets that exist nowhere offline.
+
+
+@pytest.mark.parametrize(
+    "name, labels",
+    [
+        ("svhn_cropped", {"label": 10}),
+        ("cifar10", {"label": 10}),
+        ("celeb_a", {"Smiling": 2, "Mouth_Slightly_Open": 2, "Attractive": 2, "Male": 2}),
+    ],
+)
+def test_mock_data_batches(name, labels, tmp_path):
+    config = default.get_config()
+    config.data.name = name
+    config.data.data_dir = str(tmp_path)
+    config.data.num_labeled = 20
+    config.data.prefetch = 0
+    config.batch_size = 16
+    if name == "celeb_a":
+        config.latents.codes = [default.code(a, "categorical", 2, label=a) for a in labels]
+    assert ip.validate_data_config(config, process_count=1) != []  # not prepared, outside mock
+    with tfds.testing.mock_data(num_examples=60):
+        assert ip.validate_data_config(config, process_count=1) == []
+        data = ip.create_train_data(config, None)
+        assert data.info.image_shape == (32, 32, 3) and data.info.image_range == (-1.0, 1.0)
+        assert data.info.labels == labels and data.info.num_train == 60
+        for step, labelled in [(0, True), (10_000, None)]:
+            batch = data.batch(step)
+            assert batch["image"].shape == (16, 32, 32, 3)
+            assert batch["image"].dtype == np.float32
+            assert -1.0 <= batch["image"].min() < -0.5 and 0.5 < batch["image"].max() <= 1.0
+            assert set(batch["labels"]) == set(labels)
+            for values in batch["labels"].values():
+                assert values.shape == (16,) and values.dtype == np.int32
+                mask = batch["label_mask"] == 1
+                assert np.all((values[mask] >= 0) & (values[mask] < 10))
+                assert np.all(values[~mask] == -1)
+            if labelled:
+                assert batch["label_mask"].sum() == 16
+        images, test_labels = ip.load_split(config, "test")
+        assert images.shape == (60, 32, 32, 3) and set(test_labels) == set(labels)
+
+
+def test_celeba_crop_is_the_configured_box():
+    config = default.get_config()
+    config.data.name = "celeb_a"
+    info = ip.get_dataset_info(config)
+    fn = ip._preprocess_fn(config, info)
+    image = np.zeros((218, 178, 3), np.uint8)
+    top, left, h, w = config.data.celeba_crop
+    image[top : top + h, left : left + w] = 200  # only the box is bright
+    attributes = {a: True for a in ip._celeba_attributes()}
+    out = fn({"image": image, "attributes": attributes})
+    np.testing.assert_array_equal(out["image"].numpy(), np.full((32, 32, 3), 200, np.uint8))
+    assert {k: int(v) for k, v in out["labels"].items()} == dict.fromkeys(info.labels, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The labelled subset.
+
+
+def test_stratified_subset_is_balanced_seeded_and_stable():
+    strata = np.repeat(np.arange(10), 100)[np.random.default_rng(0).permutation(1000)]
+    a = labeled_subset.select_labeled(strata, 105, "stratified", 1234)
+    b = labeled_subset.select_labeled(strata, 105, "stratified", 1234)
+    c = labeled_subset.select_labeled(strata, 105, "stratified", 1235)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 105 and len(np.unique(a)) == 105 and not np.array_equal(a, c)
+    assert sorted(np.bincount(strata[a]).tolist()) == [10] * 5 + [11] * 5
+    # Stable across versions of this code: the same subset as when it was written.
+    assert a[:6].tolist() == [2, 13, 27, 38, 42, 46]
+    # A class too small gives all it has; the others make up the total.
+    skewed = np.concatenate([np.zeros(3, np.int64), np.ones(500, np.int64)])
+    s = labeled_subset.select_labeled(skewed, 40, "stratified", 1)
+    assert np.bincount(skewed[s]).tolist() == [3, 37]
+
+
+def test_random_subset_is_the_reference_split():
+    chosen = labeled_subset.select_labeled(np.zeros(1000, np.int64), 10, "random", 1234)
+    perm = np.random.default_rng(1234).permutation(1000)
+    np.testing.assert_array_equal(chosen, np.sort(perm[990:]))  # the last n of one permutation
+
+
+def test_subset_written_to_workdir_and_reread_on_resume(digits_dir, tmp_path, monkeypatch):
+    config = digits_config(digits_dir, num_labeled=100)
+    first = ip.create_train_data(config, str(tmp_path))
+    with open(tmp_path / labeled_subset.SUBSET_FILE) as f:
+        record = json.load(f)
+    assert record["num_labeled"] == 100 and record["selection"] == "stratified"
+    assert record["count_per_class"] == {"label": {str(k): 10 for k in range(10)}}
+    assert record["indices"] == first.labeled_indices.tolist()
+
+    def must_not_choose(*args, **kwargs):
+        raise AssertionError("the subset must be re-read, not chosen again")
+
+    monkeypatch.setattr(labeled_subset, "select_labeled", must_not_choose)
+    resumed = ip.create_train_data(config, str(tmp_path))
+    np.testing.assert_array_equal(resumed.labeled_indices, first.labeled_indices)
+    for step in (0, 250, 1234):
+        np.testing.assert_array_equal(resumed.batch(step)["index"], first.batch(step)["index"])
+    config.data.num_labeled = 90
+    with pytest.raises(ValueError, match="holds 100 labelled examples of digits"):
+        ip.create_train_data(config, str(tmp_path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels never leak; the schedule.
+
+
+@pytest.mark.parametrize("mode", ["alternate", "mix"])
+def test_no_unlabelled_label_ever_reaches_a_batch(digits_dir, mode):
+    config = digits_config(digits_dir, batch_mode=mode, mix_labeled_share=0.25)
+    data = ip.create_train_data(config, None)
+    _, true_labels = ip._load_uint8(config, "train")
+    subset = set(data.labeled_indices.tolist())
+    seen_labelled, masked = set(), 0
+    for step in range(0, 3000, 3):
+        batch = data.batch(step)
+        mask = batch["label_mask"]
+        assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
+        on, off = batch["index"][mask == 1], batch["index"][mask == 0]
+        assert subset.issuperset(on.tolist()) and subset.isdisjoint(off.tolist())
+        labels = batch["labels"]["label"]
+        np.testing.assert_array_equal(labels[mask == 1], true_labels["label"][on])
+        assert np.all(labels[mask == 0] == -1)
+        seen_labelled.update(on.tolist())
+        masked += int((mask == 0).sum())
+        if mode == "mix":
+            assert mask.sum() == 8  # round(0.25 * 32), every batch
+            assert mask[:16].sum() == mask[16:].sum() == 4  # spread over the batch
+    assert seen_labelled == subset and masked > 10_000
+
+
+def test_schedule_reaches_exactly_the_labelled_fraction():
+    schedule = sampler.Schedule(start=1.0, step=0.1, every=100, final=600 / 60000)
+    p = schedule(np.arange(0, 2000, 100))
+    np.testing.assert_allclose(p[:10], 1.0 - 0.1 * np.arange(10), atol=1e-12)
+    assert np.all(p[10:] == 0.01) and schedule(10**9) == 600 / 60000
+    assert schedule(99) == 1.0 and schedule(100) == pytest.approx(0.9)
+
+
+def test_batches_follow_the_schedule(digits_dir):
+    config = digits_config(digits_dir, num_labeled=144)  # fraction 144 / 1438
+    data = ip.create_train_data(config, None)
+    assert data.p_labeled(0) == 1.0 and data.p_labeled(10**7) == 144 / 1438
+    labelled = np.array([data.batch(s)["label_mask"][0] for s in range(20_000)])
+    assert labelled[:100].all()  # p = 1 in the first 100 steps
+    assert labelled[500:600].mean() == pytest.approx(0.5, abs=0.2)
+    tail = labelled[1000:]
+    assert abs(tail.mean() - 144 / 1438) < 4 * np.sqrt(0.1 * 0.9 / len(tail))
+    for s in (0, 700, 5000):  # a batch is all labelled or all unlabelled
+        assert data.batch(s)["label_mask"].min() == data.batch(s)["label_mask"].max()
+
+
+def test_no_labels_means_every_batch_unlabelled(digits_dir):
+    data = ip.create_train_data(digits_config(digits_dir, num_labeled=0), None)
+    assert data.p_labeled(0) == 0.0 and len(data.labeled_indices) == 0
+    for step in range(0, 500, 7):
+        batch = data.batch(step)
+        assert batch["label_mask"].sum() == 0 and np.all(batch["labels"]["label"] == -1)
+    full = ip.create_train_data(digits_config(digits_dir, num_labeled=1438), None)
+    assert all(full.batch(s)["label_mask"].all() for s in range(0, 500, 7))
+
+
+def test_labeled_fraction_when_num_labeled_is_minus_one(digits_dir):
+    config = digits_config(digits_dir, num_labeled=-1, labeled_fraction=0.1)
+    data = ip.create_train_data(config, None)
+    assert len(data.labeled_indices) == 144  # round(0.1 * 1438)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hosts, determinism.
+
+
+def test_two_hosts_get_disjoint_shards_and_agree_on_every_decision(digits_dir):
+    config = digits_config(digits_dir, num_labeled=100)
+    hosts = [ip.create_train_data(config, None, process_index=i, process_count=2) for i in (0, 1)]
+    np.testing.assert_array_equal(hosts[0].labeled_indices, hosts[1].labeled_indices)
+    seen = [set(), set()]
+    for step in range(0, 2000, 5):
+        b0, b1 = (h.batch(step) for h in hosts)
+        assert b0["image"].shape == (16, 28, 28, 1)
+        np.testing.assert_array_equal(b0["label_mask"], b1["label_mask"])
+        seen[0].update(b0["index"].tolist())
+        seen[1].update(b1["index"].tolist())
+    assert seen[0].isdisjoint(seen[1])
+    assert max(seen[0]) < 719 <= min(seen[1])  # host blocks [0, 719) and [719, 1438)
+    # One host alone sees the same labelled subset as the two together.
+    single = ip.create_train_data(config, None)
+    np.testing.assert_array_equal(single.labeled_indices, hosts[0].labeled_indices)
+
+
+def test_batch_is_a_pure_function_of_step(digits_dir):
+    config = digits_config(digits_dir, prefetch=3)
+    a = ip.create_train_data(config, None)
+    b = ip.create_train_data(config, None)
+    late = a.batch(20_000)  # random access first, then earlier steps
+    for step in (0, 99, 100, 4095, 4096, 12_345):
+        x, y = a.batch(step), b.batch(step)
+        np.testing.assert_array_equal(x["index"], y["index"])
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["label_mask"], y["label_mask"])
+    np.testing.assert_array_equal(late["index"], b.batch(20_000)["index"])
+    # A resumed iterator yields what the uninterrupted one yields from that step on.
+    it = b.iterate(0)
+    whole = [next(it)["index"] for _ in range(60)]
+    resumed = a.iterate(37)
+    for step in range(37, 60):
+        np.testing.assert_array_equal(next(resumed)["index"], whole[step])
+    # Different seeds give different orders.
+    config.seed = 2
+    assert not np.array_equal(ip.create_train_data(config, None).batch(500)["index"], whole[0])
+
+
+def test_each_epoch_of_a_pool_visits_every_example_once():
+    pool = sampler.Pool(10, seed=3, tag=1)
+    stream = pool.take(0, 40)
+    for e in range(4):
+        assert sorted(stream[10 * e : 10 * e + 10].tolist()) == list(range(10))
+    np.testing.assert_array_equal(pool.take(7, 9), stream[7:16])  # across an epoch boundary
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation.
+
+
+def test_validation_names_each_bad_field(digits_dir):
+    config = digits_config(digits_dir)
+    assert ip.validate_data_config(config, process_count=1) == []
+    config.data.num_labeled = 70000
+    config.data.name = "mnist"
+    config.data.raw_dir = MNIST_RAW  # preparable, so no data problem
+    assert ip.validate_data_config(config, process_count=1) == [
+        "config.data.num_labeled: 70000 is larger than the 60000 training examples of mnist"
+    ]
+    config.data.num_labeled = -5
+    config.data.labeled_fraction = 1.5
+    config.data.labeled_selection = "balanced"
+    config.data.batch_mode = "sometimes"
+    config.data.p_labeled_start = 1.2
+    config.data.p_labeled_every = 0
+    config.data.p_labeled_final = 2.0
+    config.batch_size = 100
+    config.latents.codes[0].size = 12
+    config.latents.codes[1].label = "tilt"
+    problems = ip.validate_data_config(config, process_count=3)
+    fields = [p.split(":")[0] for p in problems]
+    assert fields == [
+        "config.data.labeled_fraction",
+        "config.data.num_labeled",
+        "config.data.labeled_selection",
+        "config.latents.codes[digit].size",
+        "config.latents.codes[c_us].label",
+        "config.data.batch_mode",
+        "config.data.p_labeled_start",
+        "config.data.p_labeled_final",
+        "config.data.p_labeled_every",
+        "config.batch_size",
+    ], problems
+    assert "12 differs from the 10 classes of label 'label'" in problems[3]
+    assert "mnist has no label 'tilt'" in problems[4]
+
+    config = digits_config(digits_dir)
+    config.data.name = "no_such_set"
+    (problem,) = ip.validate_data_config(config, process_count=1)
+    assert problem.startswith("config.data.name: unknown data set 'no_such_set'")
+    config = digits_config(digits_dir)
+    config.data.name = "celeb_a"
+    config.data.celeba_attributes = ("Smiling", "Grumpy")
+    config.latents.codes = [default.code("smile", "categorical", 2, label="Smiling")]
+    problems = ip.validate_data_config(config, process_count=1)
+    assert any(p.startswith("config.data.celeba_attributes: 'Grumpy'") for p in problems)
+    with pytest.raises(ValueError, match=r"config\.data\.num_labeled: 70000"):
+        bad = digits_config(digits_dir, num_labeled=70000)
+        ip.create_train_data(bad, None)
