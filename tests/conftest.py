@@ -13,7 +13,7 @@ from configs import default
 @pytest.fixture
 def fast_compile():
     """Cheap XLA compiles, for tests whose assertions do not depend on optimisation level."""
-    previous = jax.config.jax_disable_most_optimizations
+    previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", previous)

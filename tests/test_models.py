@@ -1,0 +1,253 @@
+"""The networks: reference parameter counts, shapes, output ranges, init, batch norm, heads."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import small_config
+from scipy import stats
+
+from configs import default
+from ssinfogan_jax import latents, models, train
+
+
+def jit(fn, **kwargs):
+    """`fn` with keyword arguments bound, jitted (eager Flax calls are slow on CPU)."""
+    return jax.jit(functools.partial(fn, **kwargs))
+
+
+@pytest.fixture(autouse=True)
+def _fast(fast_compile):
+    yield
+
+
+def count(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+@functools.cache
+def mnist_variables():
+    """(layout, G, D, G variables, D variables) of the reference MNIST nets, seeded."""
+    layout, generator, discriminator = train.create_models(small_config())
+    g_vars = jit(generator.init, train=False)(jax.random.PRNGKey(0), jnp.zeros((2, 74)))
+    images = jnp.zeros((2, 28, 28, 1))
+    d_vars = jit(discriminator.init, train=False)(jax.random.PRNGKey(1), images)
+    return layout, generator, discriminator, g_vars, d_vars
+
+
+# Reference layer lists (reference section 4), with biases, counted by hand.
+G_LAYERS = {
+    "Linear 74->1024": 74 * 1024 + 1024,
+    "BN 1024": 2 * 1024,
+    "Linear 1024->6272": 1024 * 6272 + 6272,
+    "BN 6272": 2 * 6272,
+    "FullConv 128->64 k4": 4 * 4 * 128 * 64 + 64,
+    "BN 64": 2 * 64,
+    "FullConv 64->1 k4": 4 * 4 * 64 * 1 + 1,
+}
+TRUNK_LAYERS = {
+    "Conv 1->64 k4": 4 * 4 * 1 * 64 + 64,
+    "Conv 64->128 k4": 4 * 4 * 64 * 128 + 128,
+    "BN 128": 2 * 128,
+    "Linear 6272->1024": 6272 * 1024 + 1024,
+    "BN 1024": 2 * 1024,
+}
+D_HEAD = 1024 * 1 + 1
+Q_SS = 1024 * 10 + 10
+Q_US = (1024 * 128 + 128) + 2 * 128 + (128 * 2 + 2)
+
+
+def test_reference_parameter_counts():
+    _, _, _, g_vars, d_vars = mnist_variables()
+    assert sum(G_LAYERS.values()) == 6_652_481
+    assert sum(TRUNK_LAYERS.values()) + D_HEAD + Q_SS + Q_US == 6_701_133
+    assert count(g_vars["params"]) == 6_652_481
+    d = d_vars["params"]
+    assert set(d) == {"trunk", "d_head", "q_ss", "q_us"}
+    assert count(d["trunk"]) == sum(TRUNK_LAYERS.values())
+    assert (count(d["d_head"]), count(d["q_ss"]), count(d["q_us"])) == (D_HEAD, Q_SS, Q_US)
+    assert count(d) == 6_701_133
+
+
+def test_reference_layer_sizes():
+    """Kernel sizes (layout-independent) and batch-norm widths: no BN after the first conv."""
+    _, _, _, g_vars, d_vars = mnist_variables()
+
+    def kernel_sizes(params):
+        leaves = jax.tree_util.tree_leaves_with_path(params)
+        return sorted(x.size for p, x in leaves if p[-1].key == "kernel")
+
+    def bn_widths(stats):
+        leaves = jax.tree_util.tree_leaves_with_path(stats)
+        return sorted(x.size for p, x in leaves if p[-1].key == "mean")
+
+    assert kernel_sizes(g_vars["params"]) == sorted(
+        [74 * 1024, 1024 * 6272, 16 * 128 * 64, 16 * 64]
+    )
+    assert kernel_sizes(d_vars["params"]["trunk"]) == sorted([16 * 64, 16 * 64 * 128, 6272 * 1024])
+    assert bn_widths(g_vars["batch_stats"]) == [64, 1024, 6272]
+    assert bn_widths(d_vars["batch_stats"]["trunk"]) == [128, 1024]
+    assert bn_widths(d_vars["batch_stats"]["q_us"]) == [128]
+    assert set(d_vars["batch_stats"]) == {"trunk", "q_us"}  # No BN in D head or Q_ss.
+
+
+def test_mnist_shapes_and_sigmoid_output():
+    layout, generator, discriminator, g_vars, d_vars = mnist_variables()
+    z = latents.generator_input(layout, latents.sample(jax.random.PRNGKey(2), layout, 16))
+    images = jit(generator.apply, train=False)(g_vars, z)
+    assert images.shape == (16, 28, 28, 1) and images.dtype == jnp.float32
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    np.testing.assert_allclose(float(images.mean()), 0.5, atol=0.05)  # sigmoid(~0) at init.
+    assert float(images.std()) > 1e-4
+    # Saturated pre-activations stay inside [0, 1].
+    big = jax.tree.map(lambda x: x, g_vars)
+    big["params"]["ConvTranspose_1"]["kernel"] = big["params"]["ConvTranspose_1"]["kernel"] * 1e4
+    saturated = jit(generator.apply, train=False)(big, z)
+    assert float(saturated.min()) >= 0.0 and float(saturated.max()) <= 1.0
+    assert float(saturated.min()) < 0.01 and float(saturated.max()) > 0.99
+    out = jit(discriminator.apply, train=False)(d_vars, images)
+    assert out["logit"].shape == (16,)
+    assert {k: v.shape for k, v in out["q"].items()} == {"digit": (16, 10), "c_us": (16, 2)}
+
+
+def test_infogan_32_shapes_and_tanh_output():
+    config = default.get_config()
+    config.model.arch = "infogan_32"
+    config.latents.codes = [default.code(f"cat{i}", "categorical", 10) for i in range(4)] + [
+        default.code("cont", "continuous", 4)
+    ]
+    config.latents.codes[0].label = "label"
+    config.latents.noise_size = 124
+    layout, generator, discriminator = train.create_models(config)
+    assert layout.input_size == 168
+    assert models.get_architecture("infogan_32").image_shape == (32, 32, 3)
+    z = latents.generator_input(layout, latents.sample(jax.random.PRNGKey(3), layout, 4))
+    g_vars = jit(generator.init, train=False)(jax.random.PRNGKey(0), z)
+    images = jit(generator.apply, train=False)(g_vars, z)
+    assert images.shape == (4, 32, 32, 3)
+    assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+    assert float(images.min()) < 0.0 < float(images.max())  # tanh, centred on 0 at init.
+    np.testing.assert_allclose(float(images.mean()), 0.0, atol=0.05)
+    d_vars = jit(discriminator.init, train=False)(jax.random.PRNGKey(1), images)
+    out = jit(discriminator.apply, train=False)(d_vars, images)
+    assert out["logit"].shape == (4,)
+    assert {k: v.shape for k, v in out["q"].items()} == {
+        "cat0": (4, 10), "cat1": (4, 10), "cat2": (4, 10), "cat3": (4, 10), "cont": (4, 4)
+    }  # fmt: skip
+    assert d_vars["params"]["q_ss"]["kernel"].shape == (4096, 10)  # 4 x 4 x 256 trunk.
+    assert d_vars["params"]["q_us"]["Dense_1"]["kernel"].shape[-1] == 34
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        models.get_architecture("resnet")
+
+
+def test_init_statistics():
+    _, _, _, g_vars, d_vars = mnist_variables()
+    params = {"g": g_vars["params"], "d": d_vars["params"]}
+    kernels, scales = [], []
+    for path, x in jax.tree_util.tree_leaves_with_path(params):
+        x = np.asarray(x).reshape(-1)
+        leaf = path[-1].key
+        if leaf == "bias":
+            np.testing.assert_array_equal(x, 0.0, err_msg=jax.tree_util.keystr(path))
+        elif leaf == "kernel":
+            kernels.append(x)
+            # Each layer is N(0, 0.02): std within 6 standard errors (11 for the smallest).
+            tol = 6 * 0.02 / np.sqrt(2 * x.size) + 1e-4
+            assert abs(x.std() - 0.02) < tol, (jax.tree_util.keystr(path), x.std())
+            assert abs(x.mean()) < 6 * 0.02 / np.sqrt(x.size), jax.tree_util.keystr(path)
+        else:
+            assert leaf == "scale"
+            scales.append(x)
+    big = max(kernels, key=len)
+    sample = np.random.default_rng(0).choice(big, 100_000, replace=False)
+    assert stats.kstest(sample, stats.norm(0, 0.02).cdf).pvalue > 1e-3  # Normal, untruncated.
+    assert stats.kstest(sample, stats.uniform(-0.02 * 3**0.5, 0.04 * 3**0.5).cdf).pvalue < 1e-6
+    gammas = np.concatenate(scales)
+    assert gammas.size == 1024 + 6272 + 64 + 128 + 1024 + 128
+    np.testing.assert_allclose(gammas.mean(), 1.0, atol=0.002)
+    np.testing.assert_allclose(gammas.std(), 0.02, rtol=0.05)
+    for stats_tree in (g_vars["batch_stats"], d_vars["batch_stats"]):
+        for path, x in jax.tree_util.tree_leaves_with_path(stats_tree):
+            np.testing.assert_array_equal(x, 0.0 if path[-1].key == "mean" else 1.0)
+
+
+def test_batch_norm_momentum_point_nine():
+    """running = 0.9 running + 0.1 batch (Torch momentum 0.1); Flax uses the biased variance."""
+    layout, generator, _, g_vars, _ = mnist_variables()
+    z = np.asarray(
+        latents.generator_input(layout, latents.sample(jax.random.PRNGKey(4), layout, 32))
+    )
+    _, mutated = jit(generator.apply, train=True, mutable=["batch_stats"])(g_vars, z)
+    dense = g_vars["params"]["Dense_0"]
+    h = z.astype(np.float64) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
+    new = mutated["batch_stats"]["BatchNorm_0"]
+    np.testing.assert_allclose(new["mean"], 0.9 * 0.0 + 0.1 * h.mean(0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(new["var"], 0.9 * 1.0 + 0.1 * h.var(0), rtol=1e-5)
+
+
+def test_batch_norm_epsilon_and_leaky_slope():
+    """Eval mode: BN divides by sqrt(var + 1e-5); the trunk's LeakyReLU has slope 0.01."""
+    _, _, discriminator, _, d_vars = mnist_variables()
+    variables = jax.tree.map(lambda x: x, d_vars)
+    var = np.full(1024, 1e-5, np.float32)  # As small as epsilon: 1e-5 vs 1e-3 differ by 7x.
+    variables["batch_stats"]["trunk"]["BatchNorm_1"]["var"] = var
+    images = jax.random.uniform(jax.random.PRNGKey(5), (4, 28, 28, 1))
+    apply = jit(
+        discriminator.apply, train=False, capture_intermediates=True, mutable=["intermediates"]
+    )
+    _, inter = apply(variables, images)
+    trunk = inter["intermediates"]["trunk"]
+    pre = np.asarray(trunk["Dense_0"]["__call__"][0], np.float64)
+    bn = np.asarray(trunk["BatchNorm_1"]["__call__"][0], np.float64)
+    scale = np.asarray(d_vars["params"]["trunk"]["BatchNorm_1"]["scale"])
+    np.testing.assert_allclose(bn, scale * pre / np.sqrt(1e-5 + 1e-5), rtol=1e-3, atol=1e-4)
+    out = np.asarray(trunk["__call__"][0], np.float64)
+    assert (bn < 0).mean() > 0.2 and (bn > 0).mean() > 0.2
+    np.testing.assert_allclose(out, np.where(bn > 0, bn, 0.01 * bn), rtol=1e-5, atol=1e-6)
+
+
+def test_heads_are_the_reference_layers():
+    """D head and Q_ss: one linear layer on the trunk; Q_us: FC128-BN-lReLU-FC."""
+    _, _, discriminator, _, d_vars = mnist_variables()
+    images = jax.random.uniform(jax.random.PRNGKey(6), (8, 28, 28, 1))
+    apply = jit(
+        discriminator.apply,
+        train=True,
+        capture_intermediates=True,
+        mutable=["intermediates", "batch_stats"],
+    )
+    out, inter = apply(d_vars, images)
+    inter = inter["intermediates"]
+    h = np.asarray(inter["trunk"]["__call__"][0], np.float64)
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), d_vars["params"])
+    logit = h @ p["d_head"]["kernel"][:, 0] + p["d_head"]["bias"][0]
+    np.testing.assert_allclose(out["logit"], logit, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        out["q"]["digit"], h @ p["q_ss"]["kernel"] + p["q_ss"]["bias"], rtol=1e-4, atol=1e-5
+    )
+    u = h @ p["q_us"]["Dense_0"]["kernel"] + p["q_us"]["Dense_0"]["bias"]
+    u = (u - u.mean(0)) / np.sqrt(u.var(0) + 1e-5)  # Train mode: batch statistics.
+    u = u * p["q_us"]["BatchNorm_0"]["scale"] + p["q_us"]["BatchNorm_0"]["bias"]
+    u = np.where(u > 0, u, 0.01 * u)
+    c_us = u @ p["q_us"]["Dense_1"]["kernel"] + p["q_us"]["Dense_1"]["bias"]
+    np.testing.assert_allclose(out["q"]["c_us"], c_us, rtol=1e-3, atol=1e-4)
+
+
+def test_train_mode_uses_batch_statistics_eval_mode_running_ones():
+    layout, generator, _, g_vars, _ = mnist_variables()
+    z = latents.generator_input(layout, latents.sample(jax.random.PRNGKey(7), layout, 8))
+    shifted = jax.tree.map(lambda x: x, g_vars)
+    shifted["batch_stats"] = jax.tree.map(lambda x: x + 3.0, g_vars["batch_stats"])
+    apply_train = jit(generator.apply, train=True, mutable=["batch_stats"])
+    train_a, _ = apply_train(g_vars, z)
+    train_b, _ = apply_train(shifted, z)
+    np.testing.assert_array_equal(train_a, train_b)
+    apply_eval = jit(generator.apply, train=False)
+    eval_a = apply_eval(g_vars, z)
+    eval_b = apply_eval(shifted, z)
+    assert np.abs(np.asarray(eval_a) - np.asarray(eval_b)).max() > 1e-3
