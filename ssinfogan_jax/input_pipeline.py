@@ -136,21 +136,27 @@ def num_labeled(config: ml_collections.ConfigDict, num_train: int) -> int:
 
 
 def validate_data_config(
-    config: ml_collections.ConfigDict, *, process_count: int | None = None
+    config: ml_collections.ConfigDict,
+    *,
+    process_count: int | None = None,
+    device_count: int | None = None,
 ) -> list[str]:
     """Every problem of config.data (and the codes' labels), one message per problem.
 
-    `process_count` defaults to jax.process_count(); the global batch must divide by it.
+    The global batch must divide by `process_count` and `device_count` (defaults:
+    jax.process_count() and jax.device_count(), so call this after jax.distributed.initialize
+    in multi-host runs, or pass both).
     """
     d, problems = config.data, []
     try:
         info = get_dataset_info(config)
     except ValueError as e:
         return [str(e)]
-    if process_count is None:
+    if process_count is None or device_count is None:
         import jax
 
-        process_count = jax.process_count()
+        process_count = jax.process_count() if process_count is None else process_count
+        device_count = jax.device_count() if device_count is None else device_count
     # Data present?
     try:
         prepared = builders.is_prepared(d.name, d.data_dir)
@@ -228,11 +234,13 @@ def validate_data_config(
     if d.prefetch < 0:
         problems.append(f"config.data.prefetch: {d.prefetch} must be >= 0")
     # Batch.
-    if config.batch_size < 1 or config.batch_size % process_count:
-        problems.append(
-            f"config.batch_size: {config.batch_size} is not a positive multiple of the "
-            f"{process_count} processes"
-        )
+    for count, what in ((process_count, "processes"), (device_count, "devices")):
+        if config.batch_size < 1 or config.batch_size % count:
+            problems.append(
+                f"config.batch_size: {config.batch_size} is not a positive multiple of the "
+                f"{count} {what}"
+            )
+            break
     # CelebA.
     if d.name == CELEBA:
         known = _celeba_attributes()
@@ -447,7 +455,8 @@ def create_train_data(
     indices and count per class). Raises ValueError listing every config problem, or
     DataNotFoundError (fast) when the data is absent.
     """
-    problems = validate_data_config(config, process_count=process_count)
+    # Devices are the loop's business (it validates them); here only the hosts matter.
+    problems = validate_data_config(config, process_count=process_count, device_count=1)
     if problems:
         location = ("config.data.data_dir: ", "config.data.raw_dir: ")
         if any(p.startswith(location) for p in problems):

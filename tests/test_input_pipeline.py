@@ -160,7 +160,7 @@ def test_missing_data_fails_fast_with_what_to_place_where(tmp_path):
     raw.mkdir()
     shutil.copy(os.path.join(MNIST_RAW, "train-labels-idx1-ubyte.gz"), raw)
     config.data.raw_dir = str(raw)
-    problems = ip.validate_data_config(config, process_count=1)
+    problems = ip.validate_data_config(config, process_count=1, device_count=1)
     assert len(problems) == 1 and problems[0].startswith(f"config.data.raw_dir: {raw} lacks ")
     assert "train-images-idx3-ubyte, t10k-images-idx3-ubyte" in problems[0]
     with pytest.raises(ip.DataNotFoundError):
@@ -168,7 +168,8 @@ def test_missing_data_fails_fast_with_what_to_place_where(tmp_path):
 
     # Other sets name the original downloads.
     config.data.name, config.data.raw_dir = "svhn_cropped", ""
-    (problem,) = [p for p in ip.validate_data_config(config, process_count=1) if "place" in p]
+    problems = ip.validate_data_config(config, process_count=1, device_count=1)
+    (problem,) = [p for p in problems if "place" in p]
     assert "extra_32x32.mat, test_32x32.mat, train_32x32.mat" in problem
     with pytest.raises(ip.DataNotFoundError, match="cannot prepare celeb_a offline"):
         ip.prepare("celeb_a", str(raw), str(tmp_path / "tfds"))
@@ -196,9 +197,10 @@ def test_mock_data_batches(name, labels, tmp_path):
     config.batch_size = 16
     if name == "celeb_a":
         config.latents.codes = [default.code(a, "categorical", 2, label=a) for a in labels]
-    assert ip.validate_data_config(config, process_count=1) != []  # not prepared, outside mock
+    # Outside mock_data the set is not prepared, and validation says so.
+    assert ip.validate_data_config(config, process_count=1, device_count=1) != []
     with tfds.testing.mock_data(num_examples=60):
-        assert ip.validate_data_config(config, process_count=1) == []
+        assert ip.validate_data_config(config, process_count=1, device_count=1) == []
         data = ip.create_train_data(config, None)
         assert data.info.image_shape == (32, 32, 3) and data.info.image_range == (-1.0, 1.0)
         assert data.info.labels == labels and data.info.num_train == 60
@@ -404,11 +406,11 @@ def test_each_epoch_of_a_pool_visits_every_example_once():
 
 def test_validation_names_each_bad_field(digits_dir):
     config = digits_config(digits_dir)
-    assert ip.validate_data_config(config, process_count=1) == []
+    assert ip.validate_data_config(config, process_count=1, device_count=1) == []
     config.data.num_labeled = 70000
     config.data.name = "mnist"
     config.data.raw_dir = MNIST_RAW  # preparable, so no data problem
-    assert ip.validate_data_config(config, process_count=1) == [
+    assert ip.validate_data_config(config, process_count=1, device_count=1) == [
         "config.data.num_labeled: 70000 is larger than the 60000 training examples of mnist"
     ]
     config.data.num_labeled = -5
@@ -421,7 +423,7 @@ def test_validation_names_each_bad_field(digits_dir):
     config.batch_size = 100
     config.latents.codes[0].size = 12
     config.latents.codes[1].label = "tilt"
-    problems = ip.validate_data_config(config, process_count=3)
+    problems = ip.validate_data_config(config, process_count=3, device_count=1)
     fields = [p.split(":")[0] for p in problems]
     assert fields == [
         "config.data.labeled_fraction",
@@ -437,16 +439,22 @@ def test_validation_names_each_bad_field(digits_dir):
     ], problems
     assert "12 differs from the 10 classes of label 'label'" in problems[3]
     assert "mnist has no label 'tilt'" in problems[4]
+    assert problems[9] == "config.batch_size: 100 is not a positive multiple of the 3 processes"
+    config = digits_config(digits_dir)
+    config.batch_size = 36
+    assert ip.validate_data_config(config, process_count=2, device_count=8) == [
+        "config.batch_size: 36 is not a positive multiple of the 8 devices"
+    ]
 
     config = digits_config(digits_dir)
     config.data.name = "no_such_set"
-    (problem,) = ip.validate_data_config(config, process_count=1)
+    (problem,) = ip.validate_data_config(config, process_count=1, device_count=1)
     assert problem.startswith("config.data.name: unknown data set 'no_such_set'")
     config = digits_config(digits_dir)
     config.data.name = "celeb_a"
     config.data.celeba_attributes = ("Smiling", "Grumpy")
     config.latents.codes = [default.code("smile", "categorical", 2, label="Smiling")]
-    problems = ip.validate_data_config(config, process_count=1)
+    problems = ip.validate_data_config(config, process_count=1, device_count=1)
     assert any(p.startswith("config.data.celeba_attributes: 'Grumpy'") for p in problems)
     with pytest.raises(ValueError, match=r"config\.data\.num_labeled: 70000"):
         bad = digits_config(digits_dir, num_labeled=70000)

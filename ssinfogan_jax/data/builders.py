@@ -105,6 +105,7 @@ def _offline_idx_builder(name: str, raw_dir: str, data_dir: str):
                 yield index, {"image": image, "label": int(label)}
 
     OfflineIdxBuilder.name = base.name
+    OfflineIdxBuilder.__module__ = base.__module__  # dataset_info.json as tfds's own build
     return OfflineIdxBuilder(data_dir=data_dir)
 
 

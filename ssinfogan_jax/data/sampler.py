@@ -52,14 +52,17 @@ class Pool:
     def __init__(self, size: int, seed: int, tag: int):
         self.size, self._seed, self._tag = int(size), int(seed), int(tag)
         self._cache: dict[int, np.ndarray] = {}  # a few recent epochs
+        self._lock = threading.Lock()
 
     def _epoch(self, epoch: int) -> np.ndarray:
-        perm = self._cache.get(epoch)
-        if perm is None:
-            perm = np.random.default_rng([self._seed, self._tag, epoch]).permutation(self.size)
-            if len(self._cache) >= 8:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[epoch] = perm
+        with self._lock:  # batch() may run in the prefetch thread and the caller's at once
+            perm = self._cache.get(epoch)
+            if perm is None:
+                rng = np.random.default_rng([self._seed, self._tag, epoch])
+                perm = rng.permutation(self.size)
+                if len(self._cache) >= 8:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[epoch] = perm
         return perm
 
     def take(self, start: int, count: int) -> np.ndarray:
