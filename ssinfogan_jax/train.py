@@ -212,11 +212,17 @@ def train_step(
     """
     real_images = batch["image"]
     batch_size = real_images.shape[0]
-    rng = jax.random.fold_in(state.rng, state.step)
-    if axis_name is not None:  # Each device draws its own codes and noise.
-        rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-    code_rng, real_noise_rng, fake_noise_rng = jax.random.split(rng, 3)
-    codes = latents_lib.sample(code_rng, layout, batch_size)
+    # Example i of the global batch draws its codes and noise from fold_in(step key, i), so N
+    # devices with B/N examples each draw exactly what one device draws for all B.
+    first = 0 if axis_name is None else jax.lax.axis_index(axis_name) * batch_size
+    example_rng = jax.vmap(jax.random.fold_in, (None, 0))(
+        jax.random.fold_in(state.rng, state.step), first + jnp.arange(batch_size)
+    )
+    code_rng, real_noise_rng, fake_noise_rng = jax.vmap(
+        lambda key: jax.random.split(key, 3), out_axes=1
+    )(example_rng)
+    codes = jax.vmap(lambda key: latents_lib.sample(key, layout, 1))(code_rng)
+    codes = jax.tree.map(lambda x: x[:, 0], codes)
     g, d = state.generator, state.discriminator
 
     def generate(g_params):
@@ -234,8 +240,9 @@ def train_step(
     sigma = instance_noise.sigma(state.step)
     d_real, d_fake = real_images, fake_images
     if instance_noise.stddev > 0:
-        d_real = d_real + sigma * jax.random.normal(real_noise_rng, real_images.shape)
-        d_fake = d_fake + sigma * jax.random.normal(fake_noise_rng, fake_images.shape)
+        normal = jax.vmap(lambda key: jax.random.normal(key, real_images.shape[1:]))
+        d_real = d_real + sigma * normal(real_noise_rng)
+        d_fake = d_fake + sigma * normal(fake_noise_rng)
     loss_kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
     d_grads, (d_stats, d_terms) = jax.grad(discriminator_loss, has_aux=True)(
         d.params, d.batch_stats, d_real, d_fake, batch, codes, **loss_kwargs

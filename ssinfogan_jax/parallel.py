@@ -1,0 +1,277 @@
+"""Data parallelism over the devices of one host and over hosts.
+
+The per-device step is written once: `train.bind_train_step(config, axis_name=AXIS)`, whose
+gradients, metrics and batch-norm statistics are averaged over the named device axis. Two thin
+wrappers run it:
+
+  * `jax.pmap` (the design's choice): the state is replicated, one copy per local device
+    ([D, ...] leaves), and a host batch is split into [D, B/D, ...];
+  * `jax.shard_map` inside `jax.jit` over a 1-D mesh of every device: the state is one
+    replicated global array per leaf, the batch one global array sharded on its first axis.
+
+Either way N devices give the update one device gives on the same global batch: example i of
+the global batch draws its codes from its own key (see `train.train_step`), batch norm uses
+global statistics, and the per-device gradients are averaged. (Autodiff through batch norm's
+cross-device mean transposes to a sum, so each device's gradient is that of the *sum* of all
+devices' losses w.r.t. its own copy of the parameters; their mean over devices is exactly the
+gradient of the global-batch mean loss. `tests/test_parallel.py` checks this numerically.)
+
+Multi-host: call `initialize_distributed` first (before anything touches a device); every
+process then builds the same state from the same seed, reads its own shard of the data
+(`process_batch_slice`), and runs the same step. Only process 0 should write logs and images
+(`is_main_process`, `log_main`).
+
+    initialize_distributed()                       # auto on TPU VMs; no-op on one host
+    dp = parallel.DataParallel.create(config)      # or kind="shard_map"
+    state = dp.replicate(train.create_train_state(rng, config))
+    for batch in process_local_batches:            # [B / num_processes, ...] each
+        state, metrics = dp.train_step(state, dp.shard(batch))
+    state = dp.unreplicate(state)                  # one host-side copy, e.g. to inspect
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import ml_collections
+import numpy as np
+from flax import jax_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ssinfogan_jax import train
+
+AXIS = "batch"  # The device axis: gradients, metrics and batch-norm statistics average over it.
+KINDS = ("pmap", "shard_map")
+
+PyTree = Any
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    local_device_ids: int | list[int] | None = None,
+) -> bool:
+    """Joins this process to a multi-process JAX run; call before any other JAX work.
+
+    With no arguments JAX detects the cluster itself (TPU VMs and pod slices, SLURM, Open MPI,
+    Kubernetes); where it finds none this is a one-process run and nothing happens. CPU and GPU
+    clusters without such an environment give all three of `coordinator_address` ('host:port'
+    of process 0), `num_processes` and `process_id`.
+
+    Returns:
+      True if `jax.distributed` was initialised (now or before), False for a one-process run.
+    """
+    if jax.distributed.is_initialized():
+        return True
+    explicit = (coordinator_address, num_processes, process_id)
+    if all(v is None for v in explicit) and local_device_ids is None:
+        try:
+            jax.distributed.initialize()
+        except ValueError as e:  # No cluster detected: one process.
+            if "coordinator_address" not in str(e):
+                raise
+            return False
+        return True
+    if any(v is None for v in explicit):
+        raise ValueError(
+            "initialize_distributed: give all of coordinator_address, num_processes and "
+            f"process_id (or none, to auto-detect); got {coordinator_address=}, "
+            f"{num_processes=}, {process_id=}"
+        )
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"initialize_distributed: {process_id=} not in [0, {num_processes})")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        local_device_ids=local_device_ids,
+    )
+    return True
+
+
+def is_main_process() -> bool:
+    """True on process 0, the one that writes logs, summaries and images."""
+    return jax.process_index() == 0
+
+
+def log_main(msg: str, *args, level: int = logging.INFO) -> None:
+    """`logging.log` on process 0 only (other processes stay silent)."""
+    if is_main_process():
+        logging.log(level, msg, *args)
+
+
+def process_batch_slice(global_batch_size: int) -> slice:
+    """The rows of the global batch this process feeds: [p * B/P, (p + 1) * B/P)."""
+    n, p = jax.process_count(), jax.process_index()
+    if global_batch_size % n:
+        raise ValueError(f"batch_size {global_batch_size} is not divisible by {n} processes")
+    size = global_batch_size // n
+    return slice(p * size, (p + 1) * size)
+
+
+def _check_divisible(batch_size: int, num_devices: int) -> None:
+    if batch_size % num_devices:
+        raise ValueError(
+            f"batch of {batch_size} examples cannot be split evenly over {num_devices} devices"
+        )
+
+
+# ----------------------------------------------------------------------------- pmap
+
+
+def make_pmap_train_step(
+    config: ml_collections.ConfigDict,
+    donate: bool = True,
+    devices: list[jax.Device] | None = None,
+) -> train.TrainStep:
+    """The step under `jax.pmap`: (replicated state, [D, B/D, ...] batch) -> (state, metrics).
+
+    The state is donated (its buffers are reused for the new state) unless `donate=False`.
+    Metrics come back replicated, [D] per scalar. `devices` (default: all) must then also be
+    given to `replicate` and `shard`.
+    """
+    step = train.bind_train_step(config, axis_name=AXIS)
+    return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,) if donate else (), devices=devices)
+
+
+def replicate(tree: PyTree, devices: list[jax.Device] | None = None) -> PyTree:
+    """One copy of every leaf on each local device: [D, ...] (for the pmap step)."""
+    return jax_utils.replicate(tree, devices)
+
+
+def unreplicate(tree: PyTree) -> PyTree:
+    """The first local device's copy of a replicated [D, ...] tree."""
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def shard(batch: PyTree, num_devices: int | None = None) -> PyTree:
+    """A process-local batch [B, ...] as [D, B/D, ...] for D local devices (host arrays).
+
+    D defaults to every local device.
+    """
+    d = jax.local_device_count() if num_devices is None else num_devices
+
+    def split(x):
+        x = np.asarray(x)
+        _check_divisible(x.shape[0], d)
+        return x.reshape(d, x.shape[0] // d, *x.shape[1:])
+
+    return jax.tree.map(split, batch)
+
+
+# ----------------------------------------------------------------------------- shard_map
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis `AXIS` over `devices` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def make_sharded_train_step(
+    config: ml_collections.ConfigDict, mesh: Mesh, donate: bool = True
+) -> train.TrainStep:
+    """The same per-device step under `jax.shard_map` in `jax.jit` over `mesh`.
+
+    (replicated global state, global batch sharded on axis 0) -> (state, metrics), all outputs
+    replicated. `check_vma=False` keeps pmap's autodiff: each device differentiates its own
+    copy of the replicated parameters and `train_step` averages those gradients itself. (With
+    the replication checker on, the parameters would be axis-invariant, autodiff would already
+    sum their gradients over devices, and the average would come out N times too large.)
+    """
+    step = train.bind_train_step(config, axis_name=AXIS)
+    replicated, sharded = PartitionSpec(), PartitionSpec(AXIS)
+    mapped = jax.shard_map(
+        step,
+        mesh=mesh,
+        in_specs=(replicated, sharded),
+        out_specs=(replicated, replicated),
+        check_vma=False,
+    )
+    return jax.jit(mapped, donate_argnums=(0,) if donate else ())
+
+
+def replicate_on_mesh(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Every leaf as a global array replicated on every device of `mesh`.
+
+    Works across processes: each process supplies its own (identical) host copy.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def shard_on_mesh(batch: PyTree, mesh: Mesh) -> PyTree:
+    """A process-local batch [B/P, ...] as one global array [B, ...] sharded over `mesh`.
+
+    Process p supplies rows `process_batch_slice(B)` of the global batch.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+    local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+    def put(x):
+        x = np.asarray(x)
+        _check_divisible(x.shape[0], local_devices)
+        return jax.make_array_from_process_local_data(sharding, x)
+
+    return jax.tree.map(put, batch)
+
+
+def fetch_replicated(tree: PyTree) -> PyTree:
+    """Host (numpy) copy of a tree of replicated global arrays, from this process's devices."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+# ----------------------------------------------------------------------------- one interface
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+    """The train step with the matching ways to place the state and a batch.
+
+    Attributes:
+      kind: 'pmap' or 'shard_map'.
+      train_step: (placed state, placed batch) -> (placed state, metrics); metrics are
+        replicated ([D] per scalar under pmap, a replicated scalar under shard_map).
+      replicate: host state -> placed state.
+      shard: process-local batch [B / num_processes, ...] -> placed batch.
+      unreplicate: placed state (or metrics) -> one host-side copy.
+    """
+
+    kind: str
+    train_step: train.TrainStep
+    replicate: Callable[[PyTree], PyTree]
+    shard: Callable[[PyTree], PyTree]
+    unreplicate: Callable[[PyTree], PyTree]
+
+    @classmethod
+    def create(
+        cls,
+        config: ml_collections.ConfigDict,
+        kind: Literal["pmap", "shard_map"] = "pmap",
+        donate: bool = True,
+    ) -> DataParallel:
+        if kind == "pmap":
+            return cls(kind, make_pmap_train_step(config, donate), replicate, shard, unreplicate)
+        if kind == "shard_map":
+            mesh = make_mesh()
+            return cls(
+                kind,
+                make_sharded_train_step(config, mesh, donate),
+                lambda tree: replicate_on_mesh(tree, mesh),
+                lambda batch: shard_on_mesh(batch, mesh),
+                fetch_replicated,
+            )
+        raise ValueError(f"parallel kind: {kind!r}, expected one of {KINDS}")
