@@ -117,7 +117,12 @@ def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
         num_train = splits["train"].num_examples if "train" in splits else 0
         num_test = splits["test"].num_examples if "test" in splits else 0
     if kind == "celeba":
-        labels = {a: 2 for a in config.data.celeba_attributes}
+        # The listed attributes, plus any attribute a code names (so a config that only edits
+        # its codes works); each a binary label of that name.
+        known = _celeba_attributes()
+        names = list(config.data.celeba_attributes)
+        names += [c.label for c in config.latents.codes if c.get("label") in known]
+        labels = dict.fromkeys(names, 2)
         return DatasetInfo(name, (32, 32, 3), (-1.0, 1.0), num_train, num_test, labels)
     if name in KNOWN_SIZES:
         labels = {"label": 10}
@@ -143,20 +148,19 @@ def validate_data_config(
 ) -> list[str]:
     """Every problem of config.data (and the codes' labels), one message per problem.
 
-    The global batch must divide by `process_count` and `device_count` (defaults:
-    jax.process_count() and jax.device_count(), so call this after jax.distributed.initialize
-    in multi-host runs, or pass both).
+    The global batch must divide by `process_count` (default jax.process_count(): call this
+    after jax.distributed.initialize, or pass it) and, when given, by `device_count` (the
+    device check is left to the caller otherwise; config_checks makes it).
     """
     d, problems = config.data, []
     try:
         info = get_dataset_info(config)
     except ValueError as e:
         return [str(e)]
-    if process_count is None or device_count is None:
+    if process_count is None:
         import jax
 
-        process_count = jax.process_count() if process_count is None else process_count
-        device_count = jax.device_count() if device_count is None else device_count
+        process_count = jax.process_count()
     # Data present?
     try:
         prepared = builders.is_prepared(d.name, d.data_dir)
@@ -234,7 +238,7 @@ def validate_data_config(
     if d.prefetch < 0:
         problems.append(f"config.data.prefetch: {d.prefetch} must be >= 0")
     # Batch.
-    for count, what in ((process_count, "processes"), (device_count, "devices")):
+    for count, what in ((process_count, "processes"), (device_count or 1, "devices")):
         if config.batch_size < 1 or config.batch_size % count:
             problems.append(
                 f"config.batch_size: {config.batch_size} is not a positive multiple of the "
@@ -248,10 +252,11 @@ def validate_data_config(
             if a not in known:
                 problems.append(f"config.data.celeba_attributes: {a!r} is not one of {known}")
         top, left, h, w = d.celeba_crop
-        if top < 0 or left < 0 or h < 1 or w < 1 or top + h > 218 or left + w > 178:
+        height, width = CELEBA_IMAGE_HW
+        if min(top, left) < 0 or min(h, w) < 1 or top + h > height or left + w > width:
             problems.append(
-                f"config.data.celeba_crop: {tuple(d.celeba_crop)} is not inside the 218x178 "
-                f"aligned CelebA images"
+                f"config.data.celeba_crop: {tuple(d.celeba_crop)} (top, left, height, width) "
+                f"is not inside the {height}x{width} aligned CelebA images"
             )
     return problems
 
@@ -455,8 +460,8 @@ def create_train_data(
     indices and count per class). Raises ValueError listing every config problem, or
     DataNotFoundError (fast) when the data is absent.
     """
-    # Devices are the loop's business (it validates them); here only the hosts matter.
-    problems = validate_data_config(config, process_count=process_count, device_count=1)
+    # Devices are the loop's business (config_checks validates them); here only the hosts.
+    problems = validate_data_config(config, process_count=process_count)
     if problems:
         location = ("config.data.data_dir: ", "config.data.raw_dir: ")
         if any(p.startswith(location) for p in problems):

@@ -456,6 +456,17 @@ def test_validation_names_each_bad_field(digits_dir):
     config.latents.codes = [default.code("smile", "categorical", 2, label="Smiling")]
     problems = ip.validate_data_config(config, process_count=1, device_count=1)
     assert any(p.startswith("config.data.celeba_attributes: 'Grumpy'") for p in problems)
+    # An attribute named only by a code is a label too; a name that is no attribute is not.
+    config.data.celeba_attributes = ("Smiling",)
+    config.latents.codes = [
+        default.code("smile", "categorical", 2, label="Smiling"),
+        default.code("glasses", "categorical", 2, label="Eyeglasses"),
+        default.code("grin", "categorical", 2, label="Grin"),
+    ]
+    assert ip.get_dataset_info(config).labels == {"Smiling": 2, "Eyeglasses": 2}
+    assert ip.validate_data_config(config, process_count=1)[-1].startswith(
+        "config.latents.codes[grin].label: celeb_a has no label 'Grin'"
+    )
     with pytest.raises(ValueError, match=r"config\.data\.num_labeled: 70000"):
         bad = digits_config(digits_dir, num_labeled=70000)
         ip.create_train_data(bad, None)

@@ -14,6 +14,11 @@ have seen, and every host agrees on every decision without talking to the others
   seeded per-epoch permutations; the k-th draw of m examples from a pool is positions
   [k m, (k + 1) m) of that stream, where k counts the earlier steps that drew from the pool
   (a cumulative sum over the decisions, computed in cached blocks).
+
+Two deliberate differences from the reference's torchnet iterators: each pass over a pool is
+reshuffled (the reference replays one fixed order and never uses the trailing partial batch),
+and a pool smaller than the batch fills the batch by continuing into its next permutation (the
+reference uses a smaller batch then), so every batch has exactly `batch_size` examples.
 """
 
 from __future__ import annotations
