@@ -19,7 +19,7 @@ Design (why it looks like this):
     label_mask  float32 [b], 1 = labelled (drawn from the labelled subset)
     labels      {name: int32 [b] (categorical; -1 where mask is 0) or float32 [b]
                  (continuous; NaN where mask is 0)}
-    index       int64 [b], global train-split index of each example (for checks; not needed
+    index       int32 [b], global train-split index of each example (for checks; not needed
                  by the train step)
   An unlabelled example never carries its label: its entries are the sentinel.
 - Preprocessing: MNIST-format sets (mnist, fashion_mnist, kmnist, digits) -> 28x28x1 in
@@ -400,7 +400,7 @@ class TrainData:
             "image": _to_float(self._images[local], self.info.image_range),
             "label_mask": slots.astype(np.float32),
             "labels": labels,
-            "index": local + self._offset,
+            "index": (local + self._offset).astype(np.int32),
         }
 
     def iterate(self, start_step: int = 0) -> Iterator[dict]:

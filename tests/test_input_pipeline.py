@@ -86,6 +86,12 @@ def test_digits_loads_offline_and_matches_sklearn(digits_dir):
     # Digits are prepared on first use into an empty data_dir as well, without any files.
     data = ip.create_train_data(digits_config(digits_dir), None)
     assert data.info.num_train == 1438
+    batch = data.batch(0)
+    assert batch["image"].shape == (32, 28, 28, 1) and batch["image"].dtype == np.float32
+    assert batch["label_mask"].shape == (32,) and batch["label_mask"].dtype == np.float32
+    assert batch["labels"]["label"].shape == (32,) and batch["labels"]["label"].dtype == np.int32
+    assert batch["index"].dtype == np.int32
+    assert set(batch) == {"image", "label_mask", "labels", "index"}
 
 
 def _lookup(images: np.ndarray) -> dict[bytes, int]:
