@@ -41,15 +41,19 @@ def digits_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    """Real MNIST prepared offline from the IDX files, once per session."""
+def mnist(tmp_path_factory):
+    """(data_dir, TrainData) of real MNIST, prepared offline from the IDX files on first use
+    because config.data.raw_dir names them (the same `prepare` the CLI runs); once per session."""
     if not os.path.isdir(MNIST_RAW):
         pytest.skip(f"no raw MNIST at {MNIST_RAW}")
-    data_dir = str(tmp_path_factory.mktemp("tfds_mnist"))
+    config = default.get_config()
+    config.data.data_dir = str(tmp_path_factory.mktemp("tfds_mnist"))
+    config.data.raw_dir = MNIST_RAW
+    config.data.prefetch = 0
     start = time.perf_counter()
-    ip.prepare("mnist", MNIST_RAW, data_dir)
-    print(f"prepared MNIST in {time.perf_counter() - start:.1f} s")
-    return data_dir
+    data = ip.create_train_data(config, None)
+    print(f"prepared and loaded MNIST in {time.perf_counter() - start:.1f} s")
+    return config.data.data_dir, data
 
 
 def digits_config(data_dir, **data):
@@ -68,7 +72,7 @@ def digits_config(data_dir, **data):
 # Offline data.
 
 
-def test_digits_loads_offline_and_matches_sklearn(digits_dir):
+def test_digits_loads_offline_and_matches_sklearn(digits_dir, tmp_path):
     config = digits_config(digits_dir)
     info = ip.get_dataset_info(config)
     assert info == ip.DatasetInfo("digits", (28, 28, 1), (0.0, 1.0), 1438, 359, {"label": 10})
@@ -83,8 +87,10 @@ def test_digits_loads_offline_and_matches_sklearn(digits_dir):
         for im, lab in zip(images, labels["label"], strict=True)
     }
     assert got == raw
-    # Digits are prepared on first use into an empty data_dir as well, without any files.
-    data = ip.create_train_data(digits_config(digits_dir), None)
+    # Digits are prepared on first use into an empty data_dir, without any files.
+    fresh = str(tmp_path / "fresh")
+    data = ip.create_train_data(digits_config(fresh), None)
+    assert builders.is_prepared("digits", fresh)
     assert data.info.num_train == 1438
     batch = data.batch(0)
     assert batch["image"].shape == (32, 28, 28, 1) and batch["image"].dtype == np.float32
@@ -98,7 +104,8 @@ def _lookup(images: np.ndarray) -> dict[bytes, int]:
     return {im.tobytes(): i for i, im in enumerate(images)}
 
 
-def test_real_mnist_prepared_offline_matches_idx(mnist_dir):
+def test_real_mnist_prepared_offline_matches_idx(mnist):
+    mnist_dir, data = mnist
     # tfds.load works offline on the prepared folder; the test split is exactly the IDX one.
     test_images = builders.read_idx(MNIST_RAW, "test_images")
     test_labels = builders.read_idx(MNIST_RAW, "test_labels")
@@ -115,10 +122,6 @@ def test_real_mnist_prepared_offline_matches_idx(mnist_dir):
     # order, so example i of the split is IDX example found[i].)
     train_images = builders.read_idx(MNIST_RAW, "train_images")
     train_labels = builders.read_idx(MNIST_RAW, "train_labels")
-    config = default.get_config()
-    config.data.data_dir = mnist_dir
-    config.data.prefetch = 0
-    data = ip.create_train_data(config, None)
     assert data.info.num_train == 60000 and len(data.labeled_indices) == 600
     by_bytes = _lookup(train_images)
     found = np.array([by_bytes[im.tobytes()] for im in data._images[..., 0]])
