@@ -1,0 +1,54 @@
+"""Evaluation: the independent classifier, conditional accuracy, Frechet distance, image grids.
+
+Host-side and independent of the training loop; G and the classifier enter as callables.
+"""
+
+from ssinfogan_jax.evaluation import classifier, frechet, images, metrics
+from ssinfogan_jax.evaluation.classifier import Classifier, load, train_classifier
+from ssinfogan_jax.evaluation.frechet import (
+    frechet_distance,
+    frechet_distance_from_features,
+    gaussian_statistics,
+)
+from ssinfogan_jax.evaluation.images import make_grid, save_grid, save_image, to_uint8
+from ssinfogan_jax.evaluation.metrics import (
+    ConditionalAccuracy,
+    class_mapping,
+    code_recovery,
+    conditional_accuracy,
+    conditional_latents,
+    conditional_samples,
+    confusion_matrix,
+    evaluate_conditional,
+    greedy_mapping,
+    hungarian_mapping,
+    label_accuracy,
+)
+
+__all__ = [
+    "Classifier",
+    "ConditionalAccuracy",
+    "class_mapping",
+    "classifier",
+    "code_recovery",
+    "conditional_accuracy",
+    "conditional_latents",
+    "conditional_samples",
+    "confusion_matrix",
+    "evaluate_conditional",
+    "frechet",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "gaussian_statistics",
+    "greedy_mapping",
+    "hungarian_mapping",
+    "images",
+    "label_accuracy",
+    "load",
+    "make_grid",
+    "metrics",
+    "save_grid",
+    "save_image",
+    "to_uint8",
+    "train_classifier",
+]

@@ -1,0 +1,415 @@
+"""The independent classifier that judges generated samples (DESIGN.md section 7).
+
+Per data set a small CNN is trained on the data set's *test* split and validated on its *train*
+split (the paper's protocol: it never saw the images G learned from). Its logits give the
+conditional accuracy of G's samples and its penultimate features a Frechet distance.
+
+    clf, val_accuracy = train_classifier(test_x, test_y, train_x, train_y, num_classes=10, seed=0)
+    clf.save("/tmp/mnist_classifier")
+    clf = load("/tmp/mnist_classifier")
+    logits = clf.predict(fakes)          # float32 [N, num_classes]
+    feats = clf.features(fakes)          # float32 [N, feature_size]
+
+Images are NHWC float in whatever range the training images had (G's output range, so fakes
+and data match); the classifier standardises them per channel with the training set's mean and
+standard deviation, which are saved with it. Training is deterministic given `seed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+VARIABLES_FILE = "variables.msgpack"
+INFO_FILE = "classifier.json"
+DEFAULT_EVAL_BATCH = 1000
+
+
+class ClassifierCNN(nn.Module):
+    """Per width: `convs_per_stage` x (Conv 3x3 [- BN] - ReLU), max-pool 2; then Dense
+    `feature_size` [- BN] - ReLU (the features), dropout and Dense `num_classes`.
+    28x28x1 -> 7x7x64 and 32x32x3 -> 8x8x64 with two widths.
+
+    Returns (logits float32 [B, num_classes], features float32 [B, feature_size]).
+    """
+
+    num_classes: int
+    widths: Sequence[int] = (32, 64)
+    convs_per_stage: int = 1
+    feature_size: int = 256
+    dropout_rate: float = 0.5
+    batch_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        def norm(h):
+            if not self.batch_norm:
+                return h
+            return nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
+
+        for width in self.widths:
+            for _ in range(self.convs_per_stage):
+                x = nn.relu(norm(nn.Conv(width, (3, 3), use_bias=not self.batch_norm)(x)))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        features = nn.relu(norm(nn.Dense(self.feature_size, use_bias=not self.batch_norm)(x)))
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
+        return nn.Dense(self.num_classes)(h), features
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierSpec:
+    """Everything needed to rebuild the network and its input standardisation."""
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    widths: tuple[int, ...] = (32, 64)
+    convs_per_stage: int = 1
+    feature_size: int = 256
+    dropout_rate: float = 0.5
+    batch_norm: bool = False
+    mean: tuple[float, ...] = (0.0,)  # Per-channel, of the training images.
+    std: tuple[float, ...] = (1.0,)
+
+    def module(self) -> ClassifierCNN:
+        return ClassifierCNN(
+            num_classes=self.num_classes,
+            widths=self.widths,
+            convs_per_stage=self.convs_per_stage,
+            feature_size=self.feature_size,
+            dropout_rate=self.dropout_rate,
+            batch_norm=self.batch_norm,
+        )
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ClassifierSpec:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        return cls(**kwargs)
+
+
+def _standardise(spec: ClassifierSpec, images: jax.Array) -> jax.Array:
+    mean = jnp.asarray(spec.mean, jnp.float32)
+    std = jnp.asarray(spec.std, jnp.float32)
+    return (images.astype(jnp.float32) - mean) / std
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(
+    spec: ClassifierSpec, variables: Any, images: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    return spec.module().apply(variables, _standardise(spec, images), train=False)
+
+
+@dataclasses.dataclass
+class Classifier:
+    """A trained classifier: its spec, parameters and a record of how it was trained.
+
+    Attributes:
+      spec: architecture and input standardisation.
+      variables: the Flax variables ('params', plus 'batch_stats' with batch norm).
+      info: JSON-able record (val_accuracy, seed, num_steps, ...), saved beside the weights.
+    """
+
+    spec: ClassifierSpec
+    variables: Any
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return self.info.get("val_accuracy")
+
+    def _run(self, images: np.ndarray, batch_size: int, index: int) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if images.shape[1:] != tuple(self.spec.image_shape):
+            raise ValueError(
+                f"images: expected [N, {', '.join(map(str, self.spec.image_shape))}], "
+                f"got {images.shape}"
+            )
+        n = images.shape[0]
+        outputs = []
+        for start in range(0, n, batch_size):
+            batch = images[start : start + batch_size]
+            size = batch.shape[0]
+            if size < batch_size and n > batch_size:  # Pad the last batch: one compiled shape.
+                batch = np.concatenate(
+                    [batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)]
+                )
+            outputs.append(np.asarray(_forward(self.spec, self.variables, batch)[index])[:size])
+        if not outputs:
+            width = self.spec.num_classes if index == 0 else self.spec.feature_size
+            return np.zeros((0, width), np.float32)
+        return np.concatenate(outputs)
+
+    def predict(self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH) -> np.ndarray:
+        """Logits float32 [N, num_classes] of images [N, H, W, C]."""
+        return self._run(images, batch_size, 0)
+
+    def features(self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH) -> np.ndarray:
+        """Penultimate-layer features float32 [N, feature_size] (for the Frechet distance)."""
+        return self._run(images, batch_size, 1)
+
+    def predict_classes(
+        self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH
+    ) -> np.ndarray:
+        """Argmax classes int64 [N]."""
+        return self.predict(images, batch_size).argmax(axis=-1)
+
+    def accuracy(
+        self, images: np.ndarray, labels: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH
+    ) -> float:
+        """Fraction of images [N, H, W, C] classified as their labels [N]."""
+        return float(np.mean(self.predict_classes(images, batch_size) == np.asarray(labels)))
+
+    def save(self, path: str) -> str:
+        """Writes `path`/variables.msgpack and `path`/classifier.json; returns `path`."""
+        os.makedirs(path, exist_ok=True)
+        variables = jax.tree_util.tree_map(np.asarray, self.variables)
+        with open(os.path.join(path, VARIABLES_FILE), "wb") as f:
+            f.write(
+                flax.serialization.msgpack_serialize(flax.serialization.to_state_dict(variables))
+            )
+        with open(os.path.join(path, INFO_FILE), "w") as f:
+            json.dump({"spec": self.spec.to_json(), "info": self.info}, f, indent=2, sort_keys=True)
+        return path
+
+
+def load(path: str) -> Classifier:
+    """Reads a classifier written by `Classifier.save`."""
+    with open(os.path.join(path, INFO_FILE)) as f:
+        record = json.load(f)
+    spec = ClassifierSpec.from_json(record["spec"])
+    with open(os.path.join(path, VARIABLES_FILE), "rb") as f:
+        state = flax.serialization.msgpack_restore(f.read())
+    # Check the tree against a fresh init so a mismatched file fails here, not at predict time.
+    template = jax.eval_shape(
+        lambda: spec.module().init(jax.random.key(0), jnp.zeros((1, *spec.image_shape)))
+    )
+    variables = flax.serialization.from_state_dict(template, state)
+    return Classifier(spec, jax.tree_util.tree_map(jnp.asarray, variables), record.get("info", {}))
+
+
+def _random_affine(
+    rng: jax.Array,
+    images: jax.Array,
+    max_shift: float,
+    max_rotation: float,
+    max_scale: float,
+) -> jax.Array:
+    """Random small affine maps of images [B, H, W, C] (bilinear, edge values outside).
+
+    Each image is rotated by U(-max_rotation, max_rotation) degrees, scaled by
+    U(1 - max_scale, 1 + max_scale) about its centre and translated by U(-max_shift, max_shift)
+    pixels per axis.
+    """
+    if max_shift == 0 and max_rotation == 0 and max_scale == 0:
+        return images
+    b, h, w, c = images.shape
+    k_rot, k_scale, k_shift = jax.random.split(rng, 3)
+    angle = jnp.deg2rad(jax.random.uniform(k_rot, (b,), minval=-max_rotation, maxval=max_rotation))
+    scale = jax.random.uniform(k_scale, (b,), minval=1 - max_scale, maxval=1 + max_scale)
+    shift = jax.random.uniform(k_shift, (b, 2), minval=-max_shift, maxval=max_shift)
+    centre = jnp.array([(h - 1) / 2, (w - 1) / 2])
+    rows, cols = jnp.meshgrid(
+        jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
+    )
+    grid = jnp.stack([rows.ravel(), cols.ravel()]) - centre[:, None]  # [2, H * W]
+
+    def warp(image, angle, scale, shift):
+        cos, sin = jnp.cos(angle), jnp.sin(angle)
+        inverse = jnp.array([[cos, sin], [-sin, cos]]) / scale  # Output pixel -> source pixel.
+        source = inverse @ grid + (centre - shift)[:, None]
+        channel = lambda x: jax.scipy.ndimage.map_coordinates(
+            x, list(source), order=1, mode="nearest"
+        )
+        return jax.vmap(channel, in_axes=-1, out_axes=-1)(image).reshape(h, w, c)
+
+    return jax.vmap(warp)(images, angle, scale, shift)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainOptions:
+    """The training hyperparameters the compiled step depends on (hashable: a static arg)."""
+
+    learning_rate: float
+    weight_decay: float
+    num_steps: int
+    max_shift: float
+    max_rotation: float
+    max_scale: float
+
+    def optimizer(self) -> optax.GradientTransformation:
+        schedule = optax.cosine_decay_schedule(self.learning_rate, self.num_steps)
+        return optax.adamw(schedule, weight_decay=self.weight_decay)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _train_step(
+    spec: ClassifierSpec,
+    options: _TrainOptions,
+    params: Any,
+    batch_stats: Any,
+    opt_state: optax.OptState,
+    images: jax.Array,
+    labels: jax.Array,
+    rng: jax.Array,
+):
+    """One AdamW step on augmented, standardised images [B, H, W, C] and labels [B]."""
+    augment_rng, dropout_rng = jax.random.split(rng)
+    images = _random_affine(
+        augment_rng, images, options.max_shift, options.max_rotation, options.max_scale
+    )
+    images = _standardise(spec, images)
+
+    def loss_fn(params):
+        (logits, _), updates = spec.module().apply(
+            {"params": params, "batch_stats": batch_stats},
+            images,
+            train=True,
+            rngs={"dropout": dropout_rng},
+            mutable=["batch_stats"],
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, updates.get("batch_stats", {})
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = options.optimizer().update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+
+def train_classifier(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    *,
+    num_classes: int,
+    seed: int = 0,
+    num_steps: int = 2_000,
+    batch_size: int = 128,
+    learning_rate: float = 2e-3,
+    weight_decay: float = 1e-4,
+    max_shift: float = 2.0,
+    max_rotation: float = 0.0,
+    max_scale: float = 0.0,
+    widths: Sequence[int] = (32, 64),
+    convs_per_stage: int = 1,
+    feature_size: int = 256,
+    dropout_rate: float = 0.5,
+    batch_norm: bool = False,
+    log_every: int = 0,
+) -> tuple[Classifier, float | None]:
+    """Trains the independent classifier; deterministic given `seed`.
+
+    For the paper's protocol pass the data set's *test* split as train_* and its *train* split
+    as val_*.
+
+    Args:
+      train_images: float [N, H, W, C], in the range G produces.
+      train_labels: int [N] in [0, num_classes).
+      val_images, val_labels: optional held-out set [M, H, W, C], [M]; its accuracy is returned
+        and recorded in `Classifier.info`.
+      num_classes: C.
+      seed: init, batch order, dropout and augmentation all derive from it.
+      num_steps, batch_size: AdamW steps (cosine-decayed learning rate) and their batch size.
+      learning_rate, weight_decay: AdamW's peak rate and decoupled weight decay.
+      max_shift, max_rotation, max_scale: random affine augmentation of each training image:
+        translation (pixels), rotation (degrees) and relative scale; all 0: none.
+      widths, convs_per_stage, feature_size, dropout_rate, batch_norm: the network (see
+        `ClassifierCNN`).
+      log_every: print the training loss every this many steps (0: never).
+
+    Returns:
+      (the classifier, validation accuracy or None without a validation set).
+    """
+    start_time = time.time()
+    train_images = np.asarray(train_images, np.float32)
+    train_labels = np.asarray(train_labels, np.int32)
+    if train_images.ndim != 4 or train_labels.shape != train_images.shape[:1]:
+        raise ValueError(
+            f"train_images [N, H, W, C] and train_labels [N] expected, got {train_images.shape} "
+            f"and {train_labels.shape}"
+        )
+    if train_labels.min() < 0 or train_labels.max() >= num_classes:
+        raise ValueError(f"train_labels: values outside [0, {num_classes})")
+    spec = ClassifierSpec(
+        num_classes=num_classes,
+        image_shape=tuple(int(d) for d in train_images.shape[1:]),
+        widths=tuple(widths),
+        convs_per_stage=convs_per_stage,
+        feature_size=feature_size,
+        dropout_rate=dropout_rate,
+        batch_norm=batch_norm,
+        mean=tuple(float(m) for m in train_images.mean(axis=(0, 1, 2), dtype=np.float64)),
+        std=tuple(float(s) + 1e-8 for s in train_images.std(axis=(0, 1, 2), dtype=np.float64)),
+    )
+    init_rng, step_rng = jax.random.split(jax.random.key(seed))
+    variables = spec.module().init(init_rng, jnp.zeros((1, *spec.image_shape)))
+    params, batch_stats = variables["params"], variables.get("batch_stats", {})
+    options = _TrainOptions(
+        learning_rate, weight_decay, num_steps, max_shift, max_rotation, max_scale
+    )
+    opt_state = options.optimizer().init(params)
+
+    order_rng = np.random.default_rng(seed)
+    n = train_images.shape[0]
+    order, position = order_rng.permutation(n), 0
+    loss = None
+    for i in range(num_steps):
+        if position + batch_size > n:  # New epoch; drop the remainder.
+            order, position = order_rng.permutation(n), 0
+        index = order[position : position + batch_size]
+        position += batch_size
+        params, batch_stats, opt_state, loss = _train_step(
+            spec,
+            options,
+            params,
+            batch_stats,
+            opt_state,
+            train_images[index],
+            train_labels[index],
+            jax.random.fold_in(step_rng, i),
+        )
+        if log_every and (i + 1) % log_every == 0:
+            print(f"classifier step {i + 1}/{num_steps}: loss {float(loss):.4f}", flush=True)
+
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    classifier = Classifier(spec, variables)
+    val_accuracy = None
+    if val_images is not None:
+        val_accuracy = classifier.accuracy(val_images, val_labels)
+    classifier.info = {
+        "val_accuracy": val_accuracy,
+        "num_train": int(n),
+        "num_val": None if val_images is None else len(val_images),
+        "seed": seed,
+        "num_steps": num_steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "augmentation": {
+            "max_shift": max_shift,
+            "max_rotation": max_rotation,
+            "max_scale": max_scale,
+        },
+        "final_train_loss": None if loss is None else float(loss),
+        "train_seconds": time.time() - start_time,
+    }
+    return classifier, val_accuracy

@@ -1,0 +1,287 @@
+"""Host-side metrics of a trained generator and of D's Q heads (DESIGN.md section 7).
+
+Conditional accuracy (the paper's measure): for each value k of a categorical code, generate N
+samples with that code fixed to k, classify them with the independent classifier, and compare:
+
+- direct: code value k should give class k (what semi-supervision should deliver);
+- mapped: under the best one-to-one map from code values to classes (what unsupervised InfoGAN
+  needs). `method='hungarian'` maximises the number of matches exactly
+  (scipy.optimize.linear_sum_assignment); `method='greedy'` is the reference's bijection
+  (spurra/ss-infogan helper_functions.lua): repeatedly take the largest remaining entry of the
+  [code value, class] score matrix, map that row to that column, blank both. Greedy can be
+  suboptimal; it is kept to compare with the original's figures.
+
+The MI lower bound is `losses.mutual_information_lower_bound`. Nothing here depends on the
+training loop: G enters as a `generate(latents) -> images`
+callable and the classifier as a `classify(images) -> logits` callable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+
+from ssinfogan_jax import latents as latents_lib
+
+MAPPING_METHODS = ("hungarian", "greedy")
+
+GenerateFn = Callable[[Mapping[str, jax.Array]], jax.Array]
+ClassifyFn = Callable[[np.ndarray], np.ndarray]
+
+
+def confusion_matrix(predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts [K, C] int64 from predicted classes [K, N] (row k: the N samples of code value k)."""
+    predictions = np.asarray(predictions)
+    if predictions.ndim != 2:
+        raise ValueError(f"predictions: expected [K, N], got shape {predictions.shape}")
+    if predictions.size and (predictions.min() < 0 or predictions.max() >= num_classes):
+        raise ValueError(f"predictions: values outside [0, {num_classes})")
+    counts = np.zeros((predictions.shape[0], num_classes), np.int64)
+    for k, row in enumerate(predictions):
+        counts[k] = np.bincount(row.astype(np.int64), minlength=num_classes)
+    return counts
+
+
+def hungarian_mapping(scores: np.ndarray) -> np.ndarray:
+    """The one-to-one map rows -> columns maximising the summed scores [K, C].
+
+    Returns:
+      int64 [K]: the column of each row; -1 for rows left unmapped when K > C.
+    """
+    scores = np.asarray(scores, np.float64)
+    rows, cols = scipy.optimize.linear_sum_assignment(scores, maximize=True)
+    mapping = np.full(scores.shape[0], -1, np.int64)
+    mapping[rows] = cols
+    return mapping
+
+
+def greedy_mapping(scores: np.ndarray) -> np.ndarray:
+    """The reference's greedy bijection on scores [K, C]: largest remaining entry first.
+
+    Ties go to the first entry in row-major order. Returns int64 [K], -1 for unmapped rows.
+    """
+    scores = np.array(scores, np.float64)
+    mapping = np.full(scores.shape[0], -1, np.int64)
+    for _ in range(min(scores.shape)):
+        row, col = np.unravel_index(np.argmax(scores), scores.shape)
+        mapping[row] = col
+        scores[row, :] = -np.inf
+        scores[:, col] = -np.inf
+    return mapping
+
+
+def class_mapping(scores: np.ndarray, method: str = "hungarian") -> np.ndarray:
+    """`hungarian_mapping` or `greedy_mapping` of scores [K, C] by name."""
+    if method == "hungarian":
+        return hungarian_mapping(scores)
+    if method == "greedy":
+        return greedy_mapping(scores)
+    raise ValueError(f"method: {method!r}, expected one of {MAPPING_METHODS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionalAccuracy:
+    """Conditional accuracy of K code values judged by a C-class classifier.
+
+    Attributes:
+      direct: fraction of samples whose class equals their code value (code k = class k).
+      mapped: fraction whose class equals mapping[code value].
+      mapping: int64 [K], the class each code value is mapped to (-1: unmapped).
+      per_value_direct, per_value_mapped: float64 [K], the same per code value.
+      confusion: int64 [K, C] counts.
+    """
+
+    direct: float
+    mapped: float
+    mapping: np.ndarray
+    per_value_direct: np.ndarray
+    per_value_mapped: np.ndarray
+    confusion: np.ndarray
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        """Scalars for logging: {prefix}direct, {prefix}mapped."""
+        return {f"{prefix}direct": self.direct, f"{prefix}mapped": self.mapped}
+
+
+def conditional_accuracy(
+    predictions: np.ndarray,
+    num_classes: int | None = None,
+    method: str = "hungarian",
+    scores: np.ndarray | None = None,
+) -> ConditionalAccuracy:
+    """Direct and mapped accuracy of predicted classes [K, N] (row k: samples of code value k).
+
+    Args:
+      predictions: int [K, N], the classifier's class for each of N samples per code value.
+      num_classes: C; defaults to K.
+      method: 'hungarian' (best one-to-one map) or 'greedy' (the reference's).
+      scores: optional [K, C] matrix the map is chosen on (the reference uses the classifier's
+        mean output per code value); defaults to the confusion counts.
+    """
+    predictions = np.asarray(predictions)
+    num_values = predictions.shape[0]
+    num_classes = num_values if num_classes is None else num_classes
+    confusion = confusion_matrix(predictions, num_classes)
+    n = predictions.shape[1]
+    mapping = class_mapping(confusion if scores is None else scores, method)
+    values = np.arange(num_values)
+    direct_counts = np.zeros(num_values, np.int64)  # Code values >= C have no class k.
+    direct_counts[: min(num_values, num_classes)] = np.diagonal(confusion)
+    mapped_counts = np.where(mapping >= 0, confusion[values, np.maximum(mapping, 0)], 0)
+    per_value_direct = direct_counts / n
+    per_value_mapped = mapped_counts / n
+    return ConditionalAccuracy(
+        direct=float(per_value_direct.mean()),
+        mapped=float(per_value_mapped.mean()),
+        mapping=mapping,
+        per_value_direct=per_value_direct,
+        per_value_mapped=per_value_mapped,
+        confusion=confusion,
+    )
+
+
+def conditional_latents(
+    rng: jax.Array,
+    layout: latents_lib.LatentLayout,
+    code_name: str,
+    num_per_value: int,
+    paired: bool = False,
+) -> list[latents_lib.Latents]:
+    """For each value k of a categorical code, N latents with that code fixed to k.
+
+    The other codes and the noise come from the priors (`latents.sample`); with `paired` they
+    are the same N draws for every k (only the code changes), otherwise independent per k (as
+    the reference's fixed test inputs).
+
+    Returns:
+      K dicts as from `latents.sample` with B = num_per_value.
+    """
+    code = layout.code(code_name)
+    if not code.categorical:
+        raise ValueError(
+            f"code {code_name!r} is {code.kind}; conditional samples need a categorical code"
+        )
+    result = []
+    for k in range(code.size):
+        key = rng if paired else jax.random.fold_in(rng, k)
+        fixed = {code_name: jnp.full((num_per_value,), k, jnp.int32)}
+        result.append(latents_lib.sample(key, layout, num_per_value, fixed=fixed))
+    return result
+
+
+def conditional_samples(
+    generate: GenerateFn,
+    layout: latents_lib.LatentLayout,
+    code_name: str,
+    num_per_value: int,
+    rng: jax.Array,
+    batch_size: int | None = None,
+    paired: bool = False,
+) -> np.ndarray:
+    """Generated images for each value of a categorical code: [K, N, H, W, C] (numpy).
+
+    Args:
+      generate: latents dict (as from `latents.sample`, batch B) -> images [B, H, W, C]; e.g.
+        `lambda z: g.apply(g_vars, latents.generator_input(layout, z), train=False)`.
+      layout: the latent layout.
+      code_name: a categorical code (usually a c_ss code).
+      num_per_value: N.
+      rng: PRNG key; the same key gives the same latents.
+      batch_size: largest batch passed to `generate` (default: N).
+      paired: share the other codes and noise across code values (see `conditional_latents`).
+    """
+    batch_size = batch_size or num_per_value
+    images = []
+    for z in conditional_latents(rng, layout, code_name, num_per_value, paired):
+        chunks = [
+            np.asarray(generate({k: v[i : i + batch_size] for k, v in z.items()}))
+            for i in range(0, num_per_value, batch_size)
+        ]
+        images.append(np.concatenate(chunks, axis=0))
+    return np.stack(images)
+
+
+def evaluate_conditional(
+    generate: GenerateFn,
+    classify: ClassifyFn,
+    layout: latents_lib.LatentLayout,
+    code_name: str,
+    num_per_value: int,
+    rng: jax.Array,
+    num_classes: int | None = None,
+    method: str = "hungarian",
+    batch_size: int | None = None,
+) -> ConditionalAccuracy:
+    """Conditional accuracy of G for one categorical code, judged by `classify`.
+
+    `classify(images [B, H, W, C]) -> logits [B, C]` (e.g. `Classifier.predict`); samples are
+    drawn with `conditional_samples`. With `method='greedy'` the map is chosen, as in the
+    reference, on the classifier's mean softmax per code value.
+    """
+    images = conditional_samples(generate, layout, code_name, num_per_value, rng, batch_size)
+    k, n = images.shape[:2]
+    logits = np.asarray(classify(images.reshape(k * n, *images.shape[2:])), np.float64)
+    logits = logits.reshape(k, n, -1)
+    num_classes = logits.shape[-1] if num_classes is None else num_classes
+    scores = None
+    if method == "greedy":
+        scores = np.asarray(jax.nn.softmax(logits, axis=-1)).mean(axis=1)
+    return conditional_accuracy(logits.argmax(-1), num_classes, method, scores)
+
+
+def label_accuracy(
+    predictions: np.ndarray, labels: np.ndarray, num_classes: int, method: str = "hungarian"
+) -> ConditionalAccuracy:
+    """Accuracy of code predictions on real labelled data (e.g. Q_ss argmax on the test split).
+
+    Direct: prediction == label. Mapped: mapping[prediction] == label, the map chosen on the
+    [predicted code, true class] counts. Fractions are over all examples (not per class).
+
+    Args:
+      predictions: int [N] predicted code values (argmax of Q_ss logits).
+      labels: int [N] true classes.
+      num_classes: K = C.
+    """
+    predictions, labels = np.asarray(predictions, np.int64), np.asarray(labels, np.int64)
+    if predictions.shape != labels.shape or predictions.ndim != 1:
+        raise ValueError(f"predictions {predictions.shape} and labels {labels.shape}: want [N]")
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (predictions, labels), 1)
+    mapping = class_mapping(confusion, method)
+    per_code = np.maximum(confusion.sum(axis=1), 1)
+    values = np.arange(num_classes)
+    mapped_counts = np.where(mapping >= 0, confusion[values, np.maximum(mapping, 0)], 0)
+    return ConditionalAccuracy(
+        direct=float(np.mean(predictions == labels)),
+        mapped=float(mapped_counts.sum() / max(len(labels), 1)),
+        mapping=mapping,
+        per_value_direct=np.diagonal(confusion) / per_code,
+        per_value_mapped=mapped_counts / per_code,
+        confusion=confusion,
+    )
+
+
+def code_recovery(codes: np.ndarray, predictions: np.ndarray) -> dict[str, np.ndarray]:
+    """How well Q_us recovers a continuous code on fakes.
+
+    Args:
+      codes: float [N, D] the c_us values G was given.
+      predictions: float [N, D] Q_us's estimates.
+
+    Returns:
+      'mse' float64 [D] mean squared error per dimension; 'correlation' float64 [D] Pearson
+      correlation per dimension (NaN where either side is constant).
+    """
+    codes = np.asarray(codes, np.float64).reshape(len(codes), -1)
+    predictions = np.asarray(predictions, np.float64).reshape(codes.shape)
+    mse = np.mean(np.square(predictions - codes), axis=0)
+    a, b = codes - codes.mean(axis=0), predictions - predictions.mean(axis=0)
+    denominator = np.sqrt(np.sum(a * a, axis=0) * np.sum(b * b, axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.where(denominator > 0, np.sum(a * b, axis=0) / denominator, np.nan)
+    return {"mse": mse, "correlation": correlation}

@@ -1,0 +1,308 @@
+"""Tests of the evaluation library: class mappings, Frechet maths, image grids, classifier."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax.evaluation import classifier as classifier_lib
+from ssinfogan_jax.evaluation import frechet, images, metrics
+
+# --- conditional accuracy and class mappings -------------------------------------------------
+
+
+def test_permuted_perfect_generator_direct_low_mapped_one():
+    permutation = np.array([3, 7, 0, 9, 1, 2, 8, 4, 6, 5])
+    predictions = np.repeat(permutation[:, None], 50, axis=1)  # Code k always gives class p[k].
+    for method in metrics.MAPPING_METHODS:
+        result = metrics.conditional_accuracy(predictions, 10, method=method)
+        assert result.direct == 0.0  # No fixed points in the permutation.
+        assert result.mapped == 1.0
+        np.testing.assert_array_equal(result.mapping, permutation)
+        np.testing.assert_array_equal(result.per_value_mapped, np.ones(10))
+
+
+def test_identity_generator_direct_equals_mapped():
+    predictions = np.repeat(np.arange(10)[:, None], 8, axis=1)
+    predictions[0, :2] = 5  # 2 of 80 samples wrong.
+    result = metrics.conditional_accuracy(predictions)
+    assert result.direct == pytest.approx(78 / 80)
+    assert result.mapped == pytest.approx(78 / 80)
+    np.testing.assert_array_equal(result.mapping, np.arange(10))
+    assert result.confusion[0, 5] == 2 and result.confusion.sum() == 80
+
+
+def _counts_to_predictions(counts: np.ndarray) -> np.ndarray:
+    return np.stack([np.repeat(np.arange(len(row)), row) for row in counts])
+
+
+def test_greedy_is_suboptimal_where_hungarian_is_not():
+    # Greedy takes 9 (2->2), then 5 (0->0), leaving 1->1 with 0: 14 of 27 correct.
+    # The best bijection is 0->1, 1->0, 2->2: 4 + 4 + 9 = 17 of 27.
+    counts = np.array([[5, 4, 0], [4, 0, 5], [0, 0, 9]])
+    predictions = _counts_to_predictions(counts)
+    greedy = metrics.conditional_accuracy(predictions, 3, method="greedy")
+    hungarian = metrics.conditional_accuracy(predictions, 3, method="hungarian")
+    np.testing.assert_array_equal(greedy.mapping, [0, 1, 2])
+    np.testing.assert_array_equal(hungarian.mapping, [1, 0, 2])
+    assert greedy.mapped == pytest.approx(14 / 27)
+    assert hungarian.mapped == pytest.approx(17 / 27)
+    assert greedy.direct == hungarian.direct == pytest.approx(14 / 27)
+    np.testing.assert_array_equal(greedy.confusion, counts)
+
+
+def test_mappings_are_bijections_and_hungarian_is_optimal_on_random_scores():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        scores = rng.random((6, 6))
+        best = max(scores[np.arange(6), list(p)].sum() for p in itertools.permutations(range(6)))
+        for method in metrics.MAPPING_METHODS:
+            mapping = metrics.class_mapping(scores, method)
+            assert sorted(mapping) == list(range(6))
+        hungarian = metrics.hungarian_mapping(scores)
+        assert scores[np.arange(6), hungarian].sum() == pytest.approx(best)
+        assert scores[np.arange(6), metrics.greedy_mapping(scores)].sum() <= best + 1e-12
+
+
+def test_more_code_values_than_classes_leaves_some_unmapped():
+    predictions = np.array([[0, 0], [1, 1], [1, 0]])  # 3 code values, 2 classes.
+    result = metrics.conditional_accuracy(predictions, num_classes=2)
+    assert (result.mapping == -1).sum() == 1
+    assert result.mapped == pytest.approx(4 / 6)
+    assert result.direct == pytest.approx(4 / 6)  # Value 2 has no class 2.
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="outside"):
+        metrics.conditional_accuracy(np.array([[0, 3]]), num_classes=2)
+    with pytest.raises(ValueError, match="method"):
+        metrics.class_mapping(np.eye(2), "best")
+
+
+def test_label_accuracy_direct_and_mapped():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    swapped = np.array([1, 0, 2, 2, 0, 0, 0, 1])  # Code 0 -> class 2, code 1 -> 0, code 2 -> 1.
+    result = metrics.label_accuracy(swapped, labels, num_classes=3)
+    assert result.direct == pytest.approx(1 / 8)
+    assert result.mapped == pytest.approx(7 / 8)
+    np.testing.assert_array_equal(result.mapping, [2, 0, 1])
+
+
+def test_code_recovery():
+    rng = np.random.default_rng(1)
+    codes = rng.uniform(-1, 1, (1000, 2))
+    predictions = np.stack([codes[:, 0] + 0.1, -codes[:, 1]], axis=1)
+    result = metrics.code_recovery(codes, predictions)
+    np.testing.assert_allclose(result["mse"][0], 0.01)
+    np.testing.assert_allclose(result["correlation"], [1.0, -1.0])
+    constant = metrics.code_recovery(codes[:, :1], np.zeros((1000, 1)))
+    assert np.isnan(constant["correlation"][0])
+
+
+LAYOUT = latents_lib.LatentLayout(
+    codes=(
+        latents_lib.Code("digit", latents_lib.CATEGORICAL, 4, label="label"),
+        latents_lib.Code("c_us", latents_lib.CONTINUOUS, 2),
+    ),
+    noise_size=3,
+)
+
+
+def _fake_generate(z):
+    """A 'generator' that writes its digit code into every pixel: [B, 2, 2, 1]."""
+    value = z["digit"].astype(jnp.float32)[:, None, None, None]
+    return jnp.broadcast_to(value, (value.shape[0], 2, 2, 1))
+
+
+def test_conditional_samples_fix_the_code_and_vary_the_rest():
+    rng = jax.random.key(0)
+    samples = metrics.conditional_samples(_fake_generate, LAYOUT, "digit", 5, rng, batch_size=2)
+    assert samples.shape == (4, 5, 2, 2, 1)
+    np.testing.assert_array_equal(samples[:, :, 0, 0, 0], np.repeat(np.arange(4)[:, None], 5, 1))
+    z = metrics.conditional_latents(rng, LAYOUT, "digit", 5)
+    assert not np.allclose(z[0]["noise"], z[1]["noise"])  # Independent per value ...
+    paired = metrics.conditional_latents(rng, LAYOUT, "digit", 5, paired=True)
+    np.testing.assert_array_equal(paired[0]["noise"], paired[3]["noise"])  # ... or shared.
+    again = metrics.conditional_samples(_fake_generate, LAYOUT, "digit", 5, rng)
+    np.testing.assert_array_equal(samples, again)
+    with pytest.raises(ValueError, match="categorical"):
+        metrics.conditional_latents(rng, LAYOUT, "c_us", 5)
+
+
+@pytest.mark.parametrize("method", metrics.MAPPING_METHODS)
+def test_evaluate_conditional_with_a_permuting_classifier(method):
+    permutation = np.array([2, 0, 3, 1])
+
+    def classify(x):  # Class permutation[code] with certainty.
+        codes = np.asarray(x[:, 0, 0, 0]).astype(int)
+        return np.eye(4)[permutation[codes]] * 10.0
+
+    result = metrics.evaluate_conditional(
+        _fake_generate, classify, LAYOUT, "digit", 6, jax.random.key(1), method=method
+    )
+    assert result.direct == 0.0 and result.mapped == 1.0
+    np.testing.assert_array_equal(result.mapping, permutation)
+    assert result.as_dict("cond_acc_") == {"cond_acc_direct": 0.0, "cond_acc_mapped": 1.0}
+
+
+# --- Frechet distance ------------------------------------------------------------------------
+
+
+def test_frechet_identical_gaussians_is_zero():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 5))
+    sigma = a @ a.T + np.eye(5)
+    mu = rng.normal(size=5)
+    assert frechet.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_equal_covariances_is_squared_mean_distance():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4, 4))
+    sigma = a @ a.T + 0.5 * np.eye(4)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    expected = float(np.sum((mu1 - mu2) ** 2))
+    assert frechet.frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(expected, rel=1e-8)
+
+
+def test_frechet_diagonal_covariances_closed_form():
+    a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)  # 5 + 5
+    result = frechet.frechet_distance(mu1, np.diag(a), mu2, np.diag(b))
+    assert result == pytest.approx(expected, rel=1e-10)
+    assert result == pytest.approx(10.0)
+
+
+def test_frechet_commuting_covariances_closed_form():
+    # Same eigenvectors: d = ||mu1 - mu2||^2 + sum (sqrt(l1) - sqrt(l2))^2 over eigenvalues.
+    q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(3, 3)))
+    l1, l2 = np.array([1.0, 2.0, 3.0]), np.array([4.0, 0.5, 3.0])
+    s1, s2 = q @ np.diag(l1) @ q.T, q @ np.diag(l2) @ q.T
+    expected = np.sum((np.sqrt(l1) - np.sqrt(l2)) ** 2)
+    assert frechet.frechet_distance(np.zeros(3), s1, np.zeros(3), s2) == pytest.approx(expected)
+
+
+def test_frechet_singular_covariances_give_a_finite_answer():
+    s = np.zeros((3, 3))
+    s[0, 0] = 1.0  # Rank 1: S1 S2 is singular.
+    result = frechet.frechet_distance(np.zeros(3), s, np.ones(3), s)
+    assert np.isfinite(result)
+    assert result == pytest.approx(3.0, abs=1e-4)
+
+
+def test_frechet_from_features_matches_statistics_and_is_float64():
+    rng = np.random.default_rng(3)
+    f1 = rng.normal(size=(4000, 3)).astype(np.float32)
+    f2 = (rng.normal(size=(4000, 3)) * 2.0 + 1.0).astype(np.float32)
+    mu, sigma = frechet.gaussian_statistics(f1)
+    assert mu.dtype == np.float64 and sigma.shape == (3, 3)
+    np.testing.assert_allclose(sigma, np.cov(f1.astype(np.float64), rowvar=False))
+    # Population answer: N(0, I) vs N(1, 4I): 3 * 1 + 3 * (1 - 2)^2 = 6.
+    assert frechet.frechet_distance_from_features(f1, f2) == pytest.approx(6.0, rel=0.05)
+    assert frechet.frechet_distance_from_features(f1, f1) == pytest.approx(0.0, abs=1e-6)
+
+
+# --- image grids -----------------------------------------------------------------------------
+
+
+def test_to_uint8_range_conversion():
+    x = np.array([-1.0, 0.0, 1.0, 2.0, -3.0])
+    np.testing.assert_array_equal(images.to_uint8(x, (-1.0, 1.0)), [0, 128, 255, 255, 0])
+    np.testing.assert_array_equal(images.to_uint8(np.array([0.0, 0.5, 1.0])), [0, 128, 255])
+    with pytest.raises(ValueError):
+        images.to_uint8(x, (1.0, 1.0))
+
+
+def test_grid_layout_pixel_positions():
+    n, h, w = 5, 3, 4
+    x = np.stack([np.full((h, w, 1), i / 10.0) for i in range(n)])  # Image i has value i / 10.
+    grid = images.make_grid(x, rows=2, cols=3, padding=1, pad_value=7)
+    assert grid.shape == (2 * (h + 1) + 1, 3 * (w + 1) + 1, 1) and grid.dtype == np.uint8
+    for i in range(n):
+        r, c = divmod(i, 3)
+        top, left = 1 + r * (h + 1), 1 + c * (w + 1)
+        cell = grid[top : top + h, left : left + w, 0]
+        np.testing.assert_array_equal(cell, np.rint(i / 10.0 * 255))
+        assert grid[top - 1, left, 0] == 7 and grid[top, left - 1, 0] == 7
+    empty = grid[1 + (h + 1) : 1 + (h + 1) + h, 1 + 2 * (w + 1) : 1 + 2 * (w + 1) + w, 0]
+    np.testing.assert_array_equal(empty, 7)  # Sixth cell left blank.
+
+
+def test_grid_from_rows_by_columns_and_scale_and_png(tmp_path):
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 4, 4, 3)).astype(np.float32)
+    flat = images.make_grid(x.reshape(6, 4, 4, 3), rows=2, value_range=(-1, 1))
+    grid = images.make_grid(x, value_range=(-1, 1))  # [rows, cols, H, W, C] input.
+    np.testing.assert_array_equal(grid, flat)
+    np.testing.assert_array_equal(grid[2:6, 2 + 6 : 6 + 6], images.to_uint8(x[0, 1], (-1, 1)))
+    big = images.make_grid(x, value_range=(-1, 1), scale=2)
+    np.testing.assert_array_equal(big[::2, ::2], grid)
+    path = images.save_image(str(tmp_path / "sub" / "grid.png"), grid)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), grid)
+    gray = images.save_grid(str(tmp_path / "g.png"), x[..., :1], value_range=(-1, 1))
+    loaded = np.asarray(Image.open(tmp_path / "g.png"))
+    assert loaded.shape == gray.shape[:2]
+    np.testing.assert_array_equal(loaded, gray[..., 0])
+    with pytest.raises(ValueError, match="fit"):
+        images.make_grid(x.reshape(6, 4, 4, 3), rows=2, cols=2)
+
+
+# --- the independent classifier --------------------------------------------------------------
+
+
+def _digits():
+    """scikit-learn's 8x8 digits (bundled, offline) as float32 [N, 8, 8, 1] in [0, 1]."""
+    data = load_digits()
+    x = (data.images / 16.0).astype(np.float32)[..., None]
+    return x, data.target.astype(np.int32)
+
+
+SMALL = dict(widths=(16, 32), feature_size=64, batch_size=64, max_shift=0.0)
+
+
+def test_classifier_learns_digits_and_round_trips(tmp_path):
+    x, y = _digits()
+    clf, val_accuracy = classifier_lib.train_classifier(
+        x[:1200], y[:1200], x[1200:], y[1200:], num_classes=10, seed=0, num_steps=300, **SMALL
+    )
+    assert val_accuracy >= 0.93, val_accuracy
+    assert clf.val_accuracy == val_accuracy and clf.info["num_val"] == len(x) - 1200
+    logits, features = clf.predict(x[1200:], batch_size=256), clf.features(x[1200:])
+    assert logits.shape == (len(x) - 1200, 10) and features.shape == (len(x) - 1200, 64)
+    # Batching does not change the answer.
+    np.testing.assert_allclose(clf.predict(x[1200:], batch_size=100), logits, atol=1e-5)
+
+    path = clf.save(str(tmp_path / "clf"))
+    loaded = classifier_lib.load(path)
+    np.testing.assert_array_equal(loaded.predict(x[1200:], batch_size=256), logits)
+    np.testing.assert_array_equal(loaded.features(x[1200:]), features)
+    assert loaded.spec == clf.spec and loaded.val_accuracy == val_accuracy
+
+
+def test_classifier_is_deterministic_and_batch_norm_round_trips(tmp_path):
+    x, y = _digits()
+    kwargs = dict(num_classes=10, seed=3, num_steps=5, batch_norm=True, max_rotation=10.0)
+    kwargs.update(SMALL, max_shift=1.0)
+    a, _ = classifier_lib.train_classifier(x[:300], y[:300], **kwargs)
+    b, _ = classifier_lib.train_classifier(x[:300], y[:300], **kwargs)
+    assert "batch_stats" in a.variables
+    np.testing.assert_array_equal(a.predict(x[300:400]), b.predict(x[300:400]))
+    loaded = classifier_lib.load(a.save(str(tmp_path / "bn")))
+    np.testing.assert_array_equal(loaded.predict(x[300:400]), a.predict(x[300:400]))
+    with pytest.raises(ValueError, match="images"):
+        a.predict(np.zeros((2, 28, 28, 1), np.float32))
+
+
+def test_random_affine_identity_and_shift():
+    x = jnp.arange(2 * 5 * 5, dtype=jnp.float32).reshape(2, 5, 5, 1)
+    same = classifier_lib._random_affine(jax.random.key(0), x, 0.0, 0.0, 0.0)
+    np.testing.assert_array_equal(same, x)
+    moved = classifier_lib._random_affine(jax.random.key(0), x, 1.0, 0.0, 0.0)
+    assert moved.shape == x.shape and not np.allclose(moved, x)
