@@ -77,6 +77,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.instance_noise.decay = 1.0
 
     config.batch_size = 128  # Global batch, split over all devices and hosts.
+    # 'auto' (jit on one device, pmap on several), 'jit', 'pmap' or 'shard_map'.
+    config.parallel = "auto"
     config.num_train_steps = 5_000  # The reference: 50 "epochs" of 100 iterations.
 
     config.log_every_steps = 100  # Scalars to TensorBoard and a progress line.

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,11 +28,26 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+import tensorflow as tf
+from absl import logging
+from clu import metric_writers
 from flax import struct
 
+from ssinfogan_jax import (
+    checkpointing,
+    config_checks,
+    evaluation,
+    input_pipeline,
+    losses,
+    models,
+    parallel,
+    sampling,
+)
 from ssinfogan_jax import latents as latents_lib
-from ssinfogan_jax import losses, models
+from ssinfogan_jax.data import builders
+from ssinfogan_jax.evaluation import evaluator as evaluator_lib
 
 Batch = Mapping[str, Any]  # image [B, H, W, C] float32, label_mask [B], labels {name: [B]}
 Metrics = dict[str, jax.Array]
@@ -290,3 +310,231 @@ def bind_train_step(config: ml_collections.ConfigDict, axis_name: str | None = N
 def make_train_step(config: ml_collections.ConfigDict, donate: bool = True) -> TrainStep:
     """The jitted single-device train step `(state, batch) -> (state, metrics)`."""
     return jax.jit(bind_train_step(config), donate_argnums=(0,) if donate else ())
+
+
+# The training loop: ties data, the step, checkpoints, evaluation and logs together.
+
+
+class _PreemptionFlag:
+    """Set by SIGTERM (a TPU preemption notice); the loop then saves and exits."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM: saving a checkpoint and exiting.")
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(metrics: dict[str, float], step: int, checkpointer) -> None:
+    bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+    if bad:
+        last = checkpointer.latest_step()
+        where = (
+            f"the last good checkpoint is step {last} in {checkpointer.workdir}"
+            if last is not None
+            else "no checkpoint was written"
+        )
+        raise FloatingPointError(
+            f"non-finite metrics at step {step}: {bad}; training stopped without saving; {where}"
+        )
+
+
+def _progress_line(step: int, total: int, steps_per_sec: float, metrics: dict) -> str:
+    eta_min = (total - step) / max(steps_per_sec, 1e-9) / 60
+    shown = ("d_loss", "g_loss", "d_real", "d_fake", "mi_lower_bound", "labeled_fraction")
+    values = " ".join(f"{k}={metrics[k]:.4f}" for k in shown if k in metrics)
+    return f"step {step}/{total} | {steps_per_sec:.2f} steps/s | ETA {eta_min:.1f} min | {values}"
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+
+
+def independent_classifier(
+    config: ml_collections.ConfigDict, test_split, train_split
+) -> evaluation.Classifier | None:
+    """The classifier that judges samples: loaded, or trained on the *test* split and
+    validated on the *train* split (the paper's protocol), then saved for later runs."""
+    layout = latents_lib.LatentLayout.from_config(config.latents)
+    code = evaluator_lib.classifier_code(layout)
+    if code is None:
+        return None
+    root = config.eval.classifier_dir or os.path.join(
+        builders.default_data_dir(config.data.data_dir), "ssinfogan_classifiers"
+    )
+    # Keyed by everything that shapes it, so a short smoke run never stands in for a real one.
+    steps, seed = config.eval.classifier_steps, config.seed
+    path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
+    if tf.io.gfile.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
+        classifier = evaluation.load(path)
+        logging.info("Independent classifier from %s (val acc %s).", path, classifier.val_accuracy)
+        return classifier
+    logging.info("Training the independent classifier for %r on the test split.", code.label)
+    (test_images, test_labels), (train_images, train_labels) = test_split, train_split
+    classifier, val_accuracy = evaluation.train_classifier(
+        test_images,
+        test_labels[code.label],
+        train_images,
+        train_labels[code.label],
+        num_classes=code.size,
+        seed=config.seed,
+        num_steps=config.eval.classifier_steps,
+    )
+    logging.info("Independent classifier: %.4f accuracy on the train split.", val_accuracy)
+    if jax.process_index() == 0:
+        classifier.save(path)
+    return classifier
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: str):
+    """What every mode needs: checks, the compilation cache, a fresh state, the checkpointer."""
+    config_checks.validate(config)
+    if config.compilation_cache_dir:
+        jax.config.update(
+            "jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir)
+        )
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    checkpointer = checkpointing.Checkpointer(
+        workdir, config.max_checkpoints_to_keep, config.best_metric
+    )
+    state = create_train_state(jax.random.PRNGKey(config.seed), config)
+    return state, checkpointer
+
+
+def _make_evaluator(config: ml_collections.ConfigDict) -> evaluator_lib.Evaluator:
+    test_split = input_pipeline.load_split(config, "test")
+    classifier = None
+    if evaluator_lib.classifier_code(latents_lib.LatentLayout.from_config(config.latents)):
+        train_split = input_pipeline.load_split(config, "train")
+        classifier = independent_classifier(config, test_split, train_split)
+    return evaluator_lib.Evaluator(config, *test_split, classifier)
+
+
+def _data_parallel(config: ml_collections.ConfigDict) -> parallel.DataParallel:
+    """The step and state placement: plain jit on one device, else pmap or shard_map."""
+    kind = config.parallel
+    if kind == "auto":
+        kind = "pmap" if jax.device_count() > 1 else "jit"
+    if kind == "jit":
+        return parallel.DataParallel(
+            "jit", make_train_step(config), jax.device_put, lambda batch: batch, jax.device_get
+        )
+    return parallel.DataParallel.create(config, kind=kind)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains from scratch, or resumes from the latest checkpoint in `workdir`.
+
+    Writes TensorBoard events, the latest and best checkpoints, the labelled subset and the
+    config into `workdir`; returns the final evaluation metrics.
+    """
+    state, checkpointer = _setup(config, workdir)
+    tf.io.gfile.makedirs(workdir)
+    is_main = jax.process_index() == 0
+    if is_main:
+        with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    # TensorBoard on host 0 only; the progress line below is the log.
+    writer = metric_writers.SummaryWriter(workdir) if is_main else metric_writers.MultiWriter([])
+    data = input_pipeline.create_train_data(
+        config, workdir, process_index=jax.process_index(), process_count=jax.process_count()
+    )
+    if checkpointer.latest_step() is not None:
+        state, meta = checkpointer.restore(state)
+        logging.info("Resumed from step %d in %s.", meta["step"], workdir)
+    start_step = int(state.step)
+    evaluator = _make_evaluator(config)
+    dp = _data_parallel(config)
+    state = dp.replicate(state)
+
+    eval_metrics: dict[str, float] = {}
+    history, last_time, last_step = [], time.time(), start_step
+    batches = data.iterate(start_step)
+    with _PreemptionFlag() as preemption:
+        for step in range(start_step + 1, config.num_train_steps + 1):
+            state, metrics = dp.train_step(state, dp.shard(next(batches)))
+            history.append(metrics)
+            is_last = step == config.num_train_steps
+            if step % config.log_every_steps == 0 or is_last or preemption.raised:
+                summary = jax.device_get(history)
+                summary = {k: float(np.mean([m[k] for m in summary])) for k in summary[0]}
+                history = []
+                _check_finite(summary, step, checkpointer)
+                now = time.time()
+                rate = (step - last_step) / (now - last_time)
+                last_time, last_step = now, step
+                writer.write_scalars(step, {**summary, "steps_per_sec": rate})
+                logging.info(_progress_line(step, config.num_train_steps, rate, summary))
+            host_state = None
+            if preemption.raised or is_last or step % config.checkpoint_every_steps == 0:
+                host_state = dp.unreplicate(state)
+                checkpointer.save(step, host_state)
+            if preemption.raised:
+                logging.warning("Saved step %d after SIGTERM; exiting.", step)
+                break
+            if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
+                host_state = host_state or dp.unreplicate(state)
+                eval_metrics = evaluator.evaluate(host_state)
+                writer.write_scalars(step, eval_metrics)
+                logging.info("eval at step %d: %s", step, _format_metrics(eval_metrics))
+                if config.best_metric in eval_metrics:
+                    checkpointer.save_best(step, host_state, eval_metrics)
+            if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
+                host_state = host_state or dp.unreplicate(state)
+                writer.write_images(step, evaluator.image_grids(host_state))
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    writer.flush()
+    return eval_metrics
+
+
+def _restore_for_inference(config, workdir: str, which: str):
+    state, checkpointer = _setup(config, workdir)
+    state, meta = checkpointer.restore(state, which=which)
+    checkpointer.close()
+    return state, meta["step"]
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Evaluates the latest (or `config.sample.checkpoint`) checkpoint; writes eval_<step>.json."""
+    state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
+    result = _make_evaluator(config).evaluate(state)
+    if jax.process_index() == 0:
+        path = os.path.join(workdir, f"eval_{step}.json")
+        with tf.io.gfile.GFile(path, "w") as f:
+            json.dump({"step": step, **result}, f, indent=2)
+        logging.info("Wrote %s.", path)
+    return result
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
+    """Generates from a checkpoint into <workdir>/samples (see sampling.write_samples)."""
+    state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
+    layout, generator, _ = create_models(config)
+    g = state.generator
+    generate = sampling.make_generate_fn(
+        generator, layout, {"params": g.params, "batch_stats": g.batch_stats}
+    )
+    written = sampling.write_samples(
+        generate,
+        layout,
+        jax.random.PRNGKey(config.seed),
+        os.path.join(workdir, "samples"),
+        models.get_architecture(config.model.arch).image_range,
+        per_value=config.sample.per_value,
+        traversal_rows=config.sample.traversal_rows,
+        traversal_values=config.sample.traversal_values,
+    )
+    logging.info("Samples of step %d written to %s.", step, os.path.join(workdir, "samples"))
+    return written

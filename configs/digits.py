@@ -1,0 +1,32 @@
+"""scikit-learn's bundled 8x8 digits at 28x28: the offline quick start (no data to fetch).
+
+  python -m ssinfogan_jax.main --config=configs/digits.py --workdir=/tmp/digits
+
+1,438 training images, 100 of them labelled (10 per class); the reference MNIST network and
+losses; batch 64. Prints the conditional accuracy of its samples at the end.
+"""
+
+from configs import default
+
+
+def get_config(arg: str | None = None):
+    config = default.get_config()
+    config.data.name = "digits"
+    config.data.num_labeled = 100
+    config.batch_size = 64
+    config.num_train_steps = 400
+    config.log_every_steps = 50
+    config.checkpoint_every_steps = 200
+    config.eval_every_steps = 200
+    config.images_every_steps = 200
+    config.eval.classifier_steps = 600
+    if arg == "runlocal":  # A smoke run for tests and CI.
+        config.batch_size = 16
+        config.num_train_steps = 6
+        config.log_every_steps = 2
+        config.checkpoint_every_steps = 3
+        config.eval_every_steps = 0
+        config.images_every_steps = 0
+        config.eval.samples_per_value = 8
+        config.eval.classifier_steps = 50
+    return config

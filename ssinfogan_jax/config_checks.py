@@ -1,0 +1,107 @@
+"""Start-up validation of a whole config: one clear line per problem, naming the field.
+
+The data-dependent checks (label counts, label names, code sizes against the data set's
+classes, missing data) live with the data in `input_pipeline.validate_data_config`; this module
+adds the rest and collects everything into one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import jax
+import ml_collections
+
+from configs import default as default_config
+from ssinfogan_jax import input_pipeline, latents, models
+
+
+class ConfigError(ValueError):
+    """The config cannot run; the message lists every problem found."""
+
+
+def _unknown_fields(config, reference, prefix: str = "config") -> list[str]:
+    """Fields present in `config` but not in the default config (misspelt keys)."""
+    problems = []
+    for key in config.keys():
+        name = f"{prefix}.{key}"
+        if key not in reference:
+            close = difflib.get_close_matches(key, list(reference.keys()), n=1)
+            hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
+            problems.append(f"{name}: unknown field{hint}")
+        elif isinstance(config[key], ml_collections.ConfigDict) and isinstance(
+            reference[key], ml_collections.ConfigDict
+        ):
+            problems += _unknown_fields(config[key], reference[key], name)
+    return problems
+
+
+def _positive(config, names: tuple[str, ...], allow_zero: bool = False) -> list[str]:
+    problems = []
+    for name in names:
+        value = config
+        for part in name.split("."):
+            value = value[part]
+        if value < 0 or (value == 0 and not allow_zero):
+            bound = "non-negative" if allow_zero else "positive"
+            problems.append(f"config.{name}: {value} must be {bound}")
+    return problems
+
+
+def find_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """Every problem of the config, one line each; [] when it can run."""
+    problems = _unknown_fields(config, default_config.get_config())
+    if problems:  # Later checks would trip over the same misspelling.
+        return problems
+    if config.model.arch not in models.ARCHITECTURES:
+        known = sorted(models.ARCHITECTURES)
+        problems.append(
+            f"config.model.arch: unknown architecture {config.model.arch!r}; known: {known}"
+        )
+    try:
+        latents.LatentLayout.from_config(config.latents)
+    except (ValueError, KeyError, TypeError) as e:
+        problems.append(str(e) if str(e).startswith("latents") else f"config.latents: {e}")
+    problems += _positive(config, ("batch_size", "num_train_steps", "log_every_steps"))
+    problems += _positive(config, ("optimizer.g_learning_rate", "optimizer.d_learning_rate"))
+    problems += _positive(
+        config,
+        (
+            "checkpoint_every_steps",
+            "eval_every_steps",
+            "images_every_steps",
+            "loss.lambda_ss_d",
+            "loss.lambda_us_d",
+            "loss.lambda_ss_g",
+            "loss.lambda_us_g",
+            "instance_noise.stddev",
+        ),
+        allow_zero=True,
+    )
+    if not 0.0 < config.instance_noise.decay <= 1.0:
+        problems.append(
+            f"config.instance_noise.decay: {config.instance_noise.decay} must be in (0, 1]"
+        )
+    num_devices = jax.device_count()
+    if config.batch_size % num_devices:
+        problems.append(
+            f"config.batch_size: {config.batch_size} is not divisible by the {num_devices} "
+            "devices; use a multiple of the device count"
+        )
+    if config.parallel not in ("auto", "jit", "pmap", "shard_map"):
+        problems.append(
+            f"config.parallel: {config.parallel!r}, expected 'auto', 'jit', 'pmap' or 'shard_map'"
+        )
+    if config.sample.checkpoint not in ("latest", "best"):
+        problems.append(
+            f"config.sample.checkpoint: {config.sample.checkpoint!r}, expected 'latest' or 'best'"
+        )
+    problems += input_pipeline.validate_data_config(config)
+    return problems
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError listing every problem, or returns if the config can run."""
+    problems = find_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -1,0 +1,115 @@
+"""Generation from a trained G: class-conditional samples and traversal grids.
+
+`sample mode` (main.py --mode=sample) restores a checkpoint and calls `write_samples`, which
+writes, under <workdir>/samples/:
+  samples.npz      images float32 [N, H, W, C] in the data's range, and one array of code
+                   values per code (int32 [N] categorical, float32 [N, size] continuous)
+  <code>.png       one row per value of each supervised code (`per_value` columns)
+  traversal_<code>[_<dim>].png   one code varied along columns, the rest fixed per row
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax.evaluation import images as images_lib
+
+GenerateFn = Callable[[latents_lib.Latents], np.ndarray]
+
+
+def make_generate_fn(
+    generator: nn.Module, layout: latents_lib.LatentLayout, variables, batch_size: int = 256
+) -> GenerateFn:
+    """latents -> images (numpy) with G in eval mode (batch-norm running statistics).
+
+    Large requests are generated in chunks of `batch_size` with one compiled shape.
+    """
+
+    @jax.jit
+    def generate(latents):
+        return generator.apply(variables, latents_lib.generator_input(layout, latents), train=False)
+
+    def run(latents: latents_lib.Latents) -> np.ndarray:
+        n = len(latents[latents_lib.NOISE])
+        outputs = []
+        for start in range(0, n, batch_size):
+            chunk = {k: v[start : start + batch_size] for k, v in latents.items()}
+            size = len(chunk[latents_lib.NOISE])
+            padded = jax.tree.map(lambda x: pad_to(jnp.asarray(x), batch_size), chunk)
+            outputs.append(np.asarray(generate(padded))[:size])
+        return np.concatenate(outputs)
+
+    return run
+
+
+def pad_to(x: jax.Array, size: int) -> jax.Array:
+    pad = size - x.shape[0]
+    return jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) if pad > 0 else x
+
+
+def conditional_latents(
+    rng: jax.Array, layout: latents_lib.LatentLayout, code: latents_lib.Code, per_value: int
+) -> latents_lib.Latents:
+    """`per_value` latents for each class of a categorical code, value-major: [k * per_value]."""
+    values = jnp.repeat(jnp.arange(code.size, dtype=jnp.int32), per_value)
+    return latents_lib.sample(rng, layout, len(values), fixed={code.name: values})
+
+
+def write_samples(
+    generate: GenerateFn,
+    layout: latents_lib.LatentLayout,
+    rng: jax.Array,
+    out_dir: str,
+    image_range: tuple[float, float],
+    per_value: int = 10,
+    traversal_rows: int = 8,
+    traversal_values: int = 10,
+) -> dict[str, str]:
+    """Writes samples.npz and the PNG grids; returns {what: path}."""
+    os.makedirs(out_dir, exist_ok=True)
+    written: dict[str, str] = {}
+    all_latents, all_images = [], []
+    for i, code in enumerate(layout.supervised_codes):
+        if not code.categorical:
+            continue
+        latents = conditional_latents(jax.random.fold_in(rng, i), layout, code, per_value)
+        images = generate(latents)
+        all_latents.append(latents)
+        all_images.append(images)
+        path = os.path.join(out_dir, f"{code.name}.png")
+        images_lib.save_grid(path, images, rows=code.size, value_range=image_range)
+        written[code.name] = path
+    if not all_latents:  # No categorical supervised code: plain samples.
+        latents = latents_lib.sample(rng, layout, per_value * per_value)
+        all_latents, all_images = [latents], [generate(latents)]
+    arrays = {"images": np.concatenate(all_images).astype(np.float32)}
+    for name in all_latents[0]:
+        arrays[name] = np.concatenate([np.asarray(la[name]) for la in all_latents])
+    written["samples"] = os.path.join(out_dir, "samples.npz")
+    np.savez(written["samples"], **arrays)
+
+    traversal_rng = jax.random.fold_in(rng, 1_000)
+    for code in layout.codes:
+        for dim in range(1 if code.categorical else code.size):
+            latents, _ = latents_lib.traversal(
+                traversal_rng,
+                layout,
+                code.name,
+                traversal_rows,
+                None if code.categorical else traversal_values,
+                dim=dim,
+            )
+            suffix = "" if code.categorical else f"_{dim}"
+            path = os.path.join(out_dir, f"traversal_{code.name}{suffix}.png")
+            images_lib.save_grid(
+                path, generate(latents), rows=traversal_rows, value_range=image_range
+            )
+            written[f"traversal_{code.name}{suffix}"] = path
+    return written
