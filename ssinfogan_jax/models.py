@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax import layers
 
 # Reference (Torch, anibali/infogan): weights N(0, 0.02), biases 0, BN gamma N(1, 0.02),
 # eps 1e-5, running = 0.9 running + 0.1 batch (Flax momentum 0.9), LeakyReLU slope 0.01.
@@ -54,14 +55,11 @@ Dense = functools.partial(nn.Dense, kernel_init=WEIGHT_INIT)
 Conv = functools.partial(
     nn.Conv, kernel_size=(4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=WEIGHT_INIT
 )
-# Torch transposed conv k4 s2 p1 doubles the size: Flax pads k - 1 - p = 2 per side.
-ConvTranspose = functools.partial(
-    nn.ConvTranspose,
-    kernel_size=(4, 4),
-    strides=(2, 2),
-    padding=((2, 2), (2, 2)),
-    kernel_init=WEIGHT_INIT,
-)
+# Torch transposed conv k4 s2 p1 doubles the size: Flax pads k - 1 - p = 2 per side. The layer
+# is Flax's `ConvTranspose(kernel_size=(4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))` (same
+# name, parameters and values) computed as one matmul + overlap-add (see layers.py): XLA's own
+# transposed convolution has a very slow weight gradient on CPU.
+ConvTranspose = functools.partial(layers.ConvTranspose, kernel_init=WEIGHT_INIT)
 
 
 class MnistGenerator(nn.Module):

@@ -1,0 +1,118 @@
+"""Fast drop-in layers for the k4 s2 convolutions, as one large matrix multiply each.
+
+XLA:CPU runs large float32 matrix multiplies near the machine's peak but its convolutions
+well below it, and the weight gradient of its transposed convolution (a convolution with a
+dilated input) at a few GFLOP/s. The layers here compute exactly the same function as
+`flax.linen.Conv` / `flax.linen.ConvTranspose` with kernel 4, stride 2 and the reference's
+padding (Torch p = 1), but as patches + one matmul (`Conv`) or one matmul + overlap-add
+(`ConvTranspose`). Their gradients (w.r.t. inputs and parameters) are then matmuls and
+cheap re-arrangements too, whichever way autodiff or the custom VJP takes them.
+
+Each class has the name, the parameters (`kernel` [4, 4, in, out] and `bias` [out]), the
+initialisers and the arithmetic of the Flax layer it replaces, so parameter trees, counts and
+checkpoints are unchanged; tests/test_layers.py checks values and gradients against Flax.
+
+Stride-2 index algebra used below (Torch convention, kernel index k in 0..3, padding 1):
+  conv:            y[o]  = sum_k x_pad[2 o + k] w[k]
+  transposed conv: y[o] += x[i] w'[k] at o = 2 i + k - 1, w' the Flax kernel flipped.
+Writing k = 2 a + p (a, p in {0, 1}) turns both into shifts by a on the half-resolution grid
+of a space-to-depth view with parity p, so no strided gather or scatter is needed.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+KERNEL = 4
+STRIDE = 2
+
+
+def im2col_k4s2(x_pad: jax.Array) -> jax.Array:
+    """Patches of a padded image: [B, 2h+2, 2w+2, C] -> [B, h, w, 4, 4, C].
+
+    `patches[b, i, j, kh, kw, c] = x_pad[b, 2 i + kh, 2 j + kw, c]`.
+    """
+    b, hp, wp, c = x_pad.shape
+    h, w = hp // 2 - 1, wp // 2 - 1
+    s = x_pad.reshape(b, h + 1, 2, w + 1, 2, c)  # [b, n, ph, m, pw, c]: row 2 n + ph.
+    rows = jnp.stack([s[:, a : a + h] for a in (0, 1)], axis=3)  # [b, h, ph, ah, m, pw, c]
+    cols = jnp.stack([rows[:, :, :, :, a : a + w] for a in (0, 1)], axis=6)
+    # cols: [b, h, ph, ah, w, pw, aw, c]; kernel row kh = 2 ah + ph, column kw = 2 aw + pw.
+    return cols.transpose(0, 1, 4, 3, 2, 6, 5, 7).reshape(b, h, w, KERNEL, KERNEL, c)
+
+
+def col2im_k4s2(patches: jax.Array) -> jax.Array:
+    """Overlap-add, the adjoint of `im2col_k4s2`: [B, h, w, 4, 4, C] -> [B, 2h+2, 2w+2, C].
+
+    `out[b, 2 i + kh, 2 j + kw, c] += patches[b, i, j, kh, kw, c]`.
+    """
+    b, h, w, _, _, c = patches.shape
+    p = patches.reshape(b, h, w, 2, 2, 2, 2, c)  # [b, i, j, ah, ph, aw, pw, c]
+    out = 0
+    for ah in (0, 1):
+        for aw in (0, 1):
+            part = p[:, :, :, ah, :, aw, :, :]  # [b, i, j, ph, pw, c] lands at row i + ah.
+            out = out + jnp.pad(part, ((0, 0), (ah, 1 - ah), (aw, 1 - aw), (0, 0), (0, 0), (0, 0)))
+    # out: [b, n, m, ph, pw, c] -> row 2 n + ph, column 2 m + pw.
+    return out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h + 2, 2 * w + 2, c)
+
+
+def conv_k4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Torch Conv2d(k=4, s=2, p=1) in NHWC: [B, 2h, 2w, Cin] x [4, 4, Cin, Cout] -> [B, h, w, Cout].
+
+    Same as `lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)))` (HWIO kernel).
+    """
+    b, hh, ww, cin = x.shape
+    cout = kernel.shape[-1]
+    patches = im2col_k4s2(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
+    h, w = hh // 2, ww // 2
+    y = patches.reshape(b * h * w, KERNEL * KERNEL * cin) @ kernel.reshape(-1, cout)
+    return y.reshape(b, h, w, cout)
+
+
+def conv_transpose_k4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Torch ConvTranspose2d(k=4, s=2, p=1) in NHWC with a Flax (unflipped) kernel.
+
+    [B, h, w, Cin] x [4, 4, Cin, Cout] -> [B, 2h, 2w, Cout]; equals
+    `flax.linen.ConvTranspose(kernel_size=(4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))`,
+    i.e. `lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)))`.
+    """
+    b, h, w, cin = x.shape
+    cout = kernel.shape[-1]
+    # Flax's kernel index is 3 - k in the Torch convention used by col2im_k4s2.
+    k = kernel[::-1, ::-1].transpose(2, 0, 1, 3).reshape(cin, KERNEL * KERNEL * cout)
+    contributions = (x.reshape(b * h * w, cin) @ k).reshape(b, h, w, KERNEL, KERNEL, cout)
+    return col2im_k4s2(contributions)[:, 1:-1, 1:-1]
+
+
+class Conv(nn.Module):
+    """`flax.linen.Conv(features, (4, 4), (2, 2), ((1, 1), (1, 1)))`, as patches + matmul."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (KERNEL, KERNEL, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return conv_k4s2(x, kernel) + bias
+
+
+class ConvTranspose(nn.Module):
+    """`flax.linen.ConvTranspose(features, (4, 4), (2, 2), ((2, 2), (2, 2)))`, as one matmul
+    followed by overlap-add."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (KERNEL, KERNEL, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return conv_transpose_k4s2(x, kernel) + bias
