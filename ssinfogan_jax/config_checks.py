@@ -96,7 +96,16 @@ def find_problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append(
             f"config.sample.checkpoint: {config.sample.checkpoint!r}, expected 'latest' or 'best'"
         )
-    problems += input_pipeline.validate_data_config(config)
+    data_problems = input_pipeline.validate_data_config(config)
+    problems += data_problems
+    if not data_problems and config.model.arch in models.ARCHITECTURES:
+        info = input_pipeline.get_dataset_info(config)
+        arch = models.get_architecture(config.model.arch)
+        if (arch.image_shape, arch.image_range) != (info.image_shape, info.image_range):
+            problems.append(
+                f"config.model.arch: {config.model.arch} makes {arch.image_shape} images in "
+                f"{arch.image_range}, but {info.name} has {info.image_shape} in {info.image_range}"
+            )
     return problems
 
 

@@ -1,0 +1,148 @@
+"""Start-up validation: each problem is reported on one line that names the config field."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from configs import celeba, default, digits
+from ssinfogan_jax import config_checks, input_pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def digits_data_dir(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    input_pipeline.prepare("digits", "", data_dir)
+    return data_dir
+
+
+@pytest.fixture
+def config(digits_data_dir):
+    config = digits.get_config()
+    config.data.data_dir = digits_data_dir
+    return config
+
+
+def _only_problem(config) -> str:
+    problems = config_checks.find_problems(config)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_the_shipped_configs_have_no_problem_but_missing_data(config, tmp_path):
+    assert config_checks.find_problems(config) == []
+    for module in (default, celeba):
+        cfg = module.get_config()
+        cfg.data.data_dir = str(tmp_path)  # Nothing prepared there.
+        problems = config_checks.find_problems(cfg)
+        assert len(problems) == 1 and problems[0].startswith("config.data.data_dir:"), problems
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("num_labeled", -5, "config.data.num_labeled: -5 is negative"),
+        ("num_labeled", 5_000, "config.data.num_labeled: 5000 is larger than the 1438"),
+        ("labeled_fraction", 1.5, "config.data.labeled_fraction: 1.5 is not in [0, 1]"),
+        ("name", "imagenette2", "config.data.name"),
+    ],
+)
+def test_data_fields(config, field, value, expected):
+    config.data[field] = value
+    assert _only_problem(config).startswith(expected)
+
+
+def test_num_labeled_zero_is_the_infogan_baseline_not_an_error(config):
+    config.data.num_labeled = 0
+    assert config_checks.find_problems(config) == []
+
+
+def test_code_size_differs_from_the_labels_classes(config):
+    config.latents.codes[0].size = 7
+    message = _only_problem(config)
+    assert message.startswith("config.latents.codes[digit].size: 7 differs from the 10 classes")
+
+
+def test_label_the_data_set_does_not_have(config):
+    config.latents.codes[0].label = "Smiling"
+    assert _only_problem(config).startswith("config.latents.codes[digit].label:")
+
+
+def test_batch_not_divisible_by_the_device_count(config, monkeypatch):
+    monkeypatch.setattr(jax, "device_count", lambda: 3)
+    config.batch_size = 64
+    message = _only_problem(config)
+    assert message.startswith("config.batch_size: 64 is not divisible by the 3 devices")
+
+
+def test_unknown_architecture(config):
+    config.model.arch = "resnet50"
+    assert _only_problem(config).startswith("config.model.arch: unknown architecture 'resnet50'")
+
+
+def test_architecture_that_does_not_fit_the_data(config):
+    config.model.arch = "infogan_32"
+    message = _only_problem(config)
+    assert message.startswith("config.model.arch: infogan_32 makes (32, 32, 3) images")
+
+
+def test_missing_raw_data_folder(config, tmp_path):
+    config.data.name = "mnist"
+    config.data.data_dir = str(tmp_path)
+    config.data.raw_dir = str(tmp_path / "nowhere")
+    assert _only_problem(config).startswith("config.data.raw_dir:")
+
+
+def test_misspelt_key_in_a_config_file_names_the_close_match(config):
+    config.data.num_labelled = 100
+    message = _only_problem(config)
+    assert (
+        message == "config.data.num_labelled: unknown field; did you mean config.data.num_labeled?"
+    )
+
+
+def test_several_problems_are_all_reported(config):
+    config.model.arch = "nope"
+    config.optimizer.d_learning_rate = -1.0
+    config.instance_noise.decay = 0.0
+    with pytest.raises(config_checks.ConfigError) as error:
+        config_checks.validate(config)
+    lines = str(error.value).splitlines()[1:]
+    assert [line.strip().split(":")[0] for line in lines] == [
+        "config.model.arch",
+        "config.optimizer.d_learning_rate",
+        "config.instance_noise.decay",
+    ]
+
+
+def _run_main(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ssinfogan_jax.main", "--config=configs/digits.py", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_misspelt_command_line_override_gives_a_clean_message(tmp_path):
+    result = _run_main(f"--workdir={tmp_path}", "--config.data.num_labelled=5")
+    assert result.returncode == 2
+    assert "FATAL config error" in result.stderr and "num_labeled" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_value_on_the_command_line_stops_before_training(tmp_path, digits_data_dir):
+    result = _run_main(
+        f"--workdir={tmp_path}",
+        f"--config.data.data_dir={digits_data_dir}",
+        "--config.data.num_labeled=-4",
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "config.data.num_labeled: -4 is negative" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "checkpoints")
