@@ -3,7 +3,7 @@
 Trains on the 10k *test* split, validates on the 60k *train* split (so the judge never saw the
 images G learns from), then saves it for the evaluation metrics:
 
-    python benchmarks/train_classifier_mnist.py \
+    python -m benchmarks.train_classifier_mnist \
         --mnist_dir=../shared/data/mnist --output=/tmp/classifiers/mnist
 
 Expected (2 shared CPU cores): >= 99% validation accuracy; see the printed figures.
@@ -54,6 +54,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_steps", type=int, default=1_500)
     parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--max_shift", type=float, default=2.0, help="augmentation, pixels")
+    parser.add_argument("--max_rotation", type=float, default=10.0, help="augmentation, degrees")
+    parser.add_argument("--max_scale", type=float, default=0.1, help="augmentation, relative")
+    parser.add_argument("--widths", default="32,64", help="conv widths, one pooled stage each")
+    parser.add_argument("--no_batch_norm", action="store_true")
     args = parser.parse_args()
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}", flush=True)
@@ -71,6 +76,11 @@ def main() -> None:
         seed=args.seed,
         num_steps=args.num_steps,
         batch_size=args.batch_size,
+        max_shift=args.max_shift,
+        max_rotation=args.max_rotation,
+        max_scale=args.max_scale,
+        widths=tuple(int(w) for w in args.widths.split(",")),
+        batch_norm=not args.no_batch_norm,
         log_every=250,
     )
     seconds = time.time() - start
