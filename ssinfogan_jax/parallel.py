@@ -39,15 +39,21 @@ from typing import Any, Literal
 import jax
 import ml_collections
 import numpy as np
-from flax import jax_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-from ssinfogan_jax import train
 
 AXIS = "batch"  # The device axis: gradients, metrics and batch-norm statistics average over it.
 KINDS = ("pmap", "shard_map")
 
 PyTree = Any
+TrainStep = Callable[[PyTree, PyTree], tuple[PyTree, dict]]  # (state, batch) -> (state, metrics)
+
+
+def bind_step(config: ml_collections.ConfigDict) -> TrainStep:
+    """The per-device step: `train.bind_train_step(config, axis_name=AXIS)`."""
+    # Imported here, not at the top: the training loop in `train` imports this module.
+    from ssinfogan_jax import train
+
+    return train.bind_train_step(config, axis_name=AXIS)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -131,20 +137,37 @@ def make_pmap_train_step(
     config: ml_collections.ConfigDict,
     donate: bool = True,
     devices: list[jax.Device] | None = None,
-) -> train.TrainStep:
+) -> TrainStep:
     """The step under `jax.pmap`: (replicated state, [D, B/D, ...] batch) -> (state, metrics).
 
     The state is donated (its buffers are reused for the new state) unless `donate=False`.
-    Metrics come back replicated, [D] per scalar. `devices` (default: all) must then also be
-    given to `replicate` and `shard`.
+    Metrics come back replicated, [D] per scalar. `devices` (default: all local devices) must
+    then also be given to `replicate` and `shard`.
     """
-    step = train.bind_train_step(config, axis_name=AXIS)
+    step = bind_step(config)
     return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,) if donate else (), devices=devices)
+
+
+def _pmap_sharding(devices: list[jax.Device] | None) -> NamedSharding:
+    # The sharding pmap gives its own outputs: placing inputs the same way keeps the step from
+    # being traced a second time on its second call.
+    devices = jax.local_devices() if devices is None else devices
+    return NamedSharding(Mesh(np.asarray(devices), (AXIS,)), PartitionSpec(AXIS))
 
 
 def replicate(tree: PyTree, devices: list[jax.Device] | None = None) -> PyTree:
     """One copy of every leaf on each local device: [D, ...] (for the pmap step)."""
-    return jax_utils.replicate(tree, devices)
+    sharding = _pmap_sharding(devices)
+    devices = list(sharding.mesh.devices.flat)
+
+    def put(x):
+        x = np.asarray(x)[None]
+        copies = [jax.device_put(x, d) for d in devices]
+        return jax.make_array_from_single_device_arrays(
+            (len(devices), *x.shape[1:]), sharding, copies
+        )
+
+    return jax.tree.map(put, tree)
 
 
 def unreplicate(tree: PyTree) -> PyTree:
@@ -152,19 +175,24 @@ def unreplicate(tree: PyTree) -> PyTree:
     return jax.tree.map(lambda x: x[0], tree)
 
 
-def shard(batch: PyTree, num_devices: int | None = None) -> PyTree:
-    """A process-local batch [B, ...] as [D, B/D, ...] for D local devices (host arrays).
-
-    D defaults to every local device.
-    """
-    d = jax.local_device_count() if num_devices is None else num_devices
+def split_batch(batch: PyTree, num_devices: int) -> PyTree:
+    """Host-side reshape of every leaf [B, ...] -> [num_devices, B / num_devices, ...]."""
 
     def split(x):
         x = np.asarray(x)
-        _check_divisible(x.shape[0], d)
-        return x.reshape(d, x.shape[0] // d, *x.shape[1:])
+        _check_divisible(x.shape[0], num_devices)
+        return x.reshape(num_devices, x.shape[0] // num_devices, *x.shape[1:])
 
     return jax.tree.map(split, batch)
+
+
+def shard(batch: PyTree, devices: list[jax.Device] | None = None) -> PyTree:
+    """A process-local batch [B, ...] as [D, B/D, ...], row block d on local device d.
+
+    D is the number of `devices` (default: every local device), as for `replicate`.
+    """
+    sharding = _pmap_sharding(devices)
+    return jax.device_put(split_batch(batch, sharding.mesh.size), sharding)
 
 
 # ----------------------------------------------------------------------------- shard_map
@@ -178,7 +206,7 @@ def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
 
 def make_sharded_train_step(
     config: ml_collections.ConfigDict, mesh: Mesh, donate: bool = True
-) -> train.TrainStep:
+) -> TrainStep:
     """The same per-device step under `jax.shard_map` in `jax.jit` over `mesh`.
 
     (replicated global state, global batch sharded on axis 0) -> (state, metrics), all outputs
@@ -187,7 +215,7 @@ def make_sharded_train_step(
     the replication checker on, the parameters would be axis-invariant, autodiff would already
     sum their gradients over devices, and the average would come out N times too large.)
     """
-    step = train.bind_train_step(config, axis_name=AXIS)
+    step = bind_step(config)
     replicated, sharded = PartitionSpec(), PartitionSpec(AXIS)
     mapped = jax.shard_map(
         step,
@@ -251,7 +279,7 @@ class DataParallel:
     """
 
     kind: str
-    train_step: train.TrainStep
+    train_step: TrainStep
     replicate: Callable[[PyTree], PyTree]
     shard: Callable[[PyTree], PyTree]
     unreplicate: Callable[[PyTree], PyTree]
