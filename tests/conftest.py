@@ -10,7 +10,7 @@ import pytest
 from configs import default
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fast_compile():
     """Cheap XLA compiles, for tests whose assertions do not depend on optimisation level."""
     previous = jax.config.read("jax_disable_most_optimizations")

@@ -1,0 +1,481 @@
+"""The train step: gradient routing, update order, batch-norm statistics, label masking,
+compile-once, per-step randomness, instance noise, and use from research code.
+
+A spy wraps `train.discriminator_loss` and `train.generator_loss` (the two loss functions the
+step differentiates) with `jax.debug.callback`, so the tests see exactly what each update was
+given (images, codes, D parameters) without depending on how the step derives its randomness.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import make_batch, rich_config, small_config, to_host, trees_equal
+from scipy import stats
+
+from ssinfogan_jax import latents, losses, train
+
+B = 8
+MASK = [1, 0, 1, 1, 0, 0, 1, 0]
+GROUPS = ("G", "trunk", "d_head", "q_ss", "q_us")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(fast_compile):
+    yield
+
+
+def initial_state(config_name: str = "default"):
+    """A host copy of a fresh train state (donation-proof); the same nets for all but 'rich'."""
+    return _initial_state("rich" if config_name == "rich" else "default")
+
+
+@functools.cache
+def _initial_state(config_name: str):
+    config = CONFIGS[config_name]()
+    return to_host(train.create_train_state(jax.random.PRNGKey(0), config))
+
+
+def baseline_config():
+    config = small_config()
+    config.data.num_labeled = 0
+    return config
+
+
+def noisy_config():
+    config = small_config()
+    config.instance_noise.stddev = 0.5
+    config.instance_noise.decay = 0.9
+    return config
+
+
+CONFIGS = {
+    "default": small_config,
+    "baseline": baseline_config,
+    "no_us_d": lambda: small_config(lambda_us_d=0.0),
+    "rich": rich_config,
+    "noisy": noisy_config,
+}
+
+
+class Spy:
+    """Records the inputs of every D-update and G-update loss evaluation of a compiled step."""
+
+    def __init__(self):
+        self.d_inputs, self.g_inputs = [], []
+
+    def clear(self):
+        self.d_inputs.clear()
+        self.g_inputs.clear()
+
+    def wrap(self, monkeypatch):
+        d_loss, g_loss = train.discriminator_loss, train.generator_loss
+
+        def record(store, **values):
+            jax.debug.callback(lambda v: store.append(to_host(v)), values)
+
+        def spied_d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs):
+            record(self.d_inputs, d_params=d_params, real=real, fake=fake, codes=codes)
+            return d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs)
+
+        def spied_g_loss(fake, d_params, d_stats, codes, **kwargs):
+            record(self.g_inputs, d_params=d_params, fake=fake, codes=codes)
+            return g_loss(fake, d_params, d_stats, codes, **kwargs)
+
+        monkeypatch.setattr(train, "discriminator_loss", spied_d_loss)
+        monkeypatch.setattr(train, "generator_loss", spied_g_loss)
+
+    def run(self, step, state, batch):
+        self.clear()
+        new_state, metrics = step(state, batch)
+        jax.block_until_ready((new_state, metrics))
+        jax.effects_barrier()
+        assert len(self.d_inputs) == 1 and len(self.g_inputs) == 1
+        return to_host(new_state), to_host(metrics), self.d_inputs[0], self.g_inputs[0]
+
+
+@functools.cache
+def spied_step(config_name: str):
+    """(compiled step with a spy, spy); traced once under the patch, reused afterwards."""
+    spy = Spy()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        spy.wrap(monkeypatch)
+        step = jax.jit(train.bind_train_step(CONFIGS[config_name]()))
+        config = CONFIGS[config_name]()
+        batch = make_batch(config, MASK)
+        compiled = step.lower(initial_state(config_name), batch).compile()
+    return compiled, spy
+
+
+def models_for(config_name: str):
+    config = CONFIGS[config_name]()
+    layout, generator, discriminator = train.create_models(config)
+    return layout, generator, discriminator, losses.LossWeights.from_config(config)
+
+
+# --- Gradient routing of every term -----------------------------------------------------------
+
+
+def abs_sum(tree) -> jax.Array:
+    return sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(tree))
+
+
+TERMS = ("d_gan", "d_ss_real", "d_us", "d_ss_fake", "d_loss", "g_gan", "g_ss", "g_us")
+
+
+@functools.cache
+def term_gradient_norms_fn():
+    """jitted (state, batch, codes) -> {term: {group: sum |grad|}}, w.r.t. G and D jointly.
+
+    The fakes are G's output, not stop-gradiented, so a term's gradient reaches G wherever it
+    depends on the fakes; the step then applies each gradient to one network only.
+    """
+    layout, generator, discriminator, _ = models_for("baseline")
+    weights = losses.LossWeights(q_ss_on_fakes=True)  # Also computes the Q_ss-on-fakes term.
+    kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
+
+    def term(g_params, d_params, name, state, batch, codes):
+        z = latents.generator_input(layout, codes)
+        variables = {"params": g_params, "batch_stats": state.generator.batch_stats}
+        fake, _ = generator.apply(variables, z, train=True, mutable=["batch_stats"])
+        d_stats = state.discriminator.batch_stats
+        _, (_, d_terms) = train.discriminator_loss(
+            d_params, d_stats, batch["image"], fake, batch, codes, **kwargs
+        )
+        _, g_terms = train.generator_loss(fake, d_params, d_stats, codes, **kwargs)
+        return {**d_terms, **g_terms}[name]
+
+    def norms(state, batch, codes):
+        result = {}
+        for name in TERMS:
+            g_grads, d_grads = jax.grad(term, argnums=(0, 1))(
+                state.generator.params, state.discriminator.params, name, state, batch, codes
+            )
+            result[name] = {"G": abs_sum(g_grads), **{k: abs_sum(v) for k, v in d_grads.items()}}
+        return result
+
+    return jax.jit(norms)
+
+
+def term_gradients(mask) -> dict[str, dict[str, float]]:
+    layout = models_for("baseline")[0]
+    codes = latents.sample(jax.random.PRNGKey(3), layout, B)
+    batch = make_batch(small_config(), list(mask))
+    return to_host(term_gradient_norms_fn()(initial_state("baseline"), batch, codes))
+
+
+ROUTES = {
+    # term: the parameter groups its gradient reaches (joint G + D differentiation).
+    "d_gan": {"G", "trunk", "d_head"},
+    "d_ss_real": {"trunk", "q_ss"},  # Reals only: never G, never from fakes.
+    "d_us": {"G", "trunk", "q_us"},
+    "d_ss_fake": {"G", "trunk", "q_ss"},  # InfoGAN baseline only.
+    "g_gan": {"G", "trunk", "d_head"},
+    "g_ss": {"G", "trunk", "q_ss"},
+    "g_us": {"G", "trunk", "q_us"},
+}
+
+
+@pytest.mark.parametrize("term", sorted(ROUTES))
+def test_each_term_moves_exactly_its_parameter_groups(term):
+    norms = term_gradients(MASK)[term]
+    assert set(norms) == set(GROUPS)
+    moved = {group for group in GROUPS if norms[group] > 0}
+    assert moved == ROUTES[term], norms
+    for group in ROUTES[term]:
+        assert np.isfinite(norms[group]) and norms[group] > 1e-8, (group, norms)
+
+
+def test_unlabelled_batch_gives_no_supervised_gradient():
+    norms = term_gradients((0,) * B)
+    assert norms["d_ss_real"] == dict.fromkeys(GROUPS, 0.0)
+    assert norms["d_gan"]["trunk"] > 0  # The reals still train the GAN head.
+
+
+# --- The step: update order, what each update touches, batch-norm statistics -------------------
+
+
+def test_step_is_one_d_update_then_one_g_update_on_the_same_codes():
+    step, spy = spied_step("default")
+    layout, generator, discriminator, weights = models_for("default")
+    state0 = initial_state("default")
+    batch = make_batch(small_config(), MASK)
+    state1, metrics, d_in, g_in = spy.run(step, state0, batch)
+    codes = d_in["codes"]
+    assert int(state1.step) == 1
+
+    # What each update saw: the D update the old D, the G update the new D; same codes and
+    # the same fakes (G is run once); the reals untouched (no instance noise by default).
+    assert trees_equal(d_in["d_params"], state0.discriminator.params)
+    assert trees_equal(g_in["d_params"], state1.discriminator.params)
+    assert trees_equal(g_in["codes"], codes)
+    np.testing.assert_array_equal(g_in["fake"], d_in["fake"])
+    np.testing.assert_array_equal(d_in["real"], batch["image"])
+
+    # The fakes are G(codes) in train mode, and G's statistics are updated exactly once.
+    z = latents.generator_input(layout, codes)
+    g_vars = {"params": state0.generator.params, "batch_stats": state0.generator.batch_stats}
+    g_apply = jax.jit(functools.partial(generator.apply, train=True, mutable=["batch_stats"]))
+    fake, g_mutated = g_apply(g_vars, z)
+    np.testing.assert_allclose(d_in["fake"], fake, atol=1e-5)
+    chex.assert_trees_all_close(state1.generator.batch_stats, g_mutated["batch_stats"], atol=1e-5)
+    _, twice = g_apply({**g_vars, "batch_stats": g_mutated["batch_stats"]}, z)
+    bn0 = lambda stats: np.asarray(stats["BatchNorm_0"]["var"])
+    assert np.abs(bn0(twice["batch_stats"]) - bn0(state1.generator.batch_stats)).max() > 1e-3
+
+    # D alone, by hand: one Adam step on L_D. The full step's D state (parameters, statistics,
+    # optimizer) equals it, so the G update left D untouched.
+    kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
+
+    @jax.jit
+    def d_update(d_state, real, fake):
+        grads, (stats, _) = jax.grad(train.discriminator_loss, has_aux=True)(
+            d_state.params, d_state.batch_stats, real, fake, batch, codes, **kwargs
+        )
+        return d_state.apply_gradients(grads, stats)
+
+    d_alone = d_update(state0.discriminator, batch["image"], d_in["fake"])
+    chex.assert_trees_all_close(state1.discriminator.params, d_alone.params, atol=2e-6, rtol=0)
+    chex.assert_trees_all_close(state1.discriminator.batch_stats, d_alone.batch_stats, atol=1e-5)
+    chex.assert_trees_all_close(state1.discriminator.opt_state, d_alone.opt_state, atol=1e-5)
+    changed = jax.tree.map(
+        lambda a, b: bool(np.any(a != b)), state0.discriminator.params, state1.discriminator.params
+    )
+    assert all(jax.tree.leaves(changed))  # A labelled batch moves every D parameter.
+
+    # G alone, by hand: one Adam step on L_G through the *updated* D, same codes.
+    @jax.jit
+    def g_update(g_state, d_params, d_stats):
+        def loss(g_params):
+            images, _ = g_apply({"params": g_params, "batch_stats": g_state.batch_stats}, z)
+            return train.generator_loss(images, d_params, d_stats, codes, **kwargs)[0]
+
+        return g_state.apply_gradients(jax.grad(loss)(g_state.params), g_state.batch_stats)
+
+    g_alone = g_update(state0.generator, d_alone.params, d_alone.batch_stats)
+    chex.assert_trees_all_close(state1.generator.params, g_alone.params, atol=2e-5, rtol=0)
+    g_stale = g_update(state0.generator, state0.discriminator.params, d_alone.batch_stats)
+    delta = lambda a: np.abs(a["Dense_1"]["kernel"] - state1.generator.params["Dense_1"]["kernel"])
+    assert delta(g_stale.params).max() > 1e-4  # Through the old D it would differ.
+    assert np.isfinite(metrics["d_loss"]) and np.isfinite(metrics["g_loss"])
+
+
+def test_both_d_passes_keep_their_batch_statistics():
+    """D's running statistics after the step = real pass, then fake pass on top."""
+    step, spy = spied_step("default")
+    _, _, discriminator, _ = models_for("default")
+    state0 = initial_state("default")
+    batch = make_batch(small_config(), MASK)
+    state1, _, d_in, _ = spy.run(step, state0, batch)
+    apply = jax.jit(functools.partial(discriminator.apply, train=True, mutable=["batch_stats"]))
+    params, stats0 = state0.discriminator.params, state0.discriminator.batch_stats
+
+    def stats_after(stats, images):
+        return apply({"params": params, "batch_stats": stats}, images)[1]["batch_stats"]
+
+    after_real = stats_after(stats0, d_in["real"])
+    chained = stats_after(after_real, d_in["fake"])
+    chex.assert_trees_all_close(state1.discriminator.batch_stats, chained, atol=1e-5)
+    # Keeping only one pass (the classic bug) gives clearly different statistics.
+    for single in (stats_after(stats0, d_in["fake"]), after_real):
+        diff = jax.tree.map(
+            lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
+            state1.discriminator.batch_stats,
+            single,
+        )
+        assert max(jax.tree.leaves(diff)) > 1e-3
+
+
+def test_unlabelled_batch_never_moves_q_ss():
+    """Q_ss learns from labelled reals only: the G update's Q_ss term does not reach D."""
+    step, spy = spied_step("default")
+    state0 = initial_state("default")
+    batch = make_batch(small_config(), [0] * B)
+    state1, metrics, _, _ = spy.run(step, state0, batch)
+    d0, d1 = state0.discriminator.params, state1.discriminator.params
+    assert trees_equal(d1["q_ss"], d0["q_ss"])  # Bitwise: Adam moves no zero-gradient param.
+    for group in ("trunk", "d_head", "q_us"):
+        assert not trees_equal(d1[group], d0[group]), group
+    assert not trees_equal(state1.generator.params, state0.generator.params)
+    assert float(metrics["d_ss_real"]) == 0.0 and float(metrics["labeled_fraction"]) == 0.0
+
+
+def test_infogan_baseline_trains_q_ss_on_fakes():
+    step, spy = spied_step("baseline")
+    state0 = initial_state("baseline")
+    batch = make_batch(small_config(), [0] * B)
+    state1, metrics, _, _ = spy.run(step, state0, batch)
+    assert not trees_equal(state1.discriminator.params["q_ss"], state0.discriminator.params["q_ss"])
+    assert float(metrics["d_ss_fake"]) > 0.0
+
+
+def test_q_us_is_moved_by_the_d_side_term_only():
+    """lambda_us_d = 0: Q_us parameters stay bitwise fixed although G still trains on L_us."""
+    step, spy = spied_step("no_us_d")
+    state0 = initial_state("no_us_d")
+    state1, metrics, _, _ = spy.run(step, state0, make_batch(small_config(), MASK))
+    d0, d1 = state0.discriminator.params, state1.discriminator.params
+    assert trees_equal(d1["q_us"], d0["q_us"])
+    assert not trees_equal(d1["q_ss"], d0["q_ss"])
+    assert float(metrics["g_us"]) > 0.0
+
+
+# --- Label masking ----------------------------------------------------------------------------
+
+
+JUNK_CATEGORICAL = [0, 9, 2**30, -1, -(2**31)]
+JUNK_CONTINUOUS = [0.0, 1e30, np.nan, np.inf, -np.inf]
+
+
+def test_unlabelled_examples_have_no_influence():
+    """Any label on a mask-0 example (categorical or continuous) gives bitwise the same step."""
+    step, spy = spied_step("rich")
+    config = rich_config()
+    state0 = initial_state("rich")
+    base = make_batch(config, MASK)
+    assert set(base["labels"]) == {"label", "thickness"}
+    unlabelled = np.asarray(MASK) == 0
+    reference_state, reference_metrics, _, _ = spy.run(step, state0, base)
+    for cat, cont in zip(JUNK_CATEGORICAL, JUNK_CONTINUOUS, strict=True):
+        batch = {**base, "labels": dict(base["labels"])}
+        batch["labels"]["label"] = np.where(unlabelled, cat, base["labels"]["label"]).astype(
+            np.int32
+        )
+        batch["labels"]["thickness"] = np.where(
+            unlabelled[:, None], np.float32(cont), base["labels"]["thickness"]
+        ).astype(np.float32)
+        new_state, metrics, _, _ = spy.run(step, state0, batch)
+        assert trees_equal(new_state, reference_state), (cat, cont)
+        assert trees_equal(metrics, reference_metrics), (cat, cont)
+    # A labelled example's label does matter (the comparison can fail).
+    for name, value in (("label", 7), ("thickness", 0.9)):
+        batch = {**base, "labels": dict(base["labels"])}
+        changed = np.array(base["labels"][name])
+        changed[0] = value if name == "label" else [value]
+        if name == "label" and base["labels"]["label"][0] == 7:
+            changed[0] = 3
+        batch["labels"][name] = changed
+        new_state, _, _, _ = spy.run(step, state0, batch)
+        assert not trees_equal(new_state.discriminator.params, reference_state.discriminator.params)
+
+
+# --- Compilation and randomness ---------------------------------------------------------------
+
+
+def test_step_compiles_once():
+    config = small_config()
+    bound = train.bind_train_step(config)
+
+    @chex.assert_max_traces(n=1)
+    def traced(state, batch):
+        return bound(state, batch)
+
+    step = jax.jit(traced)
+    state = jax.device_put(initial_state("default"))
+    for i, mask in enumerate([[1] * B, [0] * B, MASK, MASK]):
+        state, _ = step(state, make_batch(config, mask, seed=i))
+    assert int(state.step) == 4
+    assert step._cache_size() == 1
+
+
+def test_step_is_reproducible_and_codes_depend_on_the_step():
+    step, spy = spied_step("default")
+    state0 = initial_state("default")
+    batch = make_batch(small_config(), MASK)
+    first = spy.run(step, state0, batch)
+    second = spy.run(step, state0, batch)
+    assert trees_equal(first[0], second[0]) and trees_equal(first[1], second[1])
+
+    def codes_for(state, batch):
+        return spy.run(step, state, batch)[2]["codes"]
+
+    codes0 = first[2]["codes"]
+    # Codes are a function of (rng, step) only, not of the parameters or the batch.
+    other_batch = make_batch(small_config(), [0] * B, seed=5)
+    assert trees_equal(codes_for(first[0].replace(step=np.int32(0)), other_batch), codes0)
+    # Another step, or another base key, draws other codes.
+    for state in (state0.replace(step=np.int32(1)), state0.replace(rng=jax.random.PRNGKey(9))):
+        codes = codes_for(state, batch)
+        for name in ("digit", "c_us", latents.NOISE):
+            assert not np.array_equal(codes[name], codes0[name]), name
+    # Within a batch the codes are distinct draws of the configured priors.
+    assert len(np.unique(codes0[latents.NOISE][:, 0])) == B
+    assert np.all(np.abs(codes0["c_us"]) <= 1.0)
+    assert set(np.asarray(codes0["digit"]).tolist()) <= set(range(10))
+
+
+# --- Instance noise ---------------------------------------------------------------------------
+
+
+def test_instance_noise_in_the_d_update_only():
+    step, spy = spied_step("noisy")
+    state0 = initial_state("noisy").replace(step=np.int32(3))
+    batch = make_batch(noisy_config(), MASK)
+    _, metrics, d_in, g_in = spy.run(step, state0, batch)
+    sigma = 0.5 * 0.9**3
+    np.testing.assert_allclose(metrics["instance_noise"], sigma, rtol=1e-6)
+
+    # D saw reals and fakes plus independent N(0, sigma) noise ...
+    real_noise = (d_in["real"] - batch["image"]).reshape(-1)
+    fake_noise = (d_in["fake"] - g_in["fake"]).reshape(-1)
+    for noise in (real_noise, fake_noise):
+        assert stats.kstest(noise / sigma, "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(real_noise, fake_noise)[0, 1]) < 0.05
+    # ... while the G update saw the clean fakes: exactly G(codes).
+    layout, generator, _, _ = models_for("noisy")
+    z = latents.generator_input(layout, g_in["codes"])
+    variables = {"params": state0.generator.params, "batch_stats": state0.generator.batch_stats}
+    clean = jax.jit(functools.partial(generator.apply, train=True, mutable=["batch_stats"]))
+    np.testing.assert_allclose(g_in["fake"], clean(variables, z)[0], atol=1e-5)
+    assert trees_equal(g_in["codes"], d_in["codes"])
+
+    # Step 0: sigma = stddev; the same step without noise gives a different D update.
+    state0 = initial_state("noisy")
+    _, metrics0, _, _ = spy.run(step, state0, batch)
+    np.testing.assert_allclose(metrics0["instance_noise"], 0.5, rtol=1e-6)
+    plain_step, plain_spy = spied_step("default")
+    _, plain_metrics, plain_d, _ = plain_spy.run(plain_step, initial_state(), batch)
+    np.testing.assert_array_equal(plain_d["real"], batch["image"])
+    assert float(plain_metrics["instance_noise"]) == 0.0
+    assert abs(float(plain_metrics["d_loss"]) - float(metrics0["d_loss"])) > 1e-4
+
+
+def test_instance_noise_schedule():
+    noise = train.InstanceNoise(stddev=0.3, decay=0.99)
+    for t in (0, 1, 10, 1000):
+        np.testing.assert_allclose(noise.sigma(jnp.int32(t)), 0.3 * 0.99**t, rtol=1e-5)
+    assert float(train.InstanceNoise().sigma(jnp.int32(5))) == 0.0
+
+
+# --- Use from research code (README) ---------------------------------------------------------
+
+
+def test_readme_research_code_snippet():
+    import jax
+
+    from configs import default
+    from ssinfogan_jax import latents, losses, models, train  # noqa: F401
+
+    config = default.get_config()
+    state = train.create_train_state(jax.random.PRNGKey(0), config)
+    step = train.make_train_step(config)  # jitted, pure: (state, batch) -> (state, metrics)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        batch = {
+            "image": rng.uniform(0, 1, (B, 28, 28, 1)).astype(np.float32),
+            "label_mask": np.ones(B, np.float32),
+            "labels": {"label": rng.integers(0, 10, B).astype(np.int32)},
+        }
+        state, metrics = step(state, batch)
+    assert int(state.step) == 2
+    assert step._cache_size() == 1  # Compiled once.
+    for key in ("d_loss", "g_loss", "d_gan", "d_ss_real", "d_us", "g_gan", "g_ss", "g_us",
+                "d_real", "d_fake", "q_ss_real_acc/digit", "recovery_acc/digit",
+                "recovery_mse/c_us", "mi_lower_bound"):  # fmt: skip
+        assert np.isfinite(float(metrics[key])), key
+    assert 0.0 < float(metrics["d_fake"]) < 1.0 and 0.0 < float(metrics["d_real"]) < 1.0
