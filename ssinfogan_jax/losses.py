@@ -140,13 +140,17 @@ def code_accuracy(
 
 
 def mutual_information_lower_bound(
-    codes: Sequence[Code], predictions: Mapping[str, jax.Array], targets: Mapping[str, jax.Array]
+    codes: Sequence[Code],
+    predictions: Mapping[str, jax.Array],
+    targets: Mapping[str, jax.Array],
+    continuous_range: float = 1.0,
 ) -> jax.Array:
     """InfoGAN's variational bound L_I = H(c) + E[log Q(c | x)], in nats, summed over codes.
 
     Categorical codes: H = log k (uniform prior), log Q from the logits. Continuous codes:
-    H = log(2r) per dim (uniform on [-1, 1], r = 1), Q a unit-variance Gaussian around the
-    prediction (so -log Q = 0.5 log(2 pi) + 0.5 (c - mu)^2), as openai/InfoGAN's fixed-std Q.
+    H = log(2r) per dim (uniform on [-r, r], r = `continuous_range`, the layout's), Q a
+    unit-variance Gaussian around the prediction (so -log Q = 0.5 log(2 pi) + 0.5 (c - mu)^2),
+    as openai/InfoGAN's fixed-std Q.
     """
     bound = jnp.zeros(())
     for c in codes:
@@ -156,5 +160,5 @@ def mutual_information_lower_bound(
             bound += math.log(c.size) - jnp.mean(ce)
         else:
             nll = 0.5 * math.log(2 * math.pi) + 0.5 * jnp.square(pred - target)
-            bound += c.size * math.log(2.0) - jnp.mean(jnp.sum(nll, axis=-1))
+            bound += c.size * math.log(2.0 * continuous_range) - jnp.mean(jnp.sum(nll, axis=-1))
     return bound

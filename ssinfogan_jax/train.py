@@ -192,7 +192,9 @@ def generator_loss(
     loss = terms["g_gan"] + weights.lambda_ss_g * terms["g_ss"]
     loss += weights.lambda_us_g * terms["g_us"]
     terms["g_loss"] = loss
-    terms["mi_lower_bound"] = losses.mutual_information_lower_bound(layout.codes, fake["q"], codes)
+    terms["mi_lower_bound"] = losses.mutual_information_lower_bound(
+        layout.codes, fake["q"], codes, layout.continuous_range
+    )
     for c in layout.codes:
         pred, target = fake["q"][c.name], codes[c.name]
         if c.categorical:

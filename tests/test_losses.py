@@ -177,6 +177,9 @@ def test_mutual_information_lower_bound():
     perfect = {"digit": 50.0 * jax.nn.one_hot(targets["digit"], 3), "c_us": targets["c_us"]}
     value = losses.mutual_information_lower_bound((CAT, CONT), perfect, targets)
     np.testing.assert_allclose(value, math.log(3) + math.log(2 / math.pi), rtol=1e-5)
+    # Codes on U(-2, 2) have entropy log 4 per dim.
+    value = losses.mutual_information_lower_bound((CONT,), perfect, targets, continuous_range=2.0)
+    np.testing.assert_allclose(value, 2 * math.log(4) - math.log(2 * math.pi), rtol=1e-5)
     # General case by hand.
     logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
     mu = np.array([[0.0, 0.0], [0.5, 1.0]])
