@@ -442,6 +442,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config into `workdir`; returns the final evaluation metrics.
     """
     state, checkpointer = _setup(config, workdir)
+    if checkpointer.latest_step() is not None:  # Before writing anything into the work dir.
+        state, meta = checkpointer.restore(state)
+        logging.info("Resumed from step %d in %s.", meta["step"], workdir)
     tf.io.gfile.makedirs(workdir)
     is_main = jax.process_index() == 0
     if is_main:
@@ -452,9 +455,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data = input_pipeline.create_train_data(
         config, workdir, process_index=jax.process_index(), process_count=jax.process_count()
     )
-    if checkpointer.latest_step() is not None:
-        state, meta = checkpointer.restore(state)
-        logging.info("Resumed from step %d in %s.", meta["step"], workdir)
     start_step = int(state.step)
     evaluator = _make_evaluator(config)
     dp = _data_parallel(config)
