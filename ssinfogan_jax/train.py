@@ -37,6 +37,7 @@ from flax import struct
 
 from ssinfogan_jax import (
     checkpointing,
+    compilation_cache,
     config_checks,
     evaluation,
     input_pipeline,
@@ -403,10 +404,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str):
     """What every mode needs: checks, the compilation cache, a fresh state, the checkpointer."""
     config_checks.validate(config)
     if config.compilation_cache_dir:
-        jax.config.update(
-            "jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir)
-        )
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        compilation_cache.enable(config.compilation_cache_dir)
     checkpointer = checkpointing.Checkpointer(
         workdir, config.max_checkpoints_to_keep, config.best_metric
     )
