@@ -318,6 +318,9 @@ def make_train_step(config: ml_collections.ConfigDict, donate: bool = True) -> T
 # The training loop: ties data, the step, checkpoints, evaluation and logs together.
 
 
+EVAL_HISTORY = "eval_history.jsonl"  # One JSON line of eval metrics per evaluation.
+
+
 class _PreemptionFlag:
     """Set by SIGTERM (a TPU preemption notice); the loop then saves and exits."""
 
@@ -487,6 +490,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 host_state = host_state or dp.unreplicate(state)
                 eval_metrics = evaluator.evaluate(host_state)
                 writer.write_scalars(step, eval_metrics)
+                if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
+                    with tf.io.gfile.GFile(os.path.join(workdir, EVAL_HISTORY), "a") as f:
+                        f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
                 logging.info("eval at step %d: %s", step, _format_metrics(eval_metrics))
                 if config.best_metric in eval_metrics:
                     checkpointer.save_best(step, host_state, eval_metrics)
