@@ -32,6 +32,6 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest==9.2.0", "ruff==0.17.6"],
-        "benchmark": ["torch==2.13.0"],
+        "benchmark": ["torch==2.13.0", "matplotlib==3.11.2"],
     },
 )
