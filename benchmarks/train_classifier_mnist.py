@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--max_rotation", type=float, default=10.0, help="augmentation, degrees")
     parser.add_argument("--max_scale", type=float, default=0.1, help="augmentation, relative")
     parser.add_argument("--widths", default="32,64", help="conv widths, one pooled stage each")
+    parser.add_argument("--convs_per_stage", type=int, default=1)
     parser.add_argument("--no_batch_norm", action="store_true")
     args = parser.parse_args()
 
@@ -80,6 +81,7 @@ def main() -> None:
         max_rotation=args.max_rotation,
         max_scale=args.max_scale,
         widths=tuple(int(w) for w in args.widths.split(",")),
+        convs_per_stage=args.convs_per_stage,
         batch_norm=not args.no_batch_norm,
         log_every=250,
     )

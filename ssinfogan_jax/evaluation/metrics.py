@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
+import scipy.special
 
 from ssinfogan_jax import latents as latents_lib
 
@@ -230,7 +231,7 @@ def evaluate_conditional(
     num_classes = logits.shape[-1] if num_classes is None else num_classes
     scores = None
     if method == "greedy":
-        scores = np.asarray(jax.nn.softmax(logits, axis=-1)).mean(axis=1)
+        scores = scipy.special.softmax(logits, axis=-1).mean(axis=1)
     return conditional_accuracy(logits.argmax(-1), num_classes, method, scores)
 
 
