@@ -129,7 +129,9 @@ class Evaluator:
             else:
                 result[f"recovery_mse/{c.name}"] = float(np.mean((fake_q[c.name] - target) ** 2))
         result["mi_lower_bound"] = float(
-            losses.mutual_information_lower_bound(self.layout.codes, fake_q_jnp, prior)
+            losses.mutual_information_lower_bound(
+                self.layout.codes, fake_q_jnp, prior, self.layout.continuous_range
+            )
         )
         return result
 
