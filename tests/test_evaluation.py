@@ -306,3 +306,14 @@ def test_random_affine_identity_and_shift():
     np.testing.assert_array_equal(same, x)
     moved = classifier_lib._random_affine(jax.random.key(0), x, 1.0, 0.0, 0.0)
     assert moved.shape == x.shape and not np.allclose(moved, x)
+
+
+def test_classifier_takes_32x32_rgb():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 32, 32, 3)).astype(np.float32)  # The infogan_32 range.
+    y = rng.integers(0, 10, 40).astype(np.int32)
+    clf, accuracy = classifier_lib.train_classifier(
+        x, y, x, y, num_classes=10, num_steps=2, batch_size=8, widths=(8,), feature_size=16
+    )
+    assert clf.predict(x).shape == (40, 10) and clf.features(x).shape == (40, 16)
+    assert 0.0 <= accuracy <= 1.0 and len(clf.spec.mean) == 3
