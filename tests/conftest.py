@@ -6,8 +6,20 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from configs import default
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Any attempt by tfds to fetch a URL (or a prepared copy on GCS) fails the test at once."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a test tried to download: {args[1:]} {kwargs}")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "_download", refuse)
+    monkeypatch.setattr(tfds.core.utils.gcs_utils, "exists", lambda path: False)
 
 
 @pytest.fixture(scope="module")
