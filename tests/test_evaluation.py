@@ -264,7 +264,16 @@ def _digits():
     return x, data.target.astype(np.int32)
 
 
-SMALL = dict(widths=(16, 32), feature_size=64, batch_size=64, max_shift=0.0)
+SMALL = dict(
+    widths=(16, 32),
+    convs_per_stage=1,
+    feature_size=64,
+    batch_size=64,
+    batch_norm=False,
+    max_shift=0.0,
+    max_rotation=0.0,
+    max_scale=0.0,
+)
 
 
 def test_classifier_learns_digits_and_round_trips(tmp_path):
@@ -288,8 +297,8 @@ def test_classifier_learns_digits_and_round_trips(tmp_path):
 
 def test_classifier_is_deterministic_and_batch_norm_round_trips(tmp_path):
     x, y = _digits()
-    kwargs = dict(num_classes=10, seed=3, num_steps=5, batch_norm=True, max_rotation=10.0)
-    kwargs.update(SMALL, max_shift=1.0)
+    kwargs = dict(SMALL, num_classes=10, seed=3, num_steps=5)
+    kwargs.update(batch_norm=True, max_shift=1.0, max_rotation=10.0, max_scale=0.1)
     a, _ = classifier_lib.train_classifier(x[:300], y[:300], **kwargs)
     b, _ = classifier_lib.train_classifier(x[:300], y[:300], **kwargs)
     assert "batch_stats" in a.variables
@@ -313,7 +322,13 @@ def test_classifier_takes_32x32_rgb():
     x = rng.uniform(-1, 1, (40, 32, 32, 3)).astype(np.float32)  # The infogan_32 range.
     y = rng.integers(0, 10, 40).astype(np.int32)
     clf, accuracy = classifier_lib.train_classifier(
-        x, y, x, y, num_classes=10, num_steps=2, batch_size=8, widths=(8,), feature_size=16
+        x,
+        y,
+        x,
+        y,
+        **dict(SMALL, widths=(8,), feature_size=16, batch_size=8),
+        num_classes=10,
+        num_steps=2,
     )
     assert clf.predict(x).shape == (40, 10) and clf.features(x).shape == (40, 16)
     assert 0.0 <= accuracy <= 1.0 and len(clf.spec.mean) == 3

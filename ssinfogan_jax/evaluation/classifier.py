@@ -40,17 +40,17 @@ DEFAULT_EVAL_BATCH = 1000
 class ClassifierCNN(nn.Module):
     """Per width: `convs_per_stage` x (Conv 3x3 [- BN] - ReLU), max-pool 2; then Dense
     `feature_size` [- BN] - ReLU (the features), dropout and Dense `num_classes`.
-    28x28x1 -> 7x7x64 and 32x32x3 -> 8x8x64 with two widths.
+    28x28x1 -> 7x7x32 and 32x32x3 -> 8x8x32 with the default two widths.
 
     Returns (logits float32 [B, num_classes], features float32 [B, feature_size]).
     """
 
     num_classes: int
-    widths: Sequence[int] = (32, 64)
-    convs_per_stage: int = 1
+    widths: Sequence[int] = (16, 32)
+    convs_per_stage: int = 2
     feature_size: int = 256
     dropout_rate: float = 0.5
-    batch_norm: bool = False
+    batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -75,11 +75,11 @@ class ClassifierSpec:
 
     num_classes: int
     image_shape: tuple[int, int, int]
-    widths: tuple[int, ...] = (32, 64)
-    convs_per_stage: int = 1
+    widths: tuple[int, ...] = (16, 32)
+    convs_per_stage: int = 2
     feature_size: int = 256
     dropout_rate: float = 0.5
-    batch_norm: bool = False
+    batch_norm: bool = True
     mean: tuple[float, ...] = (0.0,)  # Per-channel, of the training images.
     std: tuple[float, ...] = (1.0,)
 
@@ -305,13 +305,13 @@ def train_classifier(
     learning_rate: float = 2e-3,
     weight_decay: float = 1e-4,
     max_shift: float = 2.0,
-    max_rotation: float = 0.0,
-    max_scale: float = 0.0,
-    widths: Sequence[int] = (32, 64),
-    convs_per_stage: int = 1,
+    max_rotation: float = 10.0,
+    max_scale: float = 0.1,
+    widths: Sequence[int] = (16, 32),
+    convs_per_stage: int = 2,
     feature_size: int = 256,
     dropout_rate: float = 0.5,
-    batch_norm: bool = False,
+    batch_norm: bool = True,
     log_every: int = 0,
 ) -> tuple[Classifier, float | None]:
     """Trains the independent classifier; deterministic given `seed`.
