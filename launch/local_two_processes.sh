@@ -59,8 +59,17 @@ show() {
   echo "${out[*]}"
 }
 
+# With several fake devices per process, XLA:CPU needs a pool thread per device program for its
+# collectives; the pool has one thread per core unless PJRT_NPROC says otherwise.
+threads=()
+if ((devices > 1)); then
+  cores="$(nproc)"
+  threads=(PJRT_NPROC="$((cores > 2 * devices ? cores : 2 * devices))")
+fi
+
 command_for() {
   cmd=(env JAX_PLATFORMS=cpu XLA_FLAGS="--xla_force_host_platform_device_count=$devices"
+    "${threads[@]}"
     python3 -m ssinfogan_jax.main --config="$config" --workdir="$workdir" --mode="$mode"
     --coordinator_address="127.0.0.1:$port" --num_processes=2 --process_id="$1" "${extra[@]}")
 }

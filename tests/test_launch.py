@@ -107,8 +107,10 @@ def test_local_two_processes_dry_run():
         "--",
         "--config.num_train_steps=3",
     )
+    threads = max(os.cpu_count() or 1, 4)
     expected = (
-        "env JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=2 python3 -m "
+        "env JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=2 "
+        f"PJRT_NPROC={threads} python3 -m "
         "ssinfogan_jax.main --config=configs/mnist.py --workdir=/tmp/two --mode=train "
         "--coordinator_address=127.0.0.1:23456 --num_processes=2 --process_id={} "
         "--config.num_train_steps=3"
