@@ -1,5 +1,25 @@
-"""Semi-supervised InfoGAN (Spurr, Aksan and Hilliges, 2017) in JAX/Flax."""
+"""Semi-supervised InfoGAN (Spurr, Aksan and Hilliges, 2017) in JAX/Flax.
 
-from ssinfogan_jax import latents, losses, models, train
+Submodules load on first use, so `from ssinfogan_jax import latents, models, losses` stays
+light (no TensorFlow); `train` (which holds the loop, and so the data pipeline) brings it in.
+"""
 
-__all__ = ["latents", "losses", "models", "train"]
+import importlib
+
+__all__ = [
+    "checkpointing",
+    "evaluation",
+    "input_pipeline",
+    "latents",
+    "losses",
+    "models",
+    "parallel",
+    "sampling",
+    "train",
+]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
