@@ -93,6 +93,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.samples_per_value = 128  # Per value of each supervised code (the reference).
     config.eval.classifier_dir = ""  # Independent classifier; '' = <data_dir>/classifiers.
     config.eval.classifier_steps = 2_000  # Training steps if it has to be trained.
+    config.eval.classifier_seed = 0  # The same judge for every training seed.
 
     config.sample = ml_collections.ConfigDict()
     config.sample.checkpoint = "latest"  # 'latest' or 'best'.

@@ -379,8 +379,9 @@ def independent_classifier(
     root = config.eval.classifier_dir or os.path.join(
         builders.default_data_dir(config.data.data_dir), "ssinfogan_classifiers"
     )
-    # Keyed by everything that shapes it, so a short smoke run never stands in for a real one.
-    steps, seed = config.eval.classifier_steps, config.seed
+    # Keyed by what shapes it (a smoke run's never stands in for a real one); never by the
+    # training seed: every run of a data set is judged by the same classifier.
+    steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
     path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
     if tf.io.gfile.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
         classifier = evaluation.load(path)
@@ -394,7 +395,7 @@ def independent_classifier(
         train_images,
         train_labels[code.label],
         num_classes=code.size,
-        seed=config.seed,
+        seed=config.eval.classifier_seed,
         num_steps=config.eval.classifier_steps,
     )
     logging.info("Independent classifier: %.4f accuracy on the train split.", val_accuracy)
