@@ -54,12 +54,24 @@ class LossWeights:
         )
 
 
-def _masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Mean of [B] values over examples with mask 1; exactly 0 when no example has mask 1."""
+def _masked_mean(
+    values: jax.Array, mask: jax.Array | None, axis_name: str | None = None
+) -> jax.Array:
+    """Mean of [B] values over examples with mask 1; exactly 0 when no example has mask 1.
+
+    Under a device axis the count is global and the result is scaled by the device count, so
+    that the mean over devices (of this value or of its gradients) is the global-batch masked
+    mean even when devices hold different numbers of masked examples.
+    """
     if mask is None:
         return jnp.mean(values)
     mask = mask.astype(values.dtype)
-    return jnp.sum(jnp.where(mask > 0, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1.0)
+    total = jnp.sum(jnp.where(mask > 0, values, 0.0))
+    count = jnp.sum(mask)
+    if axis_name is not None:
+        count = jax.lax.psum(jax.lax.stop_gradient(count), axis_name)
+        total = total * jax.lax.psum(1, axis_name)
+    return total / jnp.maximum(count, 1.0)
 
 
 def gan_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
@@ -75,7 +87,11 @@ def gan_generator_loss(fake_logits: jax.Array) -> jax.Array:
 
 
 def code_loss(
-    code: Code, prediction: jax.Array, target: jax.Array, mask: jax.Array | None = None
+    code: Code,
+    prediction: jax.Array,
+    target: jax.Array,
+    mask: jax.Array | None = None,
+    axis_name: str | None = None,
 ) -> jax.Array:
     """One code's loss, a (masked) mean over the batch.
 
@@ -86,6 +102,7 @@ def code_loss(
         Where mask is 0 the target may hold anything (a sentinel, NaN): it never reaches the
         value or any gradient.
       mask: optional [B], 1 where the target is known.
+      axis_name: the device axis, for a masked mean over the global batch (`_masked_mean`).
     """
     keep = None if mask is None else mask > 0
     if code.categorical:
@@ -98,7 +115,7 @@ def code_loss(
         if keep is not None:
             target = jnp.where(keep[:, None], target, 0.0)
         per_example = jnp.mean(jnp.square(prediction - target), axis=-1)
-    return _masked_mean(per_example, mask)
+    return _masked_mean(per_example, mask, axis_name)
 
 
 def codes_loss(
@@ -106,10 +123,11 @@ def codes_loss(
     predictions: Mapping[str, jax.Array],
     targets: Mapping[str, jax.Array],
     mask: jax.Array | None = None,
+    axis_name: str | None = None,
 ) -> jax.Array:
     """Sum of `code_loss` over codes; targets are keyed by code name. 0 for no codes."""
     return sum(
-        (code_loss(c, predictions[c.name], targets[c.name], mask) for c in codes),
+        (code_loss(c, predictions[c.name], targets[c.name], mask, axis_name) for c in codes),
         start=jnp.zeros(()),
     )
 
@@ -119,6 +137,7 @@ def supervised_loss(
     predictions: Mapping[str, jax.Array],
     labels: Mapping[str, jax.Array],
     label_mask: jax.Array,
+    axis_name: str | None = None,
 ) -> jax.Array:
     """L_ss on real data: each c_ss code against its data set label, labelled examples only.
 
@@ -128,15 +147,19 @@ def supervised_loss(
     """
     codes = layout.supervised_codes
     targets = {c.name: labels[c.label] for c in codes}
-    return codes_loss(codes, predictions, targets, label_mask)
+    return codes_loss(codes, predictions, targets, label_mask, axis_name)
 
 
 def code_accuracy(
-    code: Code, prediction: jax.Array, target: jax.Array, mask: jax.Array | None = None
+    code: Code,
+    prediction: jax.Array,
+    target: jax.Array,
+    mask: jax.Array | None = None,
+    axis_name: str | None = None,
 ) -> jax.Array:
     """Fraction of (masked) examples whose argmax matches a categorical target."""
     correct = (jnp.argmax(prediction, axis=-1) == target.astype(jnp.int32)).astype(jnp.float32)
-    return _masked_mean(correct, mask)
+    return _masked_mean(correct, mask, axis_name)
 
 
 def mutual_information_lower_bound(

@@ -15,10 +15,9 @@ global statistics, and the per-device gradients are averaged. (Autodiff through 
 cross-device mean transposes to a sum, so each device's gradient is that of the *sum* of all
 devices' losses w.r.t. its own copy of the parameters; their mean over devices is exactly the
 gradient of the global-batch mean loss. `tests/test_parallel.py` checks this numerically.)
-One limit: L_ss on real data is a mean over each device's *labelled* examples, so it equals the
-global one only when every device's slice holds as many labelled examples as the others. That
-always holds for the reference's all-or-nothing labelled batches ('alternate'); in 'mix' mode
-slices whose labelled counts differ weight their labelled examples slightly differently.
+L_ss on real data is a mean over the *labelled* examples of the whole global batch (its count is
+summed over devices, see `losses._masked_mean`), so it is exact even when devices hold
+different numbers of labelled examples ('mix' mode).
 
 Multi-host: call `initialize_distributed` first (before anything touches a device); every
 process then builds the same state from the same seed, reads its own shard of the data

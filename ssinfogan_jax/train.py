@@ -134,8 +134,12 @@ def discriminator_loss(
     discriminator: nn.Module,
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, tuple[Any, Metrics]]:
-    """L_D with real and fake in separate train-mode passes; returns (loss, (stats, terms))."""
+    """L_D with real and fake in separate train-mode passes; returns (loss, (stats, terms)).
+
+    Under a device axis, the supervised term counts labelled examples over all devices.
+    """
 
     def forward(stats, images):
         out, mutated = discriminator.apply(
@@ -148,7 +152,7 @@ def discriminator_loss(
     terms = {
         "d_gan": losses.gan_discriminator_loss(real["logit"], fake["logit"]),
         "d_ss_real": losses.supervised_loss(
-            layout, real["q"], batch["labels"], batch["label_mask"]
+            layout, real["q"], batch["labels"], batch["label_mask"], axis_name
         ),
         "d_us": losses.codes_loss(layout.unsupervised_codes, fake["q"], codes),
     }
@@ -163,7 +167,7 @@ def discriminator_loss(
     for c in layout.supervised_codes:
         if c.categorical:
             terms[f"q_ss_real_acc/{c.name}"] = losses.code_accuracy(
-                c, real["q"][c.name], batch["labels"][c.label], batch["label_mask"]
+                c, real["q"][c.name], batch["labels"][c.label], batch["label_mask"], axis_name
             )
     return loss, (stats, terms)
 
@@ -268,7 +272,7 @@ def train_step(
         d_fake = d_fake + sigma * normal(fake_noise_rng)
     loss_kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
     d_grads, (d_stats, d_terms) = jax.grad(discriminator_loss, has_aux=True)(
-        d.params, d.batch_stats, d_real, d_fake, batch, codes, **loss_kwargs
+        d.params, d.batch_stats, d_real, d_fake, batch, codes, **loss_kwargs, axis_name=axis_name
     )
     d_grads = _mean_over_devices(d_grads, axis_name)
     d = d.apply_gradients(d_grads, d_stats)
