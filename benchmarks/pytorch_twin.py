@@ -12,22 +12,25 @@ step (lr 1e-3). D's parameters are frozen during the G step, so PyTorch, like ou
 back-propagates to the image there (the cheapest faithful twin). Layout NCHW, PyTorch's default.
 
 Each round runs `steps` iterations of one framework, then of the other (order alternating),
-after warm-up; the figures are the medians over rounds.
+after warm-up; the figures are the medians over rounds. Each framework runs in its own worker
+process (only one runs at a time), so that neither is slowed by the other's thread pools or
+runtime libraries (in one process, PyTorch ran up to 2x slower next to JAX + TensorFlow);
+`--same_process` runs both in this process instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
-import platform
 import statistics
-import subprocess
+import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks import common
+from benchmarks.machine import machine
 
 LEAKY_SLOPE = 0.01
 NUM_CLASSES, NUM_CONT, NUM_NOISE = 10, 2, 62
@@ -151,28 +154,68 @@ class TorchRunner:
             self.step()
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(
-            line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores"
+def _seconds_per_step(run, steps: int) -> float:
+    start = time.perf_counter()
+    run(steps)
+    return (time.perf_counter() - start) / steps
 
 
-def compare(batch_size: int, steps: int, rounds: int) -> dict:
-    """Median s/step of both, alternating which goes first each round."""
-    runners = {"jax": common.JaxRunner(batch_size), "torch": TorchRunner(batch_size)}
-    for run in runners.values():  # Warm-up: compile, allocate.
-        run(2)
-    times = {name: [] for name in runners}
+def _make_runner(framework: str, batch_size: int):
+    if framework == "jax":
+        from benchmarks import common  # JAX only in the JAX worker.
+
+        return common.JaxRunner(batch_size)
+    return TorchRunner(batch_size)
+
+
+def _worker(framework: str, batch_size: int, conn) -> None:
+    """One framework in its own process: warm up, then time `steps` per request."""
+    run = _make_runner(framework, batch_size)
+    run(2)  # Warm-up: compile, allocate.
+    conn.send("ready")
+    while (steps := conn.recv()) is not None:
+        conn.send(_seconds_per_step(run, steps))
+
+
+def compare(batch_size: int, steps: int, rounds: int, same_process: bool = False) -> dict:
+    """Median s/step of both, in alternating rounds (which goes first alternates too).
+
+    By default each framework lives in its own worker process and only one of them runs at a
+    time, so neither pays for the other's thread pools or runtime libraries; with
+    `same_process` both run in this process.
+    """
+    frameworks = ("jax", "torch")
+    if same_process:
+        runners = {f: _make_runner(f, batch_size) for f in frameworks}
+        for run in runners.values():
+            run(2)
+        timers = {f: (lambda run=runners[f]: _seconds_per_step(run, steps)) for f in frameworks}
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        conns, procs = {}, []
+        for f in frameworks:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(f, batch_size, child), daemon=True)
+            proc.start()
+            conns[f], procs = parent, [*procs, proc]
+        for conn in conns.values():
+            assert conn.recv() == "ready"
+
+        def remote(conn):
+            conn.send(steps)
+            return conn.recv()
+
+        timers = {f: (lambda conn=conns[f]: remote(conn)) for f in frameworks}
+    times = {f: [] for f in frameworks}
     for r in range(rounds):
-        order = list(runners) if r % 2 == 0 else list(runners)[::-1]
-        for name in order:
-            times[name].append(common.time_per_step(runners[name], steps))
-    return {name: statistics.median(t) for name, t in times.items()} | {"all": times}
+        for f in frameworks if r % 2 == 0 else frameworks[::-1]:
+            times[f].append(timers[f]())
+    if not same_process:
+        for conn in conns.values():
+            conn.send(None)
+        for proc in procs:
+            proc.join()
+    return {f: statistics.median(t) for f, t in times.items()} | {"all": times}
 
 
 def main() -> None:
@@ -180,12 +223,15 @@ def main() -> None:
     parser.add_argument("--batch_sizes", default="128,256")
     parser.add_argument("--steps", type=int, default=5, help="iterations per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--same_process", action="store_true", help="both frameworks in this one process"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
     print(f"load average before: {os.getloadavg()}")
     rows = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-        res = compare(batch_size, args.steps, args.rounds)
+        res = compare(batch_size, args.steps, args.rounds, args.same_process)
         rows.append((batch_size, res))
         rounds = ", ".join(
             f"{1 / j:.2f}/{1 / t:.2f}"

@@ -18,7 +18,7 @@ import time
 import jax
 
 from benchmarks import common, gemm_peak
-from benchmarks.pytorch_twin import machine
+from benchmarks.machine import machine
 
 
 def compiled_step(batch_size: int):
