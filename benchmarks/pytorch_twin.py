@@ -160,7 +160,9 @@ def _seconds_per_step(run, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _make_runner(framework: str, batch_size: int):
+def _make_runner(framework: str, batch_size: int, torch_threads: int = 0):
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
     if framework == "jax":
         from benchmarks import common  # JAX only in the JAX worker.
 
@@ -168,25 +170,28 @@ def _make_runner(framework: str, batch_size: int):
     return TorchRunner(batch_size)
 
 
-def _worker(framework: str, batch_size: int, conn) -> None:
+def _worker(framework: str, batch_size: int, torch_threads: int, conn) -> None:
     """One framework in its own process: warm up, then time `steps` per request."""
-    run = _make_runner(framework, batch_size)
+    run = _make_runner(framework, batch_size, torch_threads)
     run(2)  # Warm-up: compile, allocate.
     conn.send("ready")
     while (steps := conn.recv()) is not None:
         conn.send(_seconds_per_step(run, steps))
 
 
-def compare(batch_size: int, steps: int, rounds: int, same_process: bool = False) -> dict:
+def compare(
+    batch_size: int, steps: int, rounds: int, same_process: bool = False, torch_threads: int = 0
+) -> dict:
     """Median s/step of both, in alternating rounds (which goes first alternates too).
 
     By default each framework lives in its own worker process and only one of them runs at a
     time, so neither pays for the other's thread pools or runtime libraries; with
-    `same_process` both run in this process.
+    `same_process` both run in this process. `torch_threads` > 0 sets PyTorch's thread count
+    (default: PyTorch's own, one per core).
     """
     frameworks = ("jax", "torch")
     if same_process:
-        runners = {f: _make_runner(f, batch_size) for f in frameworks}
+        runners = {f: _make_runner(f, batch_size, torch_threads) for f in frameworks}
         for run in runners.values():
             run(2)
         timers = {f: (lambda run=runners[f]: _seconds_per_step(run, steps)) for f in frameworks}
@@ -195,7 +200,11 @@ def compare(batch_size: int, steps: int, rounds: int, same_process: bool = False
         conns, procs = {}, []
         for f in frameworks:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(f, batch_size, child), daemon=True)
+            proc = ctx.Process(
+                target=_worker,
+                args=(f, batch_size, torch_threads if f == "torch" else 0, child),
+                daemon=True,
+            )
             proc.start()
             conns[f], procs = parent, [*procs, proc]
         for conn in conns.values():
@@ -226,12 +235,14 @@ def main() -> None:
     parser.add_argument(
         "--same_process", action="store_true", help="both frameworks in this one process"
     )
+    parser.add_argument("--torch_threads", type=int, default=0, help="0: PyTorch's default")
     args = parser.parse_args()
-    print(f"machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    threads = args.torch_threads or torch.get_num_threads()
+    print(f"machine: {machine()}; torch {torch.__version__} ({threads} threads)")
     print(f"load average before: {os.getloadavg()}")
     rows = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-        res = compare(batch_size, args.steps, args.rounds, args.same_process)
+        res = compare(batch_size, args.steps, args.rounds, args.same_process, args.torch_threads)
         rows.append((batch_size, res))
         rounds = ", ".join(
             f"{1 / j:.2f}/{1 / t:.2f}"
