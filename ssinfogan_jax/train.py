@@ -30,25 +30,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tensorflow as tf
 from absl import logging
-from clu import metric_writers
+from etils import epath
 from flax import struct
 
 from ssinfogan_jax import (
     checkpointing,
     compilation_cache,
-    config_checks,
     evaluation,
-    input_pipeline,
     losses,
     models,
     parallel,
     sampling,
 )
 from ssinfogan_jax import latents as latents_lib
-from ssinfogan_jax.data import builders
 from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+# The loop's data pipeline and TensorBoard writer bring in TensorFlow (~5 s): they are imported
+# inside the loop's functions, so that research code importing the train step stays light.
 
 Batch = Mapping[str, Any]  # image [B, H, W, C] float32, label_mask [B], labels {name: [B]}
 Metrics = dict[str, jax.Array]
@@ -380,6 +379,8 @@ def independent_classifier(
     code = evaluator_lib.classifier_code(layout)
     if code is None:
         return None
+    from ssinfogan_jax.data import builders
+
     root = config.eval.classifier_dir or os.path.join(
         builders.default_data_dir(config.data.data_dir), "ssinfogan_classifiers"
     )
@@ -387,7 +388,7 @@ def independent_classifier(
     # training seed: every run of a data set is judged by the same classifier.
     steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
     path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
-    if tf.io.gfile.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
+    if epath.Path(path, evaluation.classifier.INFO_FILE).exists():
         classifier = evaluation.load(path)
         logging.info("Independent classifier from %s (val acc %s).", path, classifier.val_accuracy)
         return classifier
@@ -410,6 +411,8 @@ def independent_classifier(
 
 def _setup(config: ml_collections.ConfigDict, workdir: str):
     """What every mode needs: checks, the compilation cache, a fresh state, the checkpointer."""
+    from ssinfogan_jax import config_checks
+
     config_checks.validate(config)
     if config.compilation_cache_dir:
         compilation_cache.enable(config.compilation_cache_dir)
@@ -421,6 +424,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str):
 
 
 def _make_evaluator(config: ml_collections.ConfigDict) -> evaluator_lib.Evaluator:
+    from ssinfogan_jax import input_pipeline
+
     test_split = input_pipeline.load_split(config, "test")
     classifier = None
     if evaluator_lib.classifier_code(latents_lib.LatentLayout.from_config(config.latents)):
@@ -451,11 +456,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if checkpointer.latest_step() is not None:  # Before writing anything into the work dir.
         state, meta = checkpointer.restore(state)
         logging.info("Resumed from step %d in %s.", meta["step"], workdir)
-    tf.io.gfile.makedirs(workdir)
+    from clu import metric_writers
+
+    from ssinfogan_jax import input_pipeline
+
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
     if is_main:
-        with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        epath.Path(workdir, "config.json").write_text(config.to_json_best_effort(indent=2))
     # TensorBoard on host 0 only; the progress line below is the log.
     writer = metric_writers.SummaryWriter(workdir) if is_main else metric_writers.MultiWriter([])
     data = input_pipeline.create_train_data(
@@ -496,7 +504,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 eval_metrics = evaluator.evaluate(host_state)
                 writer.write_scalars(step, eval_metrics)
                 if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
-                    with tf.io.gfile.GFile(os.path.join(workdir, EVAL_HISTORY), "a") as f:
+                    with epath.Path(workdir, EVAL_HISTORY).open("a") as f:
                         f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
                 logging.info("eval at step %d: %s", step, _format_metrics(eval_metrics))
                 if config.best_metric in eval_metrics:
@@ -523,8 +531,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     result = _make_evaluator(config).evaluate(state)
     if jax.process_index() == 0:
         path = os.path.join(workdir, f"eval_{step}.json")
-        with tf.io.gfile.GFile(path, "w") as f:
-            json.dump({"step": step, **result}, f, indent=2)
+        epath.Path(path).write_text(json.dumps({"step": step, **result}, indent=2))
         logging.info("Wrote %s.", path)
     return result
 
