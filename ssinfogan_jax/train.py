@@ -477,44 +477,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     eval_metrics: dict[str, float] = {}
     history, last_time, last_step = [], time.time(), start_step
     batches = data.iterate(start_step)
-    with _PreemptionFlag() as preemption:
-        for step in range(start_step + 1, config.num_train_steps + 1):
-            state, metrics = dp.train_step(state, dp.shard(next(batches)))
-            history.append(metrics)
-            is_last = step == config.num_train_steps
-            if step % config.log_every_steps == 0 or is_last or preemption.raised:
-                summary = jax.device_get(history)
-                summary = {k: float(np.mean([m[k] for m in summary])) for k in summary[0]}
-                history = []
-                _check_finite(summary, step, checkpointer)
-                now = time.time()
-                rate = (step - last_step) / (now - last_time)
-                last_time, last_step = now, step
-                writer.write_scalars(step, {**summary, "steps_per_sec": rate})
-                logging.info(_progress_line(step, config.num_train_steps, rate, summary))
-            host_state = None
-            if preemption.raised or is_last or step % config.checkpoint_every_steps == 0:
-                host_state = dp.unreplicate(state)
-                checkpointer.save(step, host_state)
-            if preemption.raised:
-                logging.warning("Saved step %d after SIGTERM; exiting.", step)
-                break
-            if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
-                host_state = host_state or dp.unreplicate(state)
-                eval_metrics = evaluator.evaluate(host_state)
-                writer.write_scalars(step, eval_metrics)
-                if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
-                    with epath.Path(workdir, EVAL_HISTORY).open("a") as f:
-                        f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
-                logging.info("eval at step %d: %s", step, _format_metrics(eval_metrics))
-                if config.best_metric in eval_metrics:
-                    checkpointer.save_best(step, host_state, eval_metrics)
-            if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
-                host_state = host_state or dp.unreplicate(state)
-                writer.write_images(step, evaluator.image_grids(host_state))
-    checkpointer.wait_until_finished()
-    checkpointer.close()
-    writer.flush()
+    try:
+        with _PreemptionFlag() as preemption:
+            for step in range(start_step + 1, config.num_train_steps + 1):
+                state, metrics = dp.train_step(state, dp.shard(next(batches)))
+                history.append(metrics)
+                is_last = step == config.num_train_steps
+                if step % config.log_every_steps == 0 or is_last or preemption.raised:
+                    summary = jax.device_get(history)
+                    summary = {k: float(np.mean([m[k] for m in summary])) for k in summary[0]}
+                    history = []
+                    _check_finite(summary, step, checkpointer)
+                    now = time.time()
+                    rate = (step - last_step) / (now - last_time)
+                    last_time, last_step = now, step
+                    writer.write_scalars(step, {**summary, "steps_per_sec": rate})
+                    logging.info(_progress_line(step, config.num_train_steps, rate, summary))
+                host_state = None
+                if preemption.raised or is_last or step % config.checkpoint_every_steps == 0:
+                    host_state = dp.unreplicate(state)
+                    checkpointer.save(step, host_state)
+                if preemption.raised:
+                    logging.warning("Saved step %d after SIGTERM; exiting.", step)
+                    break
+                if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
+                    host_state = host_state or dp.unreplicate(state)
+                    eval_metrics = evaluator.evaluate(host_state)
+                    writer.write_scalars(step, eval_metrics)
+                    if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
+                        with epath.Path(workdir, EVAL_HISTORY).open("a") as f:
+                            f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
+                    logging.info("eval at step %d: %s", step, _format_metrics(eval_metrics))
+                    if config.best_metric in eval_metrics:
+                        checkpointer.save_best(step, host_state, eval_metrics)
+                if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
+                    host_state = host_state or dp.unreplicate(state)
+                    writer.write_images(step, evaluator.image_grids(host_state))
+    finally:  # Pending async saves complete even when a NaN or an error stops the loop.
+        checkpointer.wait_until_finished()
+        checkpointer.close()
+        writer.flush()
     return eval_metrics
 
 
