@@ -4,6 +4,10 @@
 
 1,438 training images, 100 of them labelled (10 per class); the reference MNIST network and
 losses; batch 64. Prints the conditional accuracy of its samples at the end.
+
+Measured (2-core CPU, 2026-11-28, seed 1): 2 min 28 s wall from start to the printed metrics,
+including training the independent classifier once (99.03% on the train split); about 6
+steps/s; conditional accuracy 0.952 direct at step 400. `:runlocal` is a 6-step smoke run.
 """
 
 from configs import default

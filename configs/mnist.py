@@ -6,6 +6,10 @@
 
 Batch 128, 5,000 iterations, Adam 1e-4 (D/Q) / 1e-3 (G), beta1 0.5, lambda 2 / 0.8, 600
 labels (1%) by default. `:runlocal` gives a short smoke run.
+
+Measured (2-core CPU, 2026-11-28, 100 labels, seed 1): about 2.7 steps/s (35 min for 5,000
+steps on a busy machine); conditional accuracy 0.905 at step 500, 0.909 at 2,000, 0.935 at
+5,000 (best 0.959); Q_ss accuracy on the real test split 0.872. See README "Results".
 """
 
 from configs import default
