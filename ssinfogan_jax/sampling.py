@@ -20,6 +20,7 @@ import numpy as np
 
 from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax.evaluation import images as images_lib
+from ssinfogan_jax.evaluation import metrics
 
 GenerateFn = Callable[[latents_lib.Latents], np.ndarray]
 
@@ -58,8 +59,8 @@ def conditional_latents(
     rng: jax.Array, layout: latents_lib.LatentLayout, code: latents_lib.Code, per_value: int
 ) -> latents_lib.Latents:
     """`per_value` latents for each class of a categorical code, value-major: [k * per_value]."""
-    values = jnp.repeat(jnp.arange(code.size, dtype=jnp.int32), per_value)
-    return latents_lib.sample(rng, layout, len(values), fixed={code.name: values})
+    per_class = metrics.conditional_latents(rng, layout, code.name, per_value)
+    return jax.tree.map(lambda *values: jnp.concatenate(values), *per_class)
 
 
 def write_samples(
