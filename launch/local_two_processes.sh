@@ -46,18 +46,8 @@ fi
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-# Prints a command as one shell line that can be pasted back (single quotes where needed).
-show() {
-  local out=() arg
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+=("$arg")
-    else
-      out+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source=launch/lib.sh
+source "$repo_root/launch/lib.sh"
 
 # With several fake devices per process, XLA:CPU needs a pool thread per device program for its
 # collectives; the pool has one thread per core unless PJRT_NPROC says otherwise.

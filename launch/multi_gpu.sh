@@ -59,27 +59,8 @@ if [[ -n "$coordinator$num_processes$process_id" ]]; then
   multi_host=1
 fi
 
-# Prints a command as one shell line that can be pasted back (single quotes where needed).
-show() {
-  local out=() arg
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+=("$arg")
-    else
-      out+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
-
-# Prints the command under --dry-run; runs it otherwise.
-run() {
-  if ((dry_run)); then
-    show "$@"
-  else
-    "$@"
-  fi
-}
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if ((install)); then

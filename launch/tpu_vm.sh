@@ -57,27 +57,8 @@ if [[ "$workdir" != gs://* ]]; then
   exit 2
 fi
 
-# Prints a command as one shell line that can be pasted back (single quotes where needed).
-show() {
-  local out=() arg
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+=("$arg")
-    else
-      out+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
-
-# Prints the command under --dry-run; runs it otherwise.
-run() {
-  if ((dry_run)); then
-    show "$@"
-  else
-    "$@"
-  fi
-}
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 archive="/tmp/ssinfogan_jax-src.tar.gz"

@@ -34,8 +34,11 @@ def test_scripts_parse(script):
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_scripts_pass_shellcheck(script):
-    result = subprocess.run(
-        ["shellcheck", os.path.join(ROOT, "launch", script)], capture_output=True, text=True
+    result = subprocess.run(  # -x: follow the shared launch/lib.sh they source.
+        ["shellcheck", "-x", os.path.join("launch", script)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout
 
