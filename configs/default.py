@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.p_labeled_every = 100
     config.data.p_labeled_final = -1.0
     config.data.mix_labeled_share = 0.25  # 'mix' mode only: labelled share of every batch.
+    # Labelled examples are translated by up to this many pixels (uniform per axis, fresh each
+    # time drawn); 0 = never (the reference). Unlabelled examples are never changed.
+    config.data.labeled_max_shift = 0
     config.data.prefetch = 2  # Batches computed ahead in a background thread (0 = none).
     # celeb_a only. Each attribute is a binary label of that name (the paper's four codes).
     config.data.celeba_attributes = ("Smiling", "Mouth_Slightly_Open", "Attractive", "Male")

@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ssinfogan_jax.data import builders, labeled_subset, sampler
+from ssinfogan_jax.data import augment, builders, labeled_subset, sampler
 from ssinfogan_jax.data.tf_setup import tf, tfds
 
 DataNotFoundError = builders.DataNotFoundError
@@ -237,6 +237,11 @@ def validate_data_config(
         problems.append(f"config.data.p_labeled_every: {d.p_labeled_every} must be >= 1")
     if d.prefetch < 0:
         problems.append(f"config.data.prefetch: {d.prefetch} must be >= 0")
+    if not 0 <= d.labeled_max_shift < min(info.image_shape[:2]) // 2:
+        problems.append(
+            f"config.data.labeled_max_shift: {d.labeled_max_shift} must be in "
+            f"[0, {min(info.image_shape[:2]) // 2}) pixels for {d.name}"
+        )
     # Batch.
     for count, what in ((process_count, "processes"), (device_count or 1, "devices")):
         if config.batch_size < 1 or config.batch_size % count:
@@ -365,6 +370,8 @@ class TrainData:
         local_labeled: np.ndarray,
         local_unlabeled: np.ndarray,
         prefetch: int = 2,
+        seed: int = 0,
+        labeled_max_shift: int = 0,
     ):
         self.info, self.labeled_indices = info, labeled_indices
         self.labeled_fraction = len(labeled_indices) / max(info.num_train, 1)
@@ -372,6 +379,7 @@ class TrainData:
         self._images, self._labels, self._offset = images, labels, offset
         self._local_labeled, self._local_unlabeled = local_labeled, local_unlabeled
         self._prefetch = prefetch
+        self._seed, self._labeled_max_shift = seed, labeled_max_shift
 
     @property
     def batch_size(self) -> int:
@@ -396,8 +404,13 @@ class TrainData:
                 out = np.full(len(slots), np.nan, np.float32)
             out[slots] = values[local[slots]]
             labels[name] = out
+        images = _to_float(self._images[local], self.info.image_range)
+        if self._labeled_max_shift and slots.any():
+            count, most = int(slots.sum()), self._labeled_max_shift
+            shifts = augment.random_shifts(self._seed, step, count, most)
+            images[slots] = augment.shift_images(images[slots], shifts, self.info.image_range[0])
         return {
-            "image": _to_float(self._images[local], self.info.image_range),
+            "image": images,
             "label_mask": slots.astype(np.float32),
             "labels": labels,
             "index": (local + self._offset).astype(np.int32),
@@ -546,6 +559,8 @@ def create_train_data(
         local_labeled=local_labeled,
         local_unlabeled=local_unlabeled,
         prefetch=int(d.prefetch),
+        seed=config.seed,
+        labeled_max_shift=int(d.labeled_max_shift),
     )
 
 

@@ -50,11 +50,14 @@ def col2im_k4s2(patches: jax.Array) -> jax.Array:
     """
     b, h, w, _, _, c = patches.shape
     p = patches.reshape(b, h, w, 2, 2, 2, 2, c)  # [b, i, j, ah, ph, aw, pw, c]
-    out = 0
+    # Accumulated in place into one buffer (dynamic-update-slices), not as a sum of padded
+    # parts: XLA kept those four padded parts as buffers of their own and re-added them in
+    # each of the result's consumers (bias, batch norm), 4 x ~10 ms at batch 256.
+    out = jnp.zeros((b, h + 1, w + 1, 2, 2, c), patches.dtype)
     for ah in (0, 1):
         for aw in (0, 1):
             part = p[:, :, :, ah, :, aw, :, :]  # [b, i, j, ph, pw, c] lands at row i + ah.
-            out = out + jnp.pad(part, ((0, 0), (ah, 1 - ah), (aw, 1 - aw), (0, 0), (0, 0), (0, 0)))
+            out = out.at[:, ah : ah + h, aw : aw + w].add(part)
     # out: [b, n, m, ph, pw, c] -> row 2 n + ph, column 2 m + pw.
     return out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h + 2, 2 * w + 2, c)
 

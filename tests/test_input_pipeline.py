@@ -14,7 +14,7 @@ import pytest
 
 from configs import default
 from ssinfogan_jax import input_pipeline as ip
-from ssinfogan_jax.data import builders, labeled_subset, sampler
+from ssinfogan_jax.data import augment, builders, labeled_subset, sampler
 from ssinfogan_jax.data.tf_setup import tfds
 
 MNIST_RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
@@ -405,6 +405,39 @@ def test_batch_is_a_pure_function_of_step(digits_dir):
     # Different seeds give different orders.
     config.seed = 2
     assert not np.array_equal(ip.create_train_data(config, None).batch(500)["index"], whole[0])
+
+
+def test_shift_images_translates_and_fills():
+    images = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6, 1)
+    out = augment.shift_images(images, np.array([[1, -2], [0, 0]]), fill=-1.0)
+    # Example 0 moved down 1 and left 2: out[y, x] = in[y - 1, x + 2], vacated pixels = fill.
+    np.testing.assert_array_equal(out[0, 1:, :4], images[0, :4, 2:])
+    assert np.all(out[0, 0] == -1) and np.all(out[0, :, 4:] == -1)
+    np.testing.assert_array_equal(out[1], images[1])
+    shifts = augment.random_shifts(seed=3, step=7, count=4000, max_shift=2)
+    assert shifts.min() == -2 and shifts.max() == 2
+    np.testing.assert_array_equal(shifts, augment.random_shifts(3, 7, 4000, 2))
+    assert not np.array_equal(shifts, augment.random_shifts(3, 8, 4000, 2))
+
+
+@pytest.mark.parametrize("mode", ["alternate", "mix"])
+def test_labeled_max_shift_moves_only_labelled_examples(digits_dir, mode):
+    plain = ip.create_train_data(digits_config(digits_dir, batch_mode=mode), None)
+    config = digits_config(digits_dir, batch_mode=mode, labeled_max_shift=2)
+    shifted = ip.create_train_data(config, None)
+    moved = 0
+    for step in range(0, 200, 7):
+        x, y = plain.batch(step), shifted.batch(step)
+        np.testing.assert_array_equal(x["index"], y["index"])
+        on = x["label_mask"] == 1
+        np.testing.assert_array_equal(x["image"][~on], y["image"][~on])
+        # Same pixels, moved: the ink is preserved except what left the 28x28 frame.
+        assert np.all(y["image"][on].sum((1, 2, 3)) <= x["image"][on].sum((1, 2, 3)) + 1e-3)
+        moved += int(np.any(x["image"][on] != y["image"][on], axis=(1, 2, 3)).sum())
+        np.testing.assert_array_equal(y["image"], shifted.batch(step)["image"])  # pure in step
+    assert moved > 100
+    config.data.labeled_max_shift = 14
+    assert any("labeled_max_shift" in p for p in ip.validate_data_config(config))
 
 
 def test_each_epoch_of_a_pool_visits_every_example_once():
