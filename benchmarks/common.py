@@ -30,7 +30,7 @@ def mnist_batch(batch_size: int, seed: int = 0) -> dict:
     }
 
 
-def jax_step(batch_size: int, donate: bool = True):
+def jax_step(batch_size: int, donate: bool | None = None):
     """(jitted step, state, batch) for the reference MNIST config."""
     config = mnist_config(batch_size)
     state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
@@ -39,7 +39,7 @@ def jax_step(batch_size: int, donate: bool = True):
 
 
 class JaxRunner:
-    """Runs `n` train steps per call, threading the (donated) state through."""
+    """Runs `n` train steps per call, threading the state through."""
 
     def __init__(self, batch_size: int):
         self.step, self.state, self.batch = jax_step(batch_size)

@@ -460,6 +460,7 @@ def test_readme_research_code_snippet():
     state = train.create_train_state(jax.random.PRNGKey(0), config)
     step = train.make_train_step(config)  # jitted, pure: (state, batch) -> (state, metrics)
     rng = np.random.default_rng(0)
+    first = state
     for _ in range(2):
         batch = {
             "image": rng.uniform(0, 1, (B, 28, 28, 1)).astype(np.float32),
@@ -468,6 +469,12 @@ def test_readme_research_code_snippet():
         }
         state, metrics = step(state, batch)
     assert int(state.step) == 2
+    # On CPU the state is not donated (faster there): the caller's old state stays readable.
+    assert int(first.step) == 0
+    assert not jax.tree.leaves(first.generator.params)[0].is_deleted()
+    donating = train.make_train_step(config, donate=True)
+    donating(first, batch)
+    assert jax.tree.leaves(first.generator.params)[0].is_deleted()
     assert step._cache_size() == 1  # Compiled once.
     for key in ("d_loss", "g_loss", "d_gan", "d_ss_real", "d_us", "g_gan", "g_ss", "g_us",
                 "d_real", "d_fake", "q_ss_real_acc/digit", "recovery_acc/digit",
