@@ -1,12 +1,15 @@
-"""Fast drop-in layers for the k4 s2 convolutions, as one large matrix multiply each.
+"""Fast drop-in layers for the k4 s2 convolutions of both architectures.
 
-XLA:CPU runs large float32 matrix multiplies near the machine's peak but its convolutions
+XLA:CPU runs large float32 matrix multiplies near the machine's peak, its convolutions
 well below it, and the weight gradient of its transposed convolution (a convolution with a
 dilated input) at a few GFLOP/s. The layers here compute exactly the same function as
 `flax.linen.Conv` / `flax.linen.ConvTranspose` with kernel 4, stride 2 and the reference's
-padding (Torch p = 1), but as patches + one matmul (`Conv`) or one matmul + overlap-add
-(`ConvTranspose`). Their gradients (w.r.t. inputs and parameters) are then matmuls and
-cheap re-arrangements too, whichever way autodiff or the custom VJP takes them.
+padding (Torch p = 1), each the fastest way measured here (README "Benchmarks"):
+- `ConvTranspose`: one matmul + overlap-add, so its weight gradient is a matmul too.
+- `Conv` with at most 4 input channels (the first layer): patches + one matmul.
+- `Conv` otherwise: XLA's convolution and weight gradient, but the input gradient (a
+  convolution with a dilated input, 160 GFLOP/s) computed as the gradient of the equivalent
+  stride-1 convolution on a space-to-depth view (2x faster), through a custom VJP.
 
 Each class has the name, the parameters (`kernel` [4, 4, in, out] and `bias` [out]), the
 initialisers and the arithmetic of the Flax layer it replaces, so parameter trees, counts and
@@ -27,6 +30,8 @@ import jax.numpy as jnp
 
 KERNEL = 4
 STRIDE = 2
+PATCHES_MAX_CHANNELS = 4  # Conv inputs with at most this many channels use patches + matmul.
+_NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def im2col_k4s2(x_pad: jax.Array) -> jax.Array:
@@ -75,6 +80,49 @@ def conv_k4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return y.reshape(b, h, w, cout)
 
 
+def _xla_conv_k4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    padding = ((1, 1), (1, 1))
+    return jax.lax.conv_general_dilated(x, kernel, (2, 2), padding, dimension_numbers=_NHWC)
+
+
+def _space_to_depth_conv_k4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The same function as a k2 s1 convolution of the padded image's space-to-depth view."""
+    b, hh, ww, cin = x.shape
+    h, w, cout = hh // 2, ww // 2, kernel.shape[-1]
+    x_pad = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    s2d = x_pad.reshape(b, h + 1, 2, w + 1, 2, cin).transpose(0, 1, 3, 2, 4, 5)
+    # Kernel row kh = 2 ah + ph: [ah, ph, aw, pw, c, o] -> [ah, aw, (ph, pw, c), o].
+    k = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+    return jax.lax.conv_general_dilated(
+        s2d.reshape(b, h + 1, w + 1, 4 * cin),
+        k.reshape(2, 2, 4 * cin, cout),
+        (1, 1),
+        "VALID",
+        dimension_numbers=_NHWC,
+    )
+
+
+@jax.custom_vjp
+def conv_k4s2_fast_input_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)))`, with the input
+    gradient taken through the space-to-depth form (see the module docstring)."""
+    return _xla_conv_k4s2(x, kernel)
+
+
+def _conv_fwd(x, kernel):
+    return _xla_conv_k4s2(x, kernel), (x, kernel)
+
+
+def _conv_bwd(residuals, dy):
+    x, kernel = residuals
+    (dx,) = jax.vjp(lambda x_: _space_to_depth_conv_k4s2(x_, kernel), x)[1](dy)
+    (dkernel,) = jax.vjp(lambda k_: _xla_conv_k4s2(x, k_), kernel)[1](dy)
+    return dx, dkernel
+
+
+conv_k4s2_fast_input_grad.defvjp(_conv_fwd, _conv_bwd)
+
+
 def conv_transpose_k4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Torch ConvTranspose2d(k=4, s=2, p=1) in NHWC with a Flax (unflipped) kernel.
 
@@ -91,7 +139,9 @@ def conv_transpose_k4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 class Conv(nn.Module):
-    """`flax.linen.Conv(features, (4, 4), (2, 2), ((1, 1), (1, 1)))`, as patches + matmul."""
+    """`flax.linen.Conv(features, (4, 4), (2, 2), ((1, 1), (1, 1)))`: patches + matmul for
+    inputs of at most PATCHES_MAX_CHANNELS channels, else XLA's convolution with a faster
+    input gradient."""
 
     features: int
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -102,7 +152,9 @@ class Conv(nn.Module):
         shape = (KERNEL, KERNEL, x.shape[-1], self.features)
         kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        return conv_k4s2(x, kernel) + bias
+        if x.shape[-1] <= PATCHES_MAX_CHANNELS:
+            return conv_k4s2(x, kernel) + bias
+        return conv_k4s2_fast_input_grad(x, kernel) + bias
 
 
 class ConvTranspose(nn.Module):

@@ -21,6 +21,11 @@ CASES = {
         layers.Conv(128),
         (3, 14, 14, 64),
     ),
+    "conv 128->256 8->4": (
+        nn.Conv(256, padding=((1, 1), (1, 1)), **K4S2),
+        layers.Conv(256),
+        (2, 8, 8, 128),
+    ),
     "conv 3->8 32->16": (
         nn.Conv(8, padding=((1, 1), (1, 1)), **K4S2),
         layers.Conv(8),
