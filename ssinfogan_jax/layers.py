@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 
 KERNEL = 4
-STRIDE = 2
 PATCHES_MAX_CHANNELS = 4  # Conv inputs with at most this many channels use patches + matmul.
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
