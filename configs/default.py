@@ -66,6 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.lambda_us_g = 0.8  # info_reg_unsup_coef_learn
     # Train Q_ss on fakes on the D side: None = exactly when num_labeled == 0 (InfoGAN baseline).
     config.loss.q_ss_on_fakes = ml_collections.FieldReference(None, field_type=bool)
+    # Not in the paper (0 = off): weight of KL(Q_ss(x) || Q_ss(x shifted by up to
+    # consistency_max_shift px)) over the real batch, so unlabelled reals also shape Q_ss.
+    config.loss.lambda_consistency = 0.0
+    config.loss.consistency_max_shift = 2
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.g_learning_rate = 1e-3

@@ -74,6 +74,8 @@ def find_problems(config: ml_collections.ConfigDict) -> list[str]:
             "loss.lambda_us_d",
             "loss.lambda_ss_g",
             "loss.lambda_us_g",
+            "loss.lambda_consistency",
+            "loss.consistency_max_shift",
             "instance_noise.stddev",
         ),
         allow_zero=True,
@@ -105,6 +107,12 @@ def find_problems(config: ml_collections.ConfigDict) -> list[str]:
             problems.append(
                 f"config.model.arch: {config.model.arch} makes {arch.image_shape} images in "
                 f"{arch.image_range}, but {info.name} has {info.image_shape} in {info.image_range}"
+            )
+        most = min(arch.image_shape[:2]) // 2
+        if config.loss.lambda_consistency > 0 and config.loss.consistency_max_shift >= most:
+            problems.append(
+                f"config.loss.consistency_max_shift: {config.loss.consistency_max_shift} must "
+                f"be below {most} pixels for {arch.image_shape[0]}x{arch.image_shape[1]} images"
             )
     return problems
 

@@ -4,6 +4,7 @@ D/Q side:  L_D = BCE(D(x_r), 1) + BCE(D(x_f), 0)
                + lambda_ss_d * L_ss(Q_ss(x_r), y; mask)          (real labelled examples only)
                + lambda_us_d * L_us(Q_us(x_f), c_us)
                [+ lambda_ss_d * L_ss(Q_ss(x_f), c_ss)  only in the InfoGAN baseline, no labels]
+               [+ lambda_consistency * KL(Q_ss(x_r) || Q_ss(shift(x_r)))   optional, not the paper]
 G side:    L_G = BCE(D(x_f), 1)                                   (non-saturating)
                + lambda_ss_g * L_ss(Q_ss(x_f), c_ss) + lambda_us_g * L_us(Q_us(x_f), c_us)
 
@@ -160,6 +161,30 @@ def code_accuracy(
     """Fraction of (masked) examples whose argmax matches a categorical target."""
     correct = (jnp.argmax(prediction, axis=-1) == target.astype(jnp.int32)).astype(jnp.float32)
     return _masked_mean(correct, mask, axis_name)
+
+
+def consistency_loss(
+    codes: Sequence[Code],
+    predictions: Mapping[str, jax.Array],
+    shifted_predictions: Mapping[str, jax.Array],
+) -> jax.Array:
+    """How much Q's outputs move when its input is translated, summed over codes.
+
+    Categorical: mean KL(p || p_shifted) of the softmaxes; continuous: mean squared change.
+    `predictions` are the targets and get no gradient (as in UDA), so only the shifted view
+    is pulled towards the unshifted one.
+    """
+    total = jnp.zeros(())
+    for c in codes:
+        target = jax.lax.stop_gradient(predictions[c.name])
+        shifted = shifted_predictions[c.name]
+        if c.categorical:
+            log_p = jax.nn.log_softmax(target)
+            kl = jnp.sum(jnp.exp(log_p) * (log_p - jax.nn.log_softmax(shifted)), axis=-1)
+            total += jnp.mean(kl)
+        else:
+            total += jnp.mean(jnp.square(shifted - target))
+    return total
 
 
 def mutual_information_lower_bound(

@@ -44,6 +44,7 @@ from ssinfogan_jax import (
     sampling,
 )
 from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax.data import augment
 from ssinfogan_jax.evaluation import evaluator as evaluator_lib
 
 # The loop's data pipeline and TensorBoard writer bring in TensorFlow (~5 s): they are imported
@@ -93,6 +94,17 @@ class InstanceNoise:
         return self.stddev * jnp.power(self.decay, step.astype(jnp.float32))
 
 
+@dataclasses.dataclass(frozen=True)
+class Consistency:
+    """Optional loss (not in the paper): Q_ss on a translated copy of the real batch should
+    match Q_ss on the batch. It lets the unlabelled reals shape Q_ss, which otherwise learns
+    from the few labelled ones alone (reference section 5)."""
+
+    weight: float = 0.0
+    max_shift: int = 2
+    fill: float = -1.0  # The image range's background (vacated pixels).
+
+
 def _adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     return optax.adam(learning_rate, b1=config.b1, b2=config.b2, eps=config.eps)
 
@@ -133,11 +145,15 @@ def discriminator_loss(
     discriminator: nn.Module,
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
+    shifted_real_images: jax.Array | None = None,
+    consistency_weight: float = 0.0,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, tuple[Any, Metrics]]:
     """L_D with real and fake in separate train-mode passes; returns (loss, (stats, terms)).
 
-    Under a device axis, the supervised term counts labelled examples over all devices.
+    Under a device axis, the supervised term counts labelled examples over all devices. With
+    `shifted_real_images`, a third pass adds the consistency term; its batch statistics are
+    not kept (the running statistics describe untranslated data).
     """
 
     def forward(stats, images):
@@ -160,6 +176,12 @@ def discriminator_loss(
     if weights.q_ss_on_fakes:
         terms["d_ss_fake"] = losses.codes_loss(layout.supervised_codes, fake["q"], codes)
         loss += weights.lambda_ss_d * terms["d_ss_fake"]
+    if shifted_real_images is not None:
+        shifted, _ = forward(stats, shifted_real_images)
+        terms["d_consistency"] = losses.consistency_loss(
+            layout.supervised_codes, real["q"], shifted["q"]
+        )
+        loss += consistency_weight * terms["d_consistency"]
     terms["d_loss"] = loss
     terms["d_real"] = jnp.mean(nn.sigmoid(real["logit"]))
     terms["d_fake"] = jnp.mean(nn.sigmoid(fake["logit"]))
@@ -221,6 +243,7 @@ def train_step(
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
     instance_noise: InstanceNoise = InstanceNoise(),
+    consistency: Consistency = Consistency(),
     axis_name: str | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One ss-InfoGAN iteration: a D/Q update, then a G update on the same codes.
@@ -244,8 +267,8 @@ def train_step(
     example_rng = jax.vmap(jax.random.fold_in, (None, 0))(
         jax.random.fold_in(state.rng, state.step), first + jnp.arange(batch_size)
     )
-    code_rng, real_noise_rng, fake_noise_rng = jax.vmap(
-        lambda key: jax.random.split(key, 3), out_axes=1
+    code_rng, real_noise_rng, fake_noise_rng, shift_rng = jax.vmap(
+        lambda key: jax.random.split(key, 4), out_axes=1
     )(example_rng)
     codes = jax.vmap(lambda key: latents_lib.sample(key, layout, 1))(code_rng)
     codes = jax.tree.map(lambda x: x[:, 0], codes)
@@ -269,9 +292,24 @@ def train_step(
         normal = jax.vmap(lambda key: jax.random.normal(key, real_images.shape[1:]))
         d_real = d_real + sigma * normal(real_noise_rng)
         d_fake = d_fake + sigma * normal(fake_noise_rng)
+    shifted_real = None
+    if consistency.weight > 0:
+        translate = functools.partial(
+            augment.translate, max_shift=consistency.max_shift, fill=consistency.fill
+        )
+        shifted_real = jax.vmap(translate)(shift_rng, d_real)
     loss_kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
     d_grads, (d_stats, d_terms) = jax.grad(discriminator_loss, has_aux=True)(
-        d.params, d.batch_stats, d_real, d_fake, batch, codes, **loss_kwargs, axis_name=axis_name
+        d.params,
+        d.batch_stats,
+        d_real,
+        d_fake,
+        batch,
+        codes,
+        **loss_kwargs,
+        shifted_real_images=shifted_real,
+        consistency_weight=consistency.weight,
+        axis_name=axis_name,
     )
     d_grads = _mean_over_devices(d_grads, axis_name)
     d = d.apply_gradients(d_grads, d_stats)
@@ -287,8 +325,8 @@ def train_step(
     metrics = {
         **d_terms,
         **g_terms,
-        "d_grad_norm": optax.global_norm(d_grads),
-        "g_grad_norm": optax.global_norm(g_grads),
+        "d_grad_norm": optax.tree.norm(d_grads),
+        "g_grad_norm": optax.tree.norm(g_grads),
         "labeled_fraction": jnp.mean(batch["label_mask"].astype(jnp.float32)),
         "instance_noise": sigma,
     }
@@ -308,6 +346,11 @@ def bind_train_step(config: ml_collections.ConfigDict, axis_name: str | None = N
         weights=losses.LossWeights.from_config(config),
         instance_noise=InstanceNoise(
             float(config.instance_noise.stddev), float(config.instance_noise.decay)
+        ),
+        consistency=Consistency(
+            float(config.loss.lambda_consistency),
+            int(config.loss.consistency_max_shift),
+            float(models.get_architecture(config.model.arch).image_range[0]),
         ),
         axis_name=axis_name,
     )

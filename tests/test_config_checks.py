@@ -90,6 +90,14 @@ def test_architecture_that_does_not_fit_the_data(config):
     assert message.startswith("config.model.arch: infogan_32 makes (32, 32, 3) images")
 
 
+def test_consistency_shift_too_large_for_the_images(config):
+    config.loss.lambda_consistency = 1.0
+    config.loss.consistency_max_shift = 14
+    assert _only_problem(config).startswith("config.loss.consistency_max_shift: 14 must be below")
+    config.loss.lambda_consistency = 0.0  # Off: the shift is not used, so not checked.
+    assert config_checks.find_problems(config) == []
+
+
 def test_missing_raw_data_folder(config, tmp_path):
     config.data.name = "mnist"
     config.data.data_dir = str(tmp_path)

@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -418,6 +419,16 @@ def test_shift_images_translates_and_fills():
     assert shifts.min() == -2 and shifts.max() == 2
     np.testing.assert_array_equal(shifts, augment.random_shifts(3, 7, 4000, 2))
     assert not np.array_equal(shifts, augment.random_shifts(3, 8, 4000, 2))
+
+
+def test_in_graph_translate_matches_the_host_shift():
+    images = np.random.default_rng(0).random((64, 7, 9, 2)).astype(np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(4), 64)
+    moved = jax.jit(jax.vmap(lambda k, x: augment.translate(k, x, 2, -1.0)))(keys, images)
+    shifts = np.stack([np.asarray(jax.random.randint(k, (2,), -2, 3)) for k in keys])
+    np.testing.assert_array_equal(moved, augment.shift_images(images, shifts, fill=-1.0))
+    assert {-2, 2} <= set(shifts.ravel().tolist())  # The whole range is drawn.
+    np.testing.assert_array_equal(augment.translate(keys[0], images[0], 0, -1.0), images[0])
 
 
 @pytest.mark.parametrize("mode", ["alternate", "mix"])

@@ -167,6 +167,25 @@ def test_code_accuracy():
     assert float(losses.code_accuracy(CAT, logits, labels, jnp.zeros(4))) == 0.0
 
 
+def test_consistency_loss_is_kl_for_categorical_and_mse_for_continuous():
+    rng = np.random.default_rng(0)
+    pred = {"digit": rng.normal(size=(4, 3)), "c_us": rng.normal(size=(4, 2))}
+    moved = {"digit": rng.normal(size=(4, 3)), "c_us": rng.normal(size=(4, 2))}
+    as_jnp = lambda d: {k: jnp.asarray(v, jnp.float32) for k, v in d.items()}
+    log_p, log_q = log_softmax(pred["digit"]), log_softmax(moved["digit"])
+    kl = np.mean(np.sum(np.exp(log_p) * (log_p - log_q), -1))
+    mse = np.mean((pred["c_us"] - moved["c_us"]) ** 2)
+    value = losses.consistency_loss([CAT, CONT], as_jnp(pred), as_jnp(moved))
+    np.testing.assert_allclose(value, kl + mse, rtol=1e-5)
+    assert float(losses.consistency_loss([CAT, CONT], as_jnp(pred), as_jnp(pred))) == 0.0
+    # Only the shifted view is pulled: the unshifted predictions are targets.
+    grad_pred, grad_moved = jax.grad(
+        lambda a, b: losses.consistency_loss([CAT, CONT], a, b), argnums=(0, 1)
+    )(as_jnp(pred), as_jnp(moved))
+    assert all(float(jnp.abs(g).sum()) == 0.0 for g in grad_pred.values())
+    assert all(float(jnp.abs(g).sum()) > 0.0 for g in grad_moved.values())
+
+
 def test_mutual_information_lower_bound():
     targets = {"digit": jnp.array([0, 2]), "c_us": jnp.array([[1.0, -1.0], [0.5, 0.0]])}
     # An uninformative Q (uniform logits) gives H - CE = log 3 - log 3 = 0 for the categorical.

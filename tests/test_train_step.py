@@ -18,7 +18,8 @@ import pytest
 from conftest import make_batch, rich_config, small_config, to_host, trees_equal
 from scipy import stats
 
-from ssinfogan_jax import latents, losses, train
+from ssinfogan_jax import latents, losses, models, train
+from ssinfogan_jax.data import augment
 
 B = 8
 MASK = [1, 0, 1, 1, 0, 0, 1, 0]
@@ -54,11 +55,16 @@ def noisy_config():
     return config
 
 
+def consistency_config():
+    return small_config(lambda_consistency=0.5, consistency_max_shift=2)
+
+
 CONFIGS = {
     "default": small_config,
     "baseline": baseline_config,
     "rich": rich_config,
     "noisy": noisy_config,
+    "consistency": consistency_config,
 }
 
 
@@ -79,7 +85,10 @@ class Spy:
             jax.debug.callback(lambda v: store.append(to_host(v)), values)
 
         def spied_d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs):
-            record(self.d_inputs, d_params=d_params, real=real, fake=fake, codes=codes)
+            shifted = kwargs.get("shifted_real_images")
+            record(
+                self.d_inputs, d_params=d_params, real=real, fake=fake, codes=codes, shifted=shifted
+            )
             return d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs)
 
         def spied_g_loss(fake, d_params, d_stats, codes, **kwargs):
@@ -124,7 +133,8 @@ def abs_sum(tree) -> jax.Array:
     return sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(tree))
 
 
-TERMS = ("d_gan", "d_ss_real", "d_us", "d_ss_fake", "d_loss", "g_gan", "g_ss", "g_us")
+TERMS = ("d_gan", "d_ss_real", "d_us", "d_ss_fake", "d_consistency", "d_loss")
+TERMS += ("g_gan", "g_ss", "g_us")
 
 
 @functools.cache
@@ -143,8 +153,17 @@ def term_gradient_norms_fn():
         variables = {"params": g_params, "batch_stats": state.generator.batch_stats}
         fake, _ = generator.apply(variables, z, train=True, mutable=["batch_stats"])
         d_stats = state.discriminator.batch_stats
+        shifted = jnp.roll(batch["image"], 1, axis=2)  # Also computes the consistency term.
         _, (_, d_terms) = train.discriminator_loss(
-            d_params, d_stats, batch["image"], fake, batch, codes, **kwargs
+            d_params,
+            d_stats,
+            batch["image"],
+            fake,
+            batch,
+            codes,
+            **kwargs,
+            shifted_real_images=shifted,
+            consistency_weight=1.0,
         )
         _, g_terms = train.generator_loss(fake, d_params, d_stats, codes, **kwargs)
         return {**d_terms, **g_terms}[name]
@@ -174,6 +193,7 @@ ROUTES = {
     "d_ss_real": {"trunk", "q_ss"},  # Reals only: never G, never from fakes.
     "d_us": {"G", "trunk", "q_us"},
     "d_ss_fake": {"G", "trunk", "q_ss"},  # InfoGAN baseline only.
+    "d_consistency": {"trunk", "q_ss"},  # Reals only.
     "g_gan": {"G", "trunk", "d_head"},
     "g_ss": {"G", "trunk", "q_ss"},
     "g_us": {"G", "trunk", "q_us"},
@@ -438,6 +458,45 @@ def test_instance_noise_in_the_d_update_only():
     np.testing.assert_array_equal(plain_d["real"], batch["image"])
     assert float(plain_metrics["instance_noise"]) == 0.0
     assert abs(float(plain_metrics["d_loss"]) - float(metrics0["d_loss"])) > 1e-4
+
+
+# --- Consistency loss (optional) ---------------------------------------------------------------
+
+
+def test_consistency_pass_sees_translated_reals_and_keeps_no_statistics():
+    step, spy = spied_step("consistency")
+    _, _, discriminator, _ = models_for("consistency")
+    state0 = initial_state("consistency")
+    batch = make_batch(consistency_config(), MASK)
+    state1, metrics, d_in, _ = spy.run(step, state0, batch)
+    # Each example of the third pass is its real moved by some (dy, dx) in [-2, 2]^2, and the
+    # vacated pixels are the data's background (0 for MNIST).
+    fill = models.get_architecture(consistency_config().model.arch).image_range[0]
+    found = []
+    for real, shifted in zip(d_in["real"], d_in["shifted"], strict=True):
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(
+                augment.shift_images(real[None], np.array([[dy, dx]]), fill)[0], shifted
+            )
+        ]
+        assert matches, "not a translation of its real"
+        found.append(matches[0])
+    assert len(set(found)) > 1  # Per-example shifts.
+    assert float(metrics["d_consistency"]) > 0.0
+    # D's running statistics are those of the real and fake passes only.
+    apply = jax.jit(functools.partial(discriminator.apply, train=True, mutable=["batch_stats"]))
+    params, stats = state0.discriminator.params, state0.discriminator.batch_stats
+    for images in (d_in["real"], d_in["fake"]):
+        stats = apply({"params": params, "batch_stats": stats}, images)[1]["batch_stats"]
+    chex.assert_trees_all_close(state1.discriminator.batch_stats, stats, atol=1e-5)
+    # Off (the default), there is no third pass.
+    _, plain_metrics, plain_d, _ = spied_step("default")[1].run(
+        spied_step("default")[0], initial_state(), batch
+    )
+    assert plain_d["shifted"] is None and "d_consistency" not in plain_metrics
 
 
 def test_instance_noise_schedule():

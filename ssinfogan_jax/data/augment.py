@@ -1,4 +1,5 @@
-"""Random translations of the labelled examples, a pure function of (seed, step).
+"""Random translations: of the labelled examples on the host, a pure function of (seed, step),
+and of any batch inside the jitted step (`translate`, for the consistency loss).
 
 With 100 labels, Q_ss (trained on the labelled reals only, reference section 5) sees the
 same 100 images hundreds of times and generalises to about 80% of the real test split;
@@ -9,6 +10,8 @@ untouched.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 _TAG = 0xA6
@@ -34,3 +37,15 @@ def shift_images(images: np.ndarray, shifts: np.ndarray, fill: float) -> np.ndar
     for i, (dy, dx) in enumerate(shifts):
         out[i] = padded[i, m - dy : m - dy + h, m - dx : m - dx + w]
     return out
+
+
+def translate(rng: jax.Array, image: jax.Array, max_shift: int, fill: float) -> jax.Array:
+    """In-graph `shift_images` for one image [H, W, C] (vmap it over a batch, one key per
+    example): moved by (dy, dx), each uniform in [-max_shift, max_shift]; vacated = fill."""
+    h, w, c = image.shape
+    m = int(max_shift)
+    if m == 0:
+        return image
+    dy, dx = jax.random.randint(rng, (2,), -m, m + 1)
+    padded = jnp.pad(image, ((m, m), (m, m), (0, 0)), constant_values=fill)
+    return jax.lax.dynamic_slice(padded, (m - dy, m - dx, 0), (h, w, c))
