@@ -74,6 +74,7 @@ def find_problems(config: ml_collections.ConfigDict) -> list[str]:
             "loss.lambda_us_d",
             "loss.lambda_ss_g",
             "loss.lambda_us_g",
+            "loss.q_ss_on_fakes_start",
             "loss.lambda_consistency",
             "loss.consistency_max_shift",
             "instance_noise.stddev",

@@ -3,7 +3,7 @@
 D/Q side:  L_D = BCE(D(x_r), 1) + BCE(D(x_f), 0)
                + lambda_ss_d * L_ss(Q_ss(x_r), y; mask)          (real labelled examples only)
                + lambda_us_d * L_us(Q_us(x_f), c_us)
-               [+ lambda_ss_d * L_ss(Q_ss(x_f), c_ss)  only in the InfoGAN baseline, no labels]
+               [+ lambda_ss_d * L_ss(Q_ss(x_f), c_ss)  InfoGAN baseline; optional with labels]
                [+ lambda_consistency * KL(Q_ss(x_r) || Q_ss(shift(x_r)))   optional, not the paper]
 G side:    L_G = BCE(D(x_f), 1)                                   (non-saturating)
                + lambda_ss_g * L_ss(Q_ss(x_f), c_ss) + lambda_us_g * L_us(Q_us(x_f), c_us)
@@ -37,6 +37,7 @@ class LossWeights:
     lambda_us_g: float = 0.8
     # The InfoGAN baseline (no labels) trains Q_ss on fakes, as the reference does.
     q_ss_on_fakes: bool = False
+    q_ss_on_fakes_start: int = 0  # The first step at which it does.
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> LossWeights:
@@ -52,7 +53,12 @@ class LossWeights:
             lambda_ss_g=config.loss.lambda_ss_g,
             lambda_us_g=config.loss.lambda_us_g,
             q_ss_on_fakes=bool(q_ss_on_fakes),
+            q_ss_on_fakes_start=int(config.loss.q_ss_on_fakes_start),
         )
+
+    def ss_fake_weight(self, step: jax.Array) -> jax.Array:
+        """The Q_ss-on-fakes coefficient at `step`: lambda_ss_d from `q_ss_on_fakes_start` on."""
+        return jnp.where(step >= self.q_ss_on_fakes_start, self.lambda_ss_d, 0.0)
 
 
 def _masked_mean(

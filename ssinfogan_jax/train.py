@@ -147,6 +147,7 @@ def discriminator_loss(
     weights: losses.LossWeights,
     shifted_real_images: jax.Array | None = None,
     consistency_weight: float = 0.0,
+    step: jax.Array | int = 0,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, tuple[Any, Metrics]]:
     """L_D with real and fake in separate train-mode passes; returns (loss, (stats, terms)).
@@ -175,7 +176,7 @@ def discriminator_loss(
     loss += weights.lambda_us_d * terms["d_us"]
     if weights.q_ss_on_fakes:
         terms["d_ss_fake"] = losses.codes_loss(layout.supervised_codes, fake["q"], codes)
-        loss += weights.lambda_ss_d * terms["d_ss_fake"]
+        loss += weights.ss_fake_weight(step) * terms["d_ss_fake"]
     if shifted_real_images is not None:
         shifted, _ = forward(stats, shifted_real_images)
         terms["d_consistency"] = losses.consistency_loss(
@@ -309,6 +310,7 @@ def train_step(
         **loss_kwargs,
         shifted_real_images=shifted_real,
         consistency_weight=consistency.weight,
+        step=state.step,
         axis_name=axis_name,
     )
     d_grads = _mean_over_devices(d_grads, axis_name)

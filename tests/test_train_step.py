@@ -55,6 +55,11 @@ def noisy_config():
     return config
 
 
+def late_fakes_config():
+    config = small_config(q_ss_on_fakes=True, q_ss_on_fakes_start=5)
+    return config
+
+
 def consistency_config():
     return small_config(lambda_consistency=0.5, consistency_max_shift=2)
 
@@ -65,6 +70,7 @@ CONFIGS = {
     "rich": rich_config,
     "noisy": noisy_config,
     "consistency": consistency_config,
+    "late_fakes": late_fakes_config,
 }
 
 
@@ -338,6 +344,18 @@ def test_infogan_baseline_trains_q_ss_on_fakes_and_q_us_only_from_the_d_side():
     assert float(metrics["g_us"]) > 0.0
     for group in ("trunk", "d_head"):
         assert not trees_equal(d1[group], d0[group]), group
+
+
+def test_q_ss_on_fakes_starts_at_its_step():
+    """With labels and q_ss_on_fakes_start = 5, an unlabelled batch moves Q_ss from step 5 on."""
+    step, spy = spied_step("late_fakes")
+    batch = make_batch(small_config(), [0] * B)
+    for t, moves in ((4, False), (5, True), (9, True)):
+        state0 = initial_state("late_fakes").replace(step=np.int32(t))
+        state1, metrics, _, _ = spy.run(step, state0, batch)
+        d0, d1 = state0.discriminator.params, state1.discriminator.params
+        assert trees_equal(d1["q_ss"], d0["q_ss"]) is not moves, t
+        assert float(metrics["d_ss_fake"]) > 0.0  # Computed (and logged) either way.
 
 
 # --- Label masking ----------------------------------------------------------------------------
