@@ -66,7 +66,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.lambda_us_g = 0.8  # info_reg_unsup_coef_learn
     # Train Q_ss on fakes on the D side: None = exactly when num_labeled == 0 (InfoGAN baseline).
     config.loss.q_ss_on_fakes = ml_collections.FieldReference(None, field_type=bool)
-    config.loss.q_ss_on_fakes_start = 0  # The first step at which it applies.
+    # With labels, the first step at which Q_ss trains on fakes (without labels: step 0).
+    config.loss.q_ss_on_fakes_start = 0
     # Not in the paper (0 = off): weight of KL(Q_ss(x) || Q_ss(x shifted by up to
     # consistency_max_shift px)) over the real batch, so unlabelled reals also shape Q_ss.
     config.loss.lambda_consistency = 0.0

@@ -37,23 +37,25 @@ class LossWeights:
     lambda_us_g: float = 0.8
     # The InfoGAN baseline (no labels) trains Q_ss on fakes, as the reference does.
     q_ss_on_fakes: bool = False
-    q_ss_on_fakes_start: int = 0  # The first step at which it does.
+    q_ss_on_fakes_start: int = 0  # The first step at which it does (0 without labels).
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> LossWeights:
         """From the whole config: `config.loss` plus `config.data` for the no-label case."""
+        data = config.data  # num_labeled -1 = by labeled_fraction.
+        by_fraction = data.num_labeled == -1
+        no_labels = data.num_labeled == 0 or (by_fraction and data.labeled_fraction == 0)
         q_ss_on_fakes = config.loss.get("q_ss_on_fakes", None)
         if q_ss_on_fakes is None:  # Auto: exactly when there are no labels.
-            data = config.data  # num_labeled -1 = by labeled_fraction.
-            by_fraction = data.num_labeled == -1
-            q_ss_on_fakes = data.num_labeled == 0 or (by_fraction and data.labeled_fraction == 0)
+            q_ss_on_fakes = no_labels
         return cls(
             lambda_ss_d=config.loss.lambda_ss_d,
             lambda_us_d=config.loss.lambda_us_d,
             lambda_ss_g=config.loss.lambda_ss_g,
             lambda_us_g=config.loss.lambda_us_g,
             q_ss_on_fakes=bool(q_ss_on_fakes),
-            q_ss_on_fakes_start=int(config.loss.q_ss_on_fakes_start),
+            # Without labels the fakes are Q_ss's only teacher, from the first step.
+            q_ss_on_fakes_start=0 if no_labels else int(config.loss.q_ss_on_fakes_start),
         )
 
     def ss_fake_weight(self, step: jax.Array) -> jax.Array:

@@ -241,6 +241,18 @@ def test_q_ss_on_fakes_auto_rule(num_labeled, fraction, override, expected):
     assert losses.LossWeights.from_config(config).q_ss_on_fakes is expected
 
 
+@pytest.mark.parametrize("num_labeled, expected", [(100, 1_000), (0, 0)])
+def test_q_ss_on_fakes_start_applies_only_with_labels(num_labeled, expected):
+    config = default.get_config()
+    config.data.num_labeled = num_labeled
+    config.loss.q_ss_on_fakes, config.loss.q_ss_on_fakes_start = True, 1_000
+    weights = losses.LossWeights.from_config(config)
+    assert weights.q_ss_on_fakes_start == expected
+    for step in (0, 999, 1_000, 5_000):
+        on = step >= expected
+        assert float(weights.ss_fake_weight(jnp.int32(step))) == (2.0 if on else 0.0), step
+
+
 # --- The D and G totals, through the train step's loss functions ------------------------------
 
 LAYOUT = latents.LatentLayout(
