@@ -4,12 +4,12 @@ counts, like the paper's Figure 3a.
   python -m benchmarks.label_sweep --labels=0,20,100,600,6000 --seeds=1 \
       --root=/tmp/sweep --out=benchmarks/results/label_sweep
 
-Each (label count, seed) trains `configs/mnist.py` in its own work dir under --root (a run that
-already finished is not repeated; an unfinished one resumes), evaluating every --eval_every
-steps. Then writes <out>.csv (every evaluation of every run), <out>.png (the independent
-classifier's conditional accuracy against step: direct for labelled runs, mapped for the
-0-label InfoGAN baseline) and prints a Markdown table for the README. `--collect_only` skips
-training and only aggregates what is there.
+Each (label count, seed) trains `configs/mnist.py` (`configs/mnist.py:infogan` for 0 labels)
+in its own work dir under --root (a run that already finished is not repeated; an unfinished
+one resumes), evaluating every --eval_every steps. Then writes <out>.csv (every evaluation of
+every run), <out>.png (the independent classifier's conditional accuracy against step: direct
+for labelled runs, mapped for the 0-label InfoGAN baseline) and prints a Markdown table for
+the README. `--collect_only` skips training and only aggregates what is there.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def train(labels: int, seed: int) -> None:
         sys.executable,
         "-m",
         "ssinfogan_jax.main",
-        "--config=configs/mnist.py",
+        # The unsupervised baseline has its own preset (InfoGAN plus the consistency loss).
+        "--config=configs/mnist.py" + (":infogan" if labels == 0 else ""),
         f"--workdir={workdir}",
         f"--config.data.num_labeled={labels}",
         f"--config.seed={seed}",

@@ -7,8 +7,8 @@ import sys
 import jax
 import pytest
 
-from configs import celeba, default, digits
-from ssinfogan_jax import config_checks, input_pipeline
+from configs import celeba, default, digits, mnist
+from ssinfogan_jax import config_checks, input_pipeline, losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,11 +35,22 @@ def _only_problem(config) -> str:
 
 def test_the_shipped_configs_have_no_problem_but_missing_data(config, tmp_path):
     assert config_checks.find_problems(config) == []
-    for module in (default, celeba):
-        cfg = module.get_config()
+    for cfg in (default.get_config(), celeba.get_config(), *map(mnist.get_config, MNIST_ARGS)):
         cfg.data.data_dir = str(tmp_path)  # Nothing prepared there.
         problems = config_checks.find_problems(cfg)
         assert len(problems) == 1 and problems[0].startswith("config.data.data_dir:"), problems
+
+
+MNIST_ARGS = (None, "infogan", "runlocal")
+
+
+def test_mnist_infogan_preset_is_the_unsupervised_baseline_with_consistency():
+    config = mnist.get_config("infogan")
+    weights = losses.LossWeights.from_config(config)
+    assert config.data.num_labeled == 0 and config.loss.lambda_consistency == 1.0
+    assert weights.q_ss_on_fakes and weights.q_ss_on_fakes_start == 0
+    with pytest.raises(ValueError, match="unknown argument 'infogn'"):
+        mnist.get_config("infogn")
 
 
 @pytest.mark.parametrize(
