@@ -19,12 +19,12 @@ Three defaults differ from the reference (configs/default.py keeps the reference
   step 500, recovered by 1,000); from 1,000 on it does not.
 Measured (2-core CPU, 2026-11-28, seed 1, direct conditional accuracy): 100 labels at step
 2,000: reference 0.909; p_labeled_final 0.1 alone 0.945; with shifts 0.993. 20 labels at
-5,000: those two 0.856, plus Q_ss on fakes from step 0 0.994. See README "Results".
+5,000: those two 0.856; plus Q_ss on fakes from step 1,000, 0.994 (seed 2: 0.991). See
+README "Results".
 `configs/mnist.py:infogan` is the unsupervised baseline (0 labels) with one more field not in
 the paper, loss.lambda_consistency = 1: Q_ss's output on a real digit shifted by up to 2 px
 must match its output on the digit. Without it InfoGAN's digit code merged 4, 7 and 9
-(mapped accuracy 0.846 and 0.733 at 5,000, seeds 1 and 2); with it, seed 1 reached 0.924 by
-step 2,250.
+(mapped accuracy 0.846 and 0.733 at 5,000, seeds 1 and 2); with it, 0.931 and 0.963.
 To run the reference exactly: --config.data.labeled_max_shift=0 --config.data.p_labeled_final=-1
 --config.loss.q_ss_on_fakes=False.
 """
