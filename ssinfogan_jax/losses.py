@@ -38,6 +38,7 @@ class LossWeights:
     # The InfoGAN baseline (no labels) trains Q_ss on fakes, as the reference does.
     q_ss_on_fakes: bool = False
     q_ss_on_fakes_start: int = 0  # The first step at which it does (0 without labels).
+    lambda_consistency: float = 0.0  # Optional, not in the paper (`consistency_loss`).
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> LossWeights:
@@ -56,6 +57,7 @@ class LossWeights:
             q_ss_on_fakes=bool(q_ss_on_fakes),
             # Without labels the fakes are Q_ss's only teacher, from the first step.
             q_ss_on_fakes_start=0 if no_labels else int(config.loss.q_ss_on_fakes_start),
+            lambda_consistency=float(config.loss.lambda_consistency),
         )
 
     def ss_fake_weight(self, step: jax.Array) -> jax.Array:

@@ -96,11 +96,11 @@ class InstanceNoise:
 
 @dataclasses.dataclass(frozen=True)
 class Consistency:
-    """Optional loss (not in the paper): Q_ss on a translated copy of the real batch should
+    """The translations of the optional consistency loss (not in the paper; its weight is
+    `LossWeights.lambda_consistency`): Q_ss on a translated copy of the real batch should
     match Q_ss on the batch. It lets the unlabelled reals shape Q_ss, which otherwise learns
     from the few labelled ones alone (reference section 5)."""
 
-    weight: float = 0.0
     max_shift: int = 2
     fill: float = -1.0  # The image range's background (vacated pixels).
 
@@ -146,7 +146,6 @@ def discriminator_loss(
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
     shifted_real_images: jax.Array | None = None,
-    consistency_weight: float = 0.0,
     step: jax.Array | int = 0,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, tuple[Any, Metrics]]:
@@ -182,7 +181,7 @@ def discriminator_loss(
         terms["d_consistency"] = losses.consistency_loss(
             layout.supervised_codes, real["q"], shifted["q"]
         )
-        loss += consistency_weight * terms["d_consistency"]
+        loss += weights.lambda_consistency * terms["d_consistency"]
     terms["d_loss"] = loss
     terms["d_real"] = jnp.mean(nn.sigmoid(real["logit"]))
     terms["d_fake"] = jnp.mean(nn.sigmoid(fake["logit"]))
@@ -294,7 +293,7 @@ def train_step(
         d_real = d_real + sigma * normal(real_noise_rng)
         d_fake = d_fake + sigma * normal(fake_noise_rng)
     shifted_real = None
-    if consistency.weight > 0:
+    if weights.lambda_consistency > 0:
         translate = functools.partial(
             augment.translate, max_shift=consistency.max_shift, fill=consistency.fill
         )
@@ -309,7 +308,6 @@ def train_step(
         codes,
         **loss_kwargs,
         shifted_real_images=shifted_real,
-        consistency_weight=consistency.weight,
         step=state.step,
         axis_name=axis_name,
     )
@@ -350,7 +348,6 @@ def bind_train_step(config: ml_collections.ConfigDict, axis_name: str | None = N
             float(config.instance_noise.stddev), float(config.instance_noise.decay)
         ),
         consistency=Consistency(
-            float(config.loss.lambda_consistency),
             int(config.loss.consistency_max_shift),
             float(models.get_architecture(config.model.arch).image_range[0]),
         ),

@@ -151,7 +151,8 @@ def term_gradient_norms_fn():
     depends on the fakes; the step then applies each gradient to one network only.
     """
     layout, generator, discriminator, _ = models_for("baseline")
-    weights = losses.LossWeights(q_ss_on_fakes=True)  # Also computes the Q_ss-on-fakes term.
+    # Also computes the Q_ss-on-fakes and consistency terms.
+    weights = losses.LossWeights(q_ss_on_fakes=True, lambda_consistency=1.0)
     kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
 
     def term(g_params, d_params, name, state, batch, codes):
@@ -159,7 +160,7 @@ def term_gradient_norms_fn():
         variables = {"params": g_params, "batch_stats": state.generator.batch_stats}
         fake, _ = generator.apply(variables, z, train=True, mutable=["batch_stats"])
         d_stats = state.discriminator.batch_stats
-        shifted = jnp.roll(batch["image"], 1, axis=2)  # Also computes the consistency term.
+        shifted = jnp.roll(batch["image"], 1, axis=2)
         _, (_, d_terms) = train.discriminator_loss(
             d_params,
             d_stats,
@@ -169,7 +170,6 @@ def term_gradient_norms_fn():
             codes,
             **kwargs,
             shifted_real_images=shifted,
-            consistency_weight=1.0,
         )
         _, g_terms = train.generator_loss(fake, d_params, d_stats, codes, **kwargs)
         return {**d_terms, **g_terms}[name]
@@ -290,18 +290,28 @@ def test_step_is_one_d_update_then_one_g_update_on_the_same_codes():
     assert np.isfinite(metrics["d_loss"]) and np.isfinite(metrics["g_loss"])
 
 
+@functools.cache
+def _train_mode_d(config_name: str):
+    discriminator = models_for(config_name)[2]
+    return jax.jit(functools.partial(discriminator.apply, train=True, mutable=["batch_stats"]))
+
+
+def d_stats_after(config_name: str, params, stats, *passes):
+    """D's running statistics after train-mode passes over each batch of images in turn."""
+    for images in passes:
+        stats = _train_mode_d(config_name)({"params": params, "batch_stats": stats}, images)
+        stats = stats[1]["batch_stats"]
+    return stats
+
+
 def test_both_d_passes_keep_their_batch_statistics():
     """D's running statistics after the step = real pass, then fake pass on top."""
     step, spy = spied_step("default")
-    _, _, discriminator, _ = models_for("default")
     state0 = initial_state("default")
     batch = make_batch(small_config(), MASK)
     state1, _, d_in, _ = spy.run(step, state0, batch)
-    apply = jax.jit(functools.partial(discriminator.apply, train=True, mutable=["batch_stats"]))
     params, stats0 = state0.discriminator.params, state0.discriminator.batch_stats
-
-    def stats_after(stats, images):
-        return apply({"params": params, "batch_stats": stats}, images)[1]["batch_stats"]
+    stats_after = functools.partial(d_stats_after, "default", params)
 
     after_real = stats_after(stats0, d_in["real"])
     chained = stats_after(after_real, d_in["fake"])
@@ -483,7 +493,6 @@ def test_instance_noise_in_the_d_update_only():
 
 def test_consistency_pass_sees_translated_reals_and_keeps_no_statistics():
     step, spy = spied_step("consistency")
-    _, _, discriminator, _ = models_for("consistency")
     state0 = initial_state("consistency")
     batch = make_batch(consistency_config(), MASK)
     state1, metrics, d_in, _ = spy.run(step, state0, batch)
@@ -505,15 +514,12 @@ def test_consistency_pass_sees_translated_reals_and_keeps_no_statistics():
     assert len(set(found)) > 1  # Per-example shifts.
     assert float(metrics["d_consistency"]) > 0.0
     # D's running statistics are those of the real and fake passes only.
-    apply = jax.jit(functools.partial(discriminator.apply, train=True, mutable=["batch_stats"]))
-    params, stats = state0.discriminator.params, state0.discriminator.batch_stats
-    for images in (d_in["real"], d_in["fake"]):
-        stats = apply({"params": params, "batch_stats": stats}, images)[1]["batch_stats"]
+    d0 = state0.discriminator
+    stats = d_stats_after("consistency", d0.params, d0.batch_stats, d_in["real"], d_in["fake"])
     chex.assert_trees_all_close(state1.discriminator.batch_stats, stats, atol=1e-5)
     # Off (the default), there is no third pass.
-    _, plain_metrics, plain_d, _ = spied_step("default")[1].run(
-        spied_step("default")[0], initial_state(), batch
-    )
+    plain_step, plain_spy = spied_step("default")
+    _, plain_metrics, plain_d, _ = plain_spy.run(plain_step, initial_state(), batch)
     assert plain_d["shifted"] is None and "d_consistency" not in plain_metrics
 
 
