@@ -14,7 +14,7 @@ import time
 from absl import app, flags
 
 from configs import default
-from ssinfogan_jax import input_pipeline
+from ssinfogan_jax import experiment, input_pipeline
 
 _RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 _RAW_DIR = flags.DEFINE_string("raw_dir", os.path.abspath(_RAW), "MNIST IDX folder.")
@@ -37,7 +37,7 @@ def main(argv):
         for mode in ("alternate", "mix"):
             config.data.batch_mode = mode
             start = time.perf_counter()
-            data = input_pipeline.create_train_data(config, None)
+            data = input_pipeline.create_train_data(experiment.from_config(config), None)
             print(f"[{mode}] create_train_data (load 60,000): {time.perf_counter() - start:.1f} s")
             it = data.iterate(0)
             next(it)  # warm up (fills the prefetch queue)

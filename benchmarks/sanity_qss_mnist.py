@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from configs import default
-from ssinfogan_jax import train
+from ssinfogan_jax import experiment, train
 
 MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
@@ -67,7 +67,7 @@ def main() -> None:
     state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
     step = train.make_train_step(config)
     batch = {"image": x, "label_mask": np.ones(n, np.float32), "labels": {"label": y}}
-    _, _, discriminator = train.create_models(config)
+    _, discriminator = experiment.from_config(config).models()
 
     @functools.partial(jax.jit, static_argnums=2)
     def q_ss_predictions(d_state, images, train_mode):

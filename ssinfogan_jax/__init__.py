@@ -1,20 +1,23 @@
 """Semi-supervised InfoGAN (Spurr, Aksan and Hilliges, 2017) in JAX/Flax.
 
-Submodules load on first use, so `from ssinfogan_jax import latents, models, losses` stays
-light (no TensorFlow); `train` (which holds the loop, and so the data pipeline) brings it in.
+Submodules load on first use. `latents`, `models`, `losses`, `experiment`, `train` and
+`parallel` (the maths and the pure step) stay light: no TensorFlow. `input_pipeline` and `loop`
+(the data and the training loop) bring it in.
 """
 
 import importlib
 
 __all__ = [
     "checkpointing",
+    "config_checks",
     "evaluation",
+    "experiment",
     "input_pipeline",
     "latents",
+    "loop",
     "losses",
     "models",
     "parallel",
-    "sampling",
     "train",
 ]
 

@@ -1,19 +1,20 @@
 """Start-up validation of a whole config: one clear line per problem, naming the field.
 
-The data-dependent checks (label counts, label names, code sizes against the data set's
-classes, missing data) live with the data in `input_pipeline.validate_data_config`; this module
-adds the rest and collects everything into one `ConfigError`.
+The data set's checks (label counts, label names, code sizes against the data set's classes)
+live with the data set registry (`data.registry.find_problems`); this module adds the rest and
+collects everything into one `ConfigError`. Whether the data is present is checked when it is
+loaded. `experiment.from_config` runs this once, at start-up.
 """
 
 from __future__ import annotations
 
 import difflib
 
-import jax
 import ml_collections
 
 from configs import default as default_config
-from ssinfogan_jax import input_pipeline, latents, models
+from ssinfogan_jax import latents, models
+from ssinfogan_jax.data import registry
 
 
 class ConfigError(ValueError):
@@ -48,8 +49,14 @@ def _positive(config, names: tuple[str, ...], allow_zero: bool = False) -> list[
     return problems
 
 
-def find_problems(config: ml_collections.ConfigDict) -> list[str]:
-    """Every problem of the config, one line each; [] when it can run."""
+def find_problems(
+    config: ml_collections.ConfigDict, process_count: int = 1, device_count: int = 1
+) -> list[str]:
+    """Every problem of the config, one line each; [] when it can run.
+
+    The global batch must split evenly over `process_count` processes and `device_count`
+    devices.
+    """
     problems = _unknown_fields(config, default_config.get_config())
     if problems:  # Later checks would trip over the same misspelling.
         return problems
@@ -85,12 +92,6 @@ def find_problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append(
             f"config.instance_noise.decay: {config.instance_noise.decay} must be in (0, 1]"
         )
-    num_devices = jax.device_count()
-    if config.batch_size % num_devices:
-        problems.append(
-            f"config.batch_size: {config.batch_size} is not divisible by the {num_devices} "
-            "devices; use a multiple of the device count"
-        )
     if config.parallel not in ("auto", "jit", "pmap", "shard_map"):
         problems.append(
             f"config.parallel: {config.parallel!r}, expected 'auto', 'jit', 'pmap' or 'shard_map'"
@@ -99,10 +100,10 @@ def find_problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append(
             f"config.sample.checkpoint: {config.sample.checkpoint!r}, expected 'latest' or 'best'"
         )
-    data_problems = input_pipeline.validate_data_config(config)
+    data_problems = registry.find_problems(config, process_count, device_count)
     problems += data_problems
     if not data_problems and config.model.arch in models.ARCHITECTURES:
-        info = input_pipeline.get_dataset_info(config)
+        info = registry.get_dataset_info(config)
         arch = models.get_architecture(config.model.arch)
         if (arch.image_shape, arch.image_range) != (info.image_shape, info.image_range):
             problems.append(
@@ -118,8 +119,10 @@ def find_problems(config: ml_collections.ConfigDict) -> list[str]:
     return problems
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def validate(
+    config: ml_collections.ConfigDict, process_count: int = 1, device_count: int = 1
+) -> None:
     """Raises ConfigError listing every problem, or returns if the config can run."""
-    problems = find_problems(config)
+    problems = find_problems(config, process_count, device_count)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -1,8 +1,8 @@
 """Data for ss-InfoGAN: tfds loading and preprocessing, the labelled subset, the batch schedule.
 
     info = get_dataset_info(config)            # shapes, ranges, label names; no data read
-    problems = validate_data_config(config)    # one message per bad config.data field
-    data = create_train_data(config, workdir, process_index=..., process_count=...)
+    problems = availability_problems(config)   # why the data cannot be loaded here, if so
+    data = create_train_data(exp, workdir, process_index=..., process_count=...)
     for batch in data.iterate(start_step): ...
     images, labels = load_split(config, "test")
 
@@ -39,231 +39,36 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ssinfogan_jax.data import augment, builders, labeled_subset, sampler
+from ssinfogan_jax.data import augment, builders, labeled_subset, registry, sampler
 from ssinfogan_jax.data.tf_setup import tf, tfds
 
 DataNotFoundError = builders.DataNotFoundError
 prepare = builders.prepare  # prepare(name, raw_dir, data_dir) -> None
-
-MNIST_LIKE = ("digits", "mnist", "fashion_mnist", "kmnist")
-RGB32 = ("svhn_cropped", "cifar10")
-CELEBA = "celeb_a"
-# (train, test) sizes of the known sets, so that the info needs no prepared data.
-KNOWN_SIZES = {
-    "digits": (1438, 359),
-    "mnist": (60000, 10000),
-    "fashion_mnist": (60000, 10000),
-    "kmnist": (60000, 10000),
-    "svhn_cropped": (73257, 26032),
-    "cifar10": (50000, 10000),
-    "celeb_a": (162770, 19962),
-}
-CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
+DatasetInfo = registry.DatasetInfo
+get_dataset_info = registry.get_dataset_info
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    image_shape: tuple[int, int, int]  # after preprocessing
-    image_range: tuple[float, float]  # (0, 1) or (-1, 1)
-    num_train: int
-    num_test: int
-    labels: dict[str, int]  # label name -> number of classes (0 = continuous)
-
-
-# ----------------------------------------------------------------------------------------------
-# Info and validation.
-
-
-def _celeba_attributes() -> tuple[str, ...]:
-    from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
-
-    return tuple(celeb_a_dataset_builder.ATTR_HEADINGS)
-
-
-def _kind(config) -> str:
-    """'mnist' (28x28x1, [0, 1]), 'rgb32' (32x32x3, [-1, 1]) or 'celeba'; raises if unknown."""
-    name = config.data.name
-    if name in MNIST_LIKE:
-        return "mnist"
-    if name in RGB32:
-        return "rgb32"
-    if name == CELEBA:
-        return "celeba"
-    try:
-        features = tfds.builder_cls(name)(data_dir="/nonexistent-tfds-dir").info.features
-    except Exception as e:
-        raise ValueError(f"config.data.name: unknown data set {name!r} ({e})") from None
-    shape = tuple(features["image"].shape) if "image" in features else None
-    if shape == (28, 28, 1):
-        return "mnist"
-    if shape == (32, 32, 3):
-        return "rgb32"
-    raise ValueError(
-        f"config.data.name: {name!r} has images {shape}; supported are 28x28x1 (MNIST-like), "
-        f"32x32x3 and celeb_a"
-    )
-
-
-def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-    """Shapes, ranges, split sizes and labels of config.data.name; reads no examples."""
-    name = config.data.name
-    kind = _kind(config)
-    if name in KNOWN_SIZES:
-        num_train, num_test = KNOWN_SIZES[name]
-    else:
-        builder = tfds.builder(name, data_dir=config.data.data_dir or None)
-        splits = builder.info.splits
-        num_train = splits["train"].num_examples if "train" in splits else 0
-        num_test = splits["test"].num_examples if "test" in splits else 0
-    if kind == "celeba":
-        # The listed attributes, plus any attribute a code names (so a config that only edits
-        # its codes works); each a binary label of that name.
-        known = _celeba_attributes()
-        names = list(config.data.celeba_attributes)
-        names += [c.label for c in config.latents.codes if c.get("label") in known]
-        labels = dict.fromkeys(names, 2)
-        return DatasetInfo(name, (32, 32, 3), (-1.0, 1.0), num_train, num_test, labels)
-    if name in KNOWN_SIZES:
-        labels = {"label": 10}
-    else:
-        feature = tfds.builder_cls(name)(data_dir="/nonexistent-tfds-dir").info.features
-        labels = {"label": feature["label"].num_classes} if "label" in feature else {}
-    if kind == "mnist":
-        return DatasetInfo(name, (28, 28, 1), (0.0, 1.0), num_train, num_test, labels)
-    return DatasetInfo(name, (32, 32, 3), (-1.0, 1.0), num_train, num_test, labels)
-
-
-def num_labeled(config: ml_collections.ConfigDict, num_train: int) -> int:
-    """The labelled subset size: config.data.num_labeled, or the fraction when it is -1."""
+def availability_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """Why config.data cannot be loaded here (not prepared, raw files missing); [] = it can."""
     d = config.data
-    return labeled_subset.resolve_num_labeled(d.num_labeled, d.labeled_fraction, num_train)
-
-
-def validate_data_config(
-    config: ml_collections.ConfigDict,
-    *,
-    process_count: int | None = None,
-    device_count: int | None = None,
-) -> list[str]:
-    """Every problem of config.data (and the codes' labels), one message per problem.
-
-    The global batch must divide by `process_count` (default jax.process_count(): call this
-    after jax.distributed.initialize, or pass it) and, when given, by `device_count` (the
-    device check is left to the caller otherwise; config_checks makes it).
-    """
-    d, problems = config.data, []
-    try:
-        info = get_dataset_info(config)
-    except ValueError as e:
-        return [str(e)]
-    if process_count is None:
-        import jax
-
-        process_count = jax.process_count()
-    # Data present?
     try:
         prepared = builders.is_prepared(d.name, d.data_dir)
     except Exception as e:
-        prepared, problems = False, [f"config.data.data_dir: cannot read {d.data_dir!r}: {e}"]
-    if not prepared and d.name != "digits":
-        if not d.raw_dir:
-            problems.append(
-                f"config.data.data_dir: {d.name} is not prepared in "
-                f"{builders.default_data_dir(d.data_dir)} and cannot be downloaded here; "
-                + builders.what_to_place(d.name, d.raw_dir, d.data_dir)
-            )
-        elif missing := builders.missing_raw_files(d.name, d.raw_dir):
-            problems.append(
-                f"config.data.raw_dir: {d.raw_dir} lacks {', '.join(missing)} to prepare "
-                f"{d.name}; " + builders.what_to_place(d.name, d.raw_dir, d.data_dir)
-            )
-    # The labelled subset.
-    if not 0.0 <= d.labeled_fraction <= 1.0:
-        problems.append(f"config.data.labeled_fraction: {d.labeled_fraction} is not in [0, 1]")
-    if d.num_labeled < -1:
-        problems.append(
-            f"config.data.num_labeled: {d.num_labeled} is negative (use -1 for "
-            f"labeled_fraction, 0 for no labels = the InfoGAN baseline)"
-        )
-    elif info.num_train and num_labeled(config, info.num_train) > info.num_train:
-        problems.append(
-            f"config.data.num_labeled: {d.num_labeled} is larger than the {info.num_train} "
-            f"training examples of {d.name}"
-        )
-    elif 0 < num_labeled(config, info.num_train) < process_count:
-        problems.append(
-            f"config.data.num_labeled: {d.num_labeled} labelled examples cannot be shared by "
-            f"{process_count} processes (each needs at least one)"
-        )
-    if d.labeled_selection not in labeled_subset.SELECTIONS:
-        problems.append(
-            f"config.data.labeled_selection: {d.labeled_selection!r} is not one of "
-            f"{labeled_subset.SELECTIONS}"
-        )
-    # Codes against labels.
-    for c in config.latents.codes:
-        label = c.get("label", "") or ""
-        if not label:
-            continue
-        where = f"config.latents.codes[{c.name}].label"
-        if label not in info.labels:
-            problems.append(
-                f"{where}: {d.name} has no label {label!r} (it has {sorted(info.labels)})"
-            )
-            continue
-        classes = info.labels[label]
-        if c.kind == "categorical" and classes == 0:
-            problems.append(f"{where}: {label!r} is continuous, but code {c.name} is categorical")
-        elif c.kind == "categorical" and c.size != classes:
-            problems.append(
-                f"config.latents.codes[{c.name}].size: {c.size} differs from the {classes} "
-                f"classes of label {label!r}"
-            )
-        elif c.kind == "continuous" and classes:
-            problems.append(f"{where}: {label!r} is categorical, but code {c.name} is continuous")
-    # The schedule.
-    if d.batch_mode not in sampler.MODES:
-        problems.append(f"config.data.batch_mode: {d.batch_mode!r} is not one of {sampler.MODES}")
-    for field in ("p_labeled_start", "p_labeled_step", "mix_labeled_share"):
-        if not 0.0 <= d[field] <= 1.0:
-            problems.append(f"config.data.{field}: {d[field]} is not in [0, 1]")
-    if d.p_labeled_final != -1 and not 0.0 <= d.p_labeled_final <= 1.0:
-        problems.append(
-            f"config.data.p_labeled_final: {d.p_labeled_final} is neither -1 (the true "
-            f"labelled fraction) nor in [0, 1]"
-        )
-    if d.p_labeled_every < 1:
-        problems.append(f"config.data.p_labeled_every: {d.p_labeled_every} must be >= 1")
-    if d.prefetch < 0:
-        problems.append(f"config.data.prefetch: {d.prefetch} must be >= 0")
-    if not 0 <= d.labeled_max_shift < min(info.image_shape[:2]) // 2:
-        problems.append(
-            f"config.data.labeled_max_shift: {d.labeled_max_shift} must be in "
-            f"[0, {min(info.image_shape[:2]) // 2}) pixels for {d.name}"
-        )
-    # Batch.
-    for count, what in ((process_count, "processes"), (device_count or 1, "devices")):
-        if config.batch_size < 1 or config.batch_size % count:
-            problems.append(
-                f"config.batch_size: {config.batch_size} is not a positive multiple of the "
-                f"{count} {what}"
-            )
-            break
-    # CelebA.
-    if d.name == CELEBA:
-        known = _celeba_attributes()
-        for a in d.celeba_attributes:
-            if a not in known:
-                problems.append(f"config.data.celeba_attributes: {a!r} is not one of {known}")
-        top, left, h, w = d.celeba_crop
-        height, width = CELEBA_IMAGE_HW
-        if min(top, left) < 0 or min(h, w) < 1 or top + h > height or left + w > width:
-            problems.append(
-                f"config.data.celeba_crop: {tuple(d.celeba_crop)} (top, left, height, width) "
-                f"is not inside the {height}x{width} aligned CelebA images"
-            )
-    return problems
+        return [f"config.data.data_dir: cannot read {d.data_dir!r}: {e}"]
+    if prepared or d.name == "digits":
+        return []
+    if not d.raw_dir:
+        return [
+            f"config.data.data_dir: {d.name} is not prepared in "
+            f"{builders.default_data_dir(d.data_dir)} and cannot be downloaded here; "
+            + builders.what_to_place(d.name, d.raw_dir, d.data_dir)
+        ]
+    if missing := builders.missing_raw_files(d.name, d.raw_dir):
+        return [
+            f"config.data.raw_dir: {d.raw_dir} lacks {', '.join(missing)} to prepare "
+            f"{d.name}; " + builders.what_to_place(d.name, d.raw_dir, d.data_dir)
+        ]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,7 +77,7 @@ def validate_data_config(
 
 def _preprocess_fn(config, info: DatasetInfo):
     """tf example -> (uint8 image in the final geometry, {label: value})."""
-    kind, label_names = _kind(config), list(info.labels)
+    kind, label_names = info.kind, list(info.labels)
 
     def fn(example):
         image = example["image"]
@@ -390,12 +195,20 @@ class TrainData:
         """P(labelled batch) at `step` ('alternate' mode)."""
         return float(self.sampler.p_labeled(np.asarray(step)))
 
-    def batch(self, step: int) -> dict:
-        """This host's share of global step `step`'s batch; a pure function of (config, step)."""
+    def _local_indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         lab, unl, slots = self.sampler.slots(int(step))
         local = np.empty(len(slots), np.int64)
         local[slots] = self._local_labeled[lab]
         local[~slots] = self._local_unlabeled[unl]
+        return local, slots
+
+    def indices(self, step: int) -> np.ndarray:
+        """int64 [b]: the global train-split index of each example of `batch(step)`."""
+        return self._local_indices(step)[0] + self._offset
+
+    def batch(self, step: int) -> dict:
+        """This host's share of global step `step`'s batch; a pure function of (config, step)."""
+        local, slots = self._local_indices(step)
         labels = {}
         for name, values in self._labels.items():
             if self.info.labels[name]:
@@ -413,7 +226,6 @@ class TrainData:
             "image": images,
             "label_mask": slots.astype(np.float32),
             "labels": labels,
-            "index": (local + self._offset).astype(np.int32),
         }
 
     def iterate(self, start_step: int = 0) -> Iterator[dict]:
@@ -460,7 +272,7 @@ def _strata(config, info: DatasetInfo, labels: dict[str, np.ndarray]) -> np.ndar
 
 
 def create_train_data(
-    config: ml_collections.ConfigDict,
+    exp,
     workdir: str | None,
     *,
     process_index: int = 0,
@@ -468,20 +280,17 @@ def create_train_data(
 ) -> TrainData:
     """Loads this host's block of the train split, fixes the labelled subset, builds batches.
 
-    The subset is read back from `workdir` when a previous run wrote it there (resume), else
-    chosen from config.data.labeled_seed and written there by process 0 (labeled_subset.json:
-    indices and count per class). Raises ValueError listing every config problem, or
-    DataNotFoundError (fast) when the data is absent.
+    `exp` is the run's `experiment.Experiment` (its config already checked); the subset has
+    `exp.num_labeled` examples. It is read back from `workdir` when a previous run wrote it
+    there (resume), else chosen from config.data.labeled_seed and written there by process 0
+    (labeled_subset.json: indices and count per class). Raises DataNotFoundError (fast) when
+    the data is absent.
     """
-    # Devices are the loop's business (config_checks validates them); here only the hosts.
-    problems = validate_data_config(config, process_count=process_count)
-    if problems:
-        location = ("config.data.data_dir: ", "config.data.raw_dir: ")
-        if any(p.startswith(location) for p in problems):
-            raise DataNotFoundError("\n".join(problems))
-        raise ValueError("Bad data config:\n" + "\n".join(problems))
+    config = exp.config
+    if problems := availability_problems(config):
+        raise DataNotFoundError("\n".join(problems))
     d = config.data
-    info = get_dataset_info(config)
+    info = exp.dataset
     if process_count == 1:
         images, labels = _load_uint8(config, "train")
         num_train = len(images)  # the real count (differs from the table under mock_data)
@@ -493,7 +302,7 @@ def create_train_data(
         images, labels = _load_uint8(config, f"train[{start}:{stop}]")
         all_labels = None
     info = dataclasses.replace(info, num_train=num_train)
-    n_lab = num_labeled(config, num_train)
+    n_lab = exp.num_labeled
     if n_lab > num_train:
         raise ValueError(f"config.data.num_labeled: {n_lab} > {num_train} training examples")
 
@@ -574,7 +383,7 @@ def _load_labels(config, info: DatasetInfo) -> dict[str, np.ndarray]:
         read_config=read_config,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
-    celeba = _kind(config) == "celeba"
+    celeba = info.kind == "celeba"
 
     def fn(example):
         source = example["attributes"] if celeba else example

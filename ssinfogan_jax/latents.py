@@ -173,6 +173,40 @@ def split_outputs(codes: Sequence[Code], outputs: jax.Array) -> dict[str, jax.Ar
     return result
 
 
+def conditional_latents(
+    rng: jax.Array,
+    layout: LatentLayout,
+    code_name: str,
+    num_per_value: int,
+    paired: bool = False,
+) -> list[Latents]:
+    """For each value k of a categorical code, N latents with that code fixed to k.
+
+    The other codes and the noise come from the priors (`sample`); with `paired` they are the
+    same N draws for every k (only the code changes), otherwise independent per k (as the
+    reference's fixed test inputs).
+
+    Returns:
+      K dicts as from `sample` with B = num_per_value.
+    """
+    code = layout.code(code_name)
+    if not code.categorical:
+        raise ValueError(
+            f"code {code_name!r} is {code.kind}; conditional samples need a categorical code"
+        )
+    result = []
+    for k in range(code.size):
+        key = rng if paired else jax.random.fold_in(rng, k)
+        fixed = {code_name: jnp.full((num_per_value,), k, jnp.int32)}
+        result.append(sample(key, layout, num_per_value, fixed=fixed))
+    return result
+
+
+def concatenate(batches: Sequence[Latents]) -> Latents:
+    """Latents of several batches as one batch, in order."""
+    return jax.tree.map(lambda *values: jnp.concatenate(values), *batches)
+
+
 def traversal(
     rng: jax.Array,
     layout: LatentLayout,

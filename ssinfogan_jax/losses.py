@@ -41,23 +41,20 @@ class LossWeights:
     lambda_consistency: float = 0.0  # Optional, not in the paper (`consistency_loss`).
 
     @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict) -> LossWeights:
-        """From the whole config: `config.loss` plus `config.data` for the no-label case."""
-        data = config.data  # num_labeled -1 = by labeled_fraction.
-        by_fraction = data.num_labeled == -1
-        no_labels = data.num_labeled == 0 or (by_fraction and data.labeled_fraction == 0)
-        q_ss_on_fakes = config.loss.get("q_ss_on_fakes", None)
+    def from_config(cls, loss: ml_collections.ConfigDict, has_labels: bool) -> LossWeights:
+        """From `config.loss`; `has_labels`: the resolved labelled subset is not empty."""
+        q_ss_on_fakes = loss.get("q_ss_on_fakes", None)
         if q_ss_on_fakes is None:  # Auto: exactly when there are no labels.
-            q_ss_on_fakes = no_labels
+            q_ss_on_fakes = not has_labels
         return cls(
-            lambda_ss_d=config.loss.lambda_ss_d,
-            lambda_us_d=config.loss.lambda_us_d,
-            lambda_ss_g=config.loss.lambda_ss_g,
-            lambda_us_g=config.loss.lambda_us_g,
+            lambda_ss_d=loss.lambda_ss_d,
+            lambda_us_d=loss.lambda_us_d,
+            lambda_ss_g=loss.lambda_ss_g,
+            lambda_us_g=loss.lambda_us_g,
             q_ss_on_fakes=bool(q_ss_on_fakes),
             # Without labels the fakes are Q_ss's only teacher, from the first step.
-            q_ss_on_fakes_start=0 if no_labels else int(config.loss.q_ss_on_fakes_start),
-            lambda_consistency=float(config.loss.lambda_consistency),
+            q_ss_on_fakes_start=int(loss.q_ss_on_fakes_start) if has_labels else 0,
+            lambda_consistency=float(loss.lambda_consistency),
         )
 
     def ss_fake_weight(self, step: jax.Array) -> jax.Array:

@@ -47,10 +47,12 @@ def main(argv: list[str]) -> None:
     import jax
     import tensorflow as tf
 
-    from ssinfogan_jax import config_checks, parallel, train
+    from ssinfogan_jax import config_checks, loop, parallel
 
     tf.config.experimental.set_visible_devices([], "GPU")  # TF only reads data; JAX owns GPUs.
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if jax.process_index() > 0:  # Progress and summaries come from process 0 only.
+        logging.set_verbosity(logging.WARNING)
     logging.info(
         "JAX process %d / %d, local devices: %s",
         jax.process_index(),
@@ -59,11 +61,11 @@ def main(argv: list[str]) -> None:
     )
     try:
         if _MODE.value == "train":
-            metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+            metrics = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         elif _MODE.value == "eval":
-            metrics = train.evaluate(_CONFIG.value, _WORKDIR.value)
+            metrics = loop.evaluate(_CONFIG.value, _WORKDIR.value)
         else:
-            metrics = train.sample(_CONFIG.value, _WORKDIR.value)
+            metrics = loop.sample(_CONFIG.value, _WORKDIR.value)
     except config_checks.ConfigError as e:
         print(f"FATAL {e}", file=sys.stderr)
         sys.exit(2)

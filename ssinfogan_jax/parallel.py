@@ -1,13 +1,14 @@
 """Data parallelism over the devices of one host and over hosts.
 
-The per-device step is written once: `train.bind_train_step(config, axis_name=AXIS)`, whose
-gradients, metrics and batch-norm statistics are averaged over the named device axis. Two thin
-wrappers run it:
+A train step is written once per device (`train.bind_train_step(experiment, axis_name=AXIS)`:
+gradients, metrics and batch-norm statistics are averaged over the named device axis), and this
+module runs *any* such step; it knows nothing of what the step computes. Three kinds:
 
-  * `jax.pmap` (the design's choice): the state is replicated, one copy per local device
+  * 'jit': one device, the step jitted as it is (built without an axis name);
+  * 'pmap' (the design's choice): the state is replicated, one copy per local device
     ([D, ...] leaves), and a host batch is split into [D, B/D, ...];
-  * `jax.shard_map` inside `jax.jit` over a 1-D mesh of every device: the state is one
-    replicated global array per leaf, the batch one global array sharded on its first axis.
+  * 'shard_map' inside `jax.jit` over a 1-D mesh of every device: the state is one replicated
+    global array per leaf, the batch one global array sharded on its first axis.
 
 Either way N devices give the update one device gives on the same global batch: example i of
 the global batch draws its codes from its own key (see `train.train_step`), batch norm uses
@@ -20,43 +21,33 @@ summed over devices, see `losses._masked_mean`), so it is exact even when device
 different numbers of labelled examples ('mix' mode).
 
 Multi-host: call `initialize_distributed` first (before anything touches a device); every
-process then builds the same state from the same seed, reads its own shard of the data
-(`process_batch_slice`), and runs the same step. Only process 0 should write logs and images
-(`is_main_process`, `log_main`).
+process then builds the same state from the same seed, reads its own shard of the data and runs
+the same step.
 
-    initialize_distributed()                       # auto on TPU VMs; no-op on one host
-    dp = parallel.DataParallel.create(config)      # or kind="shard_map"
-    state = dp.replicate(train.create_train_state(rng, config))
-    for batch in process_local_batches:            # [B / num_processes, ...] each
+    initialize_distributed()                        # auto on TPU VMs; no-op on one host
+    step = train.bind_train_step(experiment, axis_name=parallel.AXIS)
+    dp = parallel.DataParallel.create(step, "pmap")  # or "shard_map"
+    state = dp.replicate(train.create_train_state(rng, experiment))
+    for batch in process_local_batches:             # [B / num_processes, ...] each
         state, metrics = dp.train_step(state, dp.shard(batch))
-    state = dp.unreplicate(state)                  # one host-side copy, e.g. to inspect
+    state = dp.unreplicate(state)                   # one host-side copy, e.g. to inspect
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
-import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "batch"  # The device axis: gradients, metrics and batch-norm statistics average over it.
-KINDS = ("pmap", "shard_map")
+KINDS = ("jit", "pmap", "shard_map")
 
 PyTree = Any
 TrainStep = Callable[[PyTree, PyTree], tuple[PyTree, dict]]  # (state, batch) -> (state, metrics)
-
-
-def bind_step(config: ml_collections.ConfigDict) -> TrainStep:
-    """The per-device step: `train.bind_train_step(config, axis_name=AXIS)`."""
-    # Imported here, not at the top: the training loop in `train` imports this module.
-    from ssinfogan_jax import train
-
-    return train.bind_train_step(config, axis_name=AXIS)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -106,26 +97,6 @@ def initialize_distributed(
     return True
 
 
-def is_main_process() -> bool:
-    """True on process 0, the one that writes logs, summaries and images."""
-    return jax.process_index() == 0
-
-
-def log_main(msg: str, *args, level: int = logging.INFO) -> None:
-    """`logging.log` on process 0 only (other processes stay silent)."""
-    if is_main_process():
-        logging.log(level, msg, *args)
-
-
-def process_batch_slice(global_batch_size: int) -> slice:
-    """The rows of the global batch this process feeds: [p * B/P, (p + 1) * B/P)."""
-    n, p = jax.process_count(), jax.process_index()
-    if global_batch_size % n:
-        raise ValueError(f"batch_size {global_batch_size} is not divisible by {n} processes")
-    size = global_batch_size // n
-    return slice(p * size, (p + 1) * size)
-
-
 def _check_divisible(batch_size: int, num_devices: int) -> None:
     if batch_size % num_devices:
         raise ValueError(
@@ -137,17 +108,16 @@ def _check_divisible(batch_size: int, num_devices: int) -> None:
 
 
 def make_pmap_train_step(
-    config: ml_collections.ConfigDict,
-    donate: bool = True,
-    devices: list[jax.Device] | None = None,
+    step: TrainStep, donate: bool = True, devices: list[jax.Device] | None = None
 ) -> TrainStep:
-    """The step under `jax.pmap`: (replicated state, [D, B/D, ...] batch) -> (state, metrics).
+    """A per-device step under `jax.pmap`: (replicated state, [D, B/D, ...] batch) -> (state,
+    metrics).
 
-    The state is donated (its buffers are reused for the new state) unless `donate=False`.
-    Metrics come back replicated, [D] per scalar. `devices` (default: all local devices) must
-    then also be given to `replicate` and `shard`.
+    `step` must average over `AXIS` (built with `axis_name=AXIS`). The state is donated (its
+    buffers are reused for the new state) unless `donate=False`. Metrics come back replicated,
+    [D] per scalar. `devices` (default: all local devices) must then also be given to
+    `replicate` and `shard`.
     """
-    step = bind_step(config)
     return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,) if donate else (), devices=devices)
 
 
@@ -207,18 +177,15 @@ def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(devices), (AXIS,))
 
 
-def make_sharded_train_step(
-    config: ml_collections.ConfigDict, mesh: Mesh, donate: bool = True
-) -> TrainStep:
-    """The same per-device step under `jax.shard_map` in `jax.jit` over `mesh`.
+def make_sharded_train_step(step: TrainStep, mesh: Mesh, donate: bool = True) -> TrainStep:
+    """A per-device step under `jax.shard_map` in `jax.jit` over `mesh`.
 
     (replicated global state, global batch sharded on axis 0) -> (state, metrics), all outputs
     replicated. `check_vma=False` keeps pmap's autodiff: each device differentiates its own
-    copy of the replicated parameters and `train_step` averages those gradients itself. (With
+    copy of the replicated parameters and the step averages those gradients itself. (With
     the replication checker on, the parameters would be axis-invariant, autodiff would already
     sum their gradients over devices, and the average would come out N times too large.)
     """
-    step = bind_step(config)
     replicated, sharded = PartitionSpec(), PartitionSpec(AXIS)
     mapped = jax.shard_map(
         step,
@@ -247,7 +214,7 @@ def replicate_on_mesh(tree: PyTree, mesh: Mesh) -> PyTree:
 def shard_on_mesh(batch: PyTree, mesh: Mesh) -> PyTree:
     """A process-local batch [B/P, ...] as one global array [B, ...] sharded over `mesh`.
 
-    Process p supplies rows `process_batch_slice(B)` of the global batch.
+    Process p supplies rows [p * B/P, (p + 1) * B/P) of the global batch.
     """
     sharding = NamedSharding(mesh, PartitionSpec(AXIS))
     local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
@@ -270,10 +237,10 @@ def fetch_replicated(tree: PyTree) -> PyTree:
 
 @dataclasses.dataclass(frozen=True)
 class DataParallel:
-    """The train step with the matching ways to place the state and a batch.
+    """A train step with the matching ways to place the state and a batch.
 
     Attributes:
-      kind: 'pmap' or 'shard_map'.
+      kind: 'jit', 'pmap' or 'shard_map'.
       train_step: (placed state, placed batch) -> (placed state, metrics); metrics are
         replicated ([D] per scalar under pmap, a replicated scalar under shard_map).
       replicate: host state -> placed state.
@@ -290,17 +257,22 @@ class DataParallel:
     @classmethod
     def create(
         cls,
-        config: ml_collections.ConfigDict,
-        kind: Literal["pmap", "shard_map"] = "pmap",
+        step: TrainStep,
+        kind: Literal["jit", "pmap", "shard_map"] = "pmap",
         donate: bool = True,
     ) -> DataParallel:
+        """Wraps a per-device `step`: built without an axis name for 'jit', with
+        `axis_name=AXIS` for the others."""
+        if kind == "jit":
+            jitted = jax.jit(step, donate_argnums=(0,) if donate else ())
+            return cls(kind, jitted, jax.device_put, jax.device_put, jax.device_get)
         if kind == "pmap":
-            return cls(kind, make_pmap_train_step(config, donate), replicate, shard, unreplicate)
+            return cls(kind, make_pmap_train_step(step, donate), replicate, shard, unreplicate)
         if kind == "shard_map":
             mesh = make_mesh()
             return cls(
                 kind,
-                make_sharded_train_step(config, mesh, donate),
+                make_sharded_train_step(step, mesh, donate),
                 lambda tree: replicate_on_mesh(tree, mesh),
                 lambda batch: shard_on_mesh(batch, mesh),
                 fetch_replicated,

@@ -10,17 +10,19 @@ One iteration (reference section 6):
 
 G's forward is computed once and reused for its update through `jax.vjp` (the reference reuses
 the output too: G has not changed in between).
+
+    exp = experiment.from_config(config)          # or pass the config itself
+    state = create_train_state(jax.random.PRNGKey(0), exp)
+    step = make_train_step(exp)                   # jitted: (state, batch) -> (state, metrics)
+
+`train_step` is the unbound pure function (its dependencies are keyword arguments);
+`bind_train_step(exp, axis_name=...)` binds them for `jax.jit`, `jax.pmap` or `shard_map`
+(see `parallel`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import os
-import signal
-import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,27 +30,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
-from absl import logging
-from etils import epath
 from flax import struct
 
-from ssinfogan_jax import (
-    checkpointing,
-    compilation_cache,
-    evaluation,
-    losses,
-    models,
-    parallel,
-    sampling,
-)
+from ssinfogan_jax import experiment as experiment_lib
 from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax import losses
 from ssinfogan_jax.data import augment
-from ssinfogan_jax.evaluation import evaluator as evaluator_lib
-
-# The loop's data pipeline and TensorBoard writer bring in TensorFlow (~5 s): they are imported
-# inside the loop's functions, so that research code importing the train step stays light.
+from ssinfogan_jax.experiment import Consistency, Experiment, InstanceNoise
 
 Batch = Mapping[str, Any]  # image [B, H, W, C] float32, label_mask [B], labels {name: [B]}
 Metrics = dict[str, jax.Array]
@@ -83,54 +72,30 @@ class TrainState:
     discriminator: NetworkState
 
 
-@dataclasses.dataclass(frozen=True)
-class InstanceNoise:
-    """Gaussian noise on D's inputs in the D step: sigma_t = stddev * decay**t."""
-
-    stddev: float = 0.0
-    decay: float = 1.0
-
-    def sigma(self, step: jax.Array) -> jax.Array:
-        return self.stddev * jnp.power(self.decay, step.astype(jnp.float32))
+_NO_INSTANCE_NOISE = InstanceNoise()
+_DEFAULT_CONSISTENCY = Consistency()
 
 
-@dataclasses.dataclass(frozen=True)
-class Consistency:
-    """The translations of the optional consistency loss (not in the paper; its weight is
-    `LossWeights.lambda_consistency`): Q_ss on a translated copy of the real batch should
-    match Q_ss on the batch. It lets the unlabelled reals shape Q_ss, which otherwise learns
-    from the few labelled ones alone (reference section 5)."""
-
-    max_shift: int = 2
-    fill: float = -1.0  # The image range's background (vacated pixels).
+def _experiment(exp: Experiment | ml_collections.ConfigDict) -> Experiment:
+    return exp if isinstance(exp, Experiment) else experiment_lib.from_config(exp)
 
 
-def _adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    return optax.adam(learning_rate, b1=config.b1, b2=config.b2, eps=config.eps)
-
-
-def create_models(config: ml_collections.ConfigDict, axis_name: str | None = None):
-    """(layout, G, D) for a config."""
-    layout = latents_lib.LatentLayout.from_config(config.latents)
-    generator, discriminator = models.create_models(config.model.arch, layout, axis_name)
-    return layout, generator, discriminator
-
-
-def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict) -> TrainState:
+def create_train_state(rng: jax.Array, exp: Experiment | ml_collections.ConfigDict) -> TrainState:
     """Initialises G, D and both Adam states. `rng` seeds init and every step's randomness."""
-    layout, generator, discriminator = create_models(config)
+    exp = _experiment(exp)
+    generator, discriminator = exp.models()
     init_rng, g_rng, d_rng = jax.random.split(rng, 3)
-    image_shape = models.get_architecture(config.model.arch).image_shape
-    z = jnp.zeros((1, layout.input_size), jnp.float32)
-    images = jnp.zeros((1, *image_shape), jnp.float32)
+    z = jnp.zeros((1, exp.layout.input_size), jnp.float32)
+    images = jnp.zeros((1, *exp.arch.image_shape), jnp.float32)
     g_vars = jax.jit(functools.partial(generator.init, train=False))(g_rng, z)
     d_vars = jax.jit(functools.partial(discriminator.init, train=False))(d_rng, images)
-    opt = config.optimizer
+    opt = exp.optimizer
+    adam = functools.partial(optax.adam, b1=opt.b1, b2=opt.b2, eps=opt.eps)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         rng=init_rng,
-        generator=NetworkState.create(g_vars, _adam(opt.g_learning_rate, opt)),
-        discriminator=NetworkState.create(d_vars, _adam(opt.d_learning_rate, opt)),
+        generator=NetworkState.create(g_vars, adam(opt.g_learning_rate)),
+        discriminator=NetworkState.create(d_vars, adam(opt.d_learning_rate)),
     )
 
 
@@ -242,8 +207,8 @@ def train_step(
     discriminator: nn.Module,
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
-    instance_noise: InstanceNoise = InstanceNoise(),
-    consistency: Consistency = Consistency(),
+    instance_noise: InstanceNoise = _NO_INSTANCE_NOISE,
+    consistency: Consistency = _DEFAULT_CONSISTENCY,
     axis_name: str | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One ss-InfoGAN iteration: a D/Q update, then a G update on the same codes.
@@ -335,276 +300,40 @@ def train_step(
     return new_state, metrics
 
 
-def bind_train_step(config: ml_collections.ConfigDict, axis_name: str | None = None) -> TrainStep:
-    """`train_step` with its dependencies bound from the config; not yet jitted."""
-    layout, generator, discriminator = create_models(config, axis_name)
+def bind_train_step(
+    exp: Experiment | ml_collections.ConfigDict, axis_name: str | None = None
+) -> TrainStep:
+    """`train_step` with its dependencies bound from the experiment; not yet jitted."""
+    exp = _experiment(exp)
+    generator, discriminator = exp.models(axis_name)
     return functools.partial(
         train_step,
         generator=generator,
         discriminator=discriminator,
-        layout=layout,
-        weights=losses.LossWeights.from_config(config),
-        instance_noise=InstanceNoise(
-            float(config.instance_noise.stddev), float(config.instance_noise.decay)
-        ),
-        consistency=Consistency(
-            int(config.loss.consistency_max_shift),
-            float(models.get_architecture(config.model.arch).image_range[0]),
-        ),
+        layout=exp.layout,
+        weights=exp.weights,
+        instance_noise=exp.instance_noise,
+        consistency=exp.consistency,
         axis_name=axis_name,
     )
 
 
-def make_train_step(config: ml_collections.ConfigDict, donate: bool | None = None) -> TrainStep:
-    """The jitted single-device train step `(state, batch) -> (state, metrics)`.
+def default_donation() -> bool:
+    """Whether the step should donate the old state's buffers: everywhere but on CPU.
 
-    `donate`: reuse the old state's buffers for the new state. None = donate except on CPU:
-    there, donation made XLA copy 52 parameter and moment buffers every step (its fused Adam
+    There, donation made XLA copy 52 parameter and moment buffers every step (its fused Adam
     update still reads the old moments after writing the new ones in place), about 4% of a
     step at batch 256; a second state (~160 MB for MNIST) costs nothing there.
     """
-    if donate is None:
-        donate = jax.default_backend() != "cpu"
-    return jax.jit(bind_train_step(config), donate_argnums=(0,) if donate else ())
+    return jax.default_backend() != "cpu"
 
 
-# The training loop: ties data, the step, checkpoints, evaluation and logs together.
+def make_train_step(
+    exp: Experiment | ml_collections.ConfigDict, donate: bool | None = None
+) -> TrainStep:
+    """The jitted single-device train step `(state, batch) -> (state, metrics)`.
 
-
-EVAL_HISTORY = "eval_history.jsonl"  # One JSON line of eval metrics per evaluation.
-
-
-class _PreemptionFlag:
-    """Set by SIGTERM (a TPU preemption notice); the loop then saves and exits."""
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        logging.warning("SIGTERM: saving a checkpoint and exiting.")
-        self.raised = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-def _check_finite(metrics: dict[str, float], step: int, checkpointer) -> None:
-    bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-    if bad:
-        last = checkpointer.latest_step()
-        where = (
-            f"the last good checkpoint is step {last} in {checkpointer.workdir}"
-            if last is not None
-            else "no checkpoint was written"
-        )
-        raise FloatingPointError(
-            f"non-finite metrics at step {step}: {bad}; training stopped without saving; {where}"
-        )
-
-
-def _progress_line(step: int, total: int, steps_per_sec: float, metrics: dict) -> str:
-    eta_min = (total - step) / max(steps_per_sec, 1e-9) / 60
-    shown = ("d_loss", "g_loss", "d_real", "d_fake", "mi_lower_bound", "labeled_fraction")
-    values = " ".join(f"{k}={metrics[k]:.4f}" for k in shown if k in metrics)
-    return f"step {step}/{total} | {steps_per_sec:.2f} steps/s | ETA {eta_min:.1f} min | {values}"
-
-
-def _format_metrics(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-
-
-def independent_classifier(
-    config: ml_collections.ConfigDict, test_split, train_split
-) -> evaluation.Classifier | None:
-    """The classifier that judges samples: loaded, or trained on the *test* split and
-    validated on the *train* split (the paper's protocol), then saved for later runs."""
-    layout = latents_lib.LatentLayout.from_config(config.latents)
-    code = evaluator_lib.classifier_code(layout)
-    if code is None:
-        return None
-    from ssinfogan_jax.data import builders
-
-    root = config.eval.classifier_dir or os.path.join(
-        builders.default_data_dir(config.data.data_dir), "ssinfogan_classifiers"
-    )
-    # Keyed by what shapes it (a smoke run's never stands in for a real one); never by the
-    # training seed: every run of a data set is judged by the same classifier.
-    steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
-    path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
-    if epath.Path(path, evaluation.classifier.INFO_FILE).exists():
-        classifier = evaluation.load(path)
-        logging.info("Independent classifier from %s (val acc %s).", path, classifier.val_accuracy)
-        return classifier
-    logging.info("Training the independent classifier for %r on the test split.", code.label)
-    (test_images, test_labels), (train_images, train_labels) = test_split, train_split
-    classifier, val_accuracy = evaluation.train_classifier(
-        test_images,
-        test_labels[code.label],
-        train_images,
-        train_labels[code.label],
-        num_classes=code.size,
-        seed=config.eval.classifier_seed,
-        num_steps=config.eval.classifier_steps,
-    )
-    logging.info("Independent classifier: %.4f accuracy on the train split.", val_accuracy)
-    if jax.process_index() == 0:
-        classifier.save(path)
-    return classifier
-
-
-def _setup(config: ml_collections.ConfigDict, workdir: str):
-    """What every mode needs: checks, the compilation cache, a fresh state, the checkpointer."""
-    from ssinfogan_jax import config_checks
-
-    config_checks.validate(config)
-    if config.compilation_cache_dir:
-        compilation_cache.enable(config.compilation_cache_dir)
-    checkpointer = checkpointing.Checkpointer(
-        workdir, config.max_checkpoints_to_keep, config.best_metric
-    )
-    state = create_train_state(jax.random.PRNGKey(config.seed), config)
-    return state, checkpointer
-
-
-def _make_evaluator(config: ml_collections.ConfigDict) -> evaluator_lib.Evaluator:
-    from ssinfogan_jax import input_pipeline
-
-    test_split = input_pipeline.load_split(config, "test")
-    classifier = None
-    if evaluator_lib.classifier_code(latents_lib.LatentLayout.from_config(config.latents)):
-        train_split = input_pipeline.load_split(config, "train")
-        classifier = independent_classifier(config, test_split, train_split)
-    return evaluator_lib.Evaluator(config, *test_split, classifier)
-
-
-def _data_parallel(config: ml_collections.ConfigDict) -> parallel.DataParallel:
-    """The step and state placement: plain jit on one device, else pmap or shard_map."""
-    kind = config.parallel
-    if kind == "auto":
-        kind = "pmap" if jax.device_count() > 1 else "jit"
-    if kind == "jit":
-        return parallel.DataParallel(
-            "jit", make_train_step(config), jax.device_put, lambda batch: batch, jax.device_get
-        )
-    return parallel.DataParallel.create(config, kind=kind)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains from scratch, or resumes from the latest checkpoint in `workdir`.
-
-    Writes TensorBoard events, the latest and best checkpoints, the labelled subset and the
-    config into `workdir`; returns the final evaluation metrics.
+    `donate`: reuse the old state's buffers for the new state (None = `default_donation()`).
     """
-    state, checkpointer = _setup(config, workdir)
-    if checkpointer.latest_step() is not None:  # Before writing anything into the work dir.
-        state, meta = checkpointer.restore(state)
-        logging.info("Resumed from step %d in %s.", meta["step"], workdir)
-    from clu import metric_writers
-
-    from ssinfogan_jax import input_pipeline
-
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    is_main = jax.process_index() == 0
-    if is_main:
-        epath.Path(workdir, "config.json").write_text(config.to_json_best_effort(indent=2))
-    # TensorBoard on host 0 only; the progress line below is the log.
-    writer = metric_writers.SummaryWriter(workdir) if is_main else metric_writers.MultiWriter([])
-    data = input_pipeline.create_train_data(
-        config, workdir, process_index=jax.process_index(), process_count=jax.process_count()
-    )
-    start_step = int(state.step)
-    evaluator = _make_evaluator(config)
-    dp = _data_parallel(config)
-    state = dp.replicate(state)
-
-    eval_metrics: dict[str, float] = {}
-    history, last_time, last_step = [], time.time(), start_step
-    batches = data.iterate(start_step)
-    try:
-        with _PreemptionFlag() as preemption:
-            for step in range(start_step + 1, config.num_train_steps + 1):
-                state, metrics = dp.train_step(state, dp.shard(next(batches)))
-                history.append(metrics)
-                is_last = step == config.num_train_steps
-                if step % config.log_every_steps == 0 or is_last or preemption.raised:
-                    summary = jax.device_get(history)
-                    summary = {k: float(np.mean([m[k] for m in summary])) for k in summary[0]}
-                    history = []
-                    _check_finite(summary, step, checkpointer)
-                    now = time.time()
-                    rate = (step - last_step) / (now - last_time)
-                    last_time, last_step = now, step
-                    writer.write_scalars(step, {**summary, "steps_per_sec": rate})
-                    logging.info(_progress_line(step, config.num_train_steps, rate, summary))
-                host_state = None
-                if preemption.raised or is_last or step % config.checkpoint_every_steps == 0:
-                    host_state = dp.unreplicate(state)
-                    checkpointer.save(step, host_state)
-                if preemption.raised:
-                    logging.warning("Saved step %d after SIGTERM; exiting.", step)
-                    break
-                if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
-                    host_state = host_state or dp.unreplicate(state)
-                    eval_metrics = evaluator.evaluate(host_state)
-                    writer.write_scalars(step, eval_metrics)
-                    if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
-                        with epath.Path(workdir, EVAL_HISTORY).open("a") as f:
-                            f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
-                    logging.info("eval at step %d: %s", step, _format_metrics(eval_metrics))
-                    if config.best_metric in eval_metrics:
-                        checkpointer.save_best(step, host_state, eval_metrics)
-                if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
-                    host_state = host_state or dp.unreplicate(state)
-                    writer.write_images(step, evaluator.image_grids(host_state))
-    finally:  # Pending async saves complete even when a NaN or an error stops the loop.
-        checkpointer.wait_until_finished()
-        checkpointer.close()
-        writer.flush()
-    return eval_metrics
-
-
-def _restore_for_inference(config, workdir: str, which: str):
-    state, checkpointer = _setup(config, workdir)
-    state, meta = checkpointer.restore(state, which=which)
-    checkpointer.close()
-    return state, meta["step"]
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Evaluates the latest (or `config.sample.checkpoint`) checkpoint; writes eval_<step>.json."""
-    state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
-    result = _make_evaluator(config).evaluate(state)
-    if jax.process_index() == 0:
-        path = os.path.join(workdir, f"eval_{step}.json")
-        epath.Path(path).write_text(json.dumps({"step": step, **result}, indent=2))
-        logging.info("Wrote %s.", path)
-    return result
-
-
-def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
-    """Generates from a checkpoint into <workdir>/samples (see sampling.write_samples)."""
-    state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
-    layout, generator, _ = create_models(config)
-    g = state.generator
-    generate = sampling.make_generate_fn(
-        generator, layout, {"params": g.params, "batch_stats": g.batch_stats}
-    )
-    written = sampling.write_samples(
-        generate,
-        layout,
-        jax.random.PRNGKey(config.seed),
-        os.path.join(workdir, "samples"),
-        models.get_architecture(config.model.arch).image_range,
-        per_value=config.sample.per_value,
-        traversal_rows=config.sample.traversal_rows,
-        traversal_values=config.sample.traversal_values,
-    )
-    logging.info("Samples of step %d written to %s.", step, os.path.join(workdir, "samples"))
-    return written
+    donate = default_donation() if donate is None else donate
+    return jax.jit(bind_train_step(exp), donate_argnums=(0,) if donate else ())

@@ -89,3 +89,16 @@ def trees_equal(a, b) -> bool:
         np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
         for x, y in zip(leaves_a, leaves_b, strict=True)
     )
+
+
+def experiment_of(config: ml_collections.ConfigDict):
+    """The config's Experiment without the start-up checks (test configs invent labels)."""
+    from ssinfogan_jax import experiment
+
+    return experiment.from_config(config, check=False)
+
+
+def create_models(config: ml_collections.ConfigDict):
+    """(layout, G, D) of a config."""
+    exp = experiment_of(config)
+    return (exp.layout, *exp.models())

@@ -6,9 +6,10 @@ import sys
 
 import jax
 import pytest
+from conftest import experiment_of
 
 from configs import celeba, default, digits, mnist
-from ssinfogan_jax import config_checks, input_pipeline, losses
+from ssinfogan_jax import config_checks, experiment, input_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +38,8 @@ def test_the_shipped_configs_have_no_problem_but_missing_data(config, tmp_path):
     assert config_checks.find_problems(config) == []
     for cfg in (default.get_config(), celeba.get_config(), *map(mnist.get_config, MNIST_ARGS)):
         cfg.data.data_dir = str(tmp_path)  # Nothing prepared there.
-        problems = config_checks.find_problems(cfg)
+        assert config_checks.find_problems(cfg) == []  # Reads no data.
+        problems = input_pipeline.availability_problems(cfg)  # Checked when the data loads.
         assert len(problems) == 1 and problems[0].startswith("config.data.data_dir:"), problems
 
 
@@ -46,7 +48,7 @@ MNIST_ARGS = (None, "infogan", "runlocal")
 
 def test_mnist_infogan_preset_is_the_unsupervised_baseline_with_consistency():
     config = mnist.get_config("infogan")
-    weights = losses.LossWeights.from_config(config)
+    weights = experiment_of(config).weights
     assert config.data.num_labeled == 0 and config.loss.lambda_consistency == 1.0
     assert weights.q_ss_on_fakes and weights.q_ss_on_fakes_start == 0
     with pytest.raises(ValueError, match="unknown argument 'infogn'"):
@@ -86,8 +88,10 @@ def test_label_the_data_set_does_not_have(config):
 def test_batch_not_divisible_by_the_device_count(config, monkeypatch):
     monkeypatch.setattr(jax, "device_count", lambda: 3)
     config.batch_size = 64
-    message = _only_problem(config)
-    assert message.startswith("config.batch_size: 64 is not divisible by the 3 devices")
+    with pytest.raises(config_checks.ConfigError) as error:
+        experiment.from_config(config)  # Checks against JAX's device count.
+    (message,) = str(error.value).splitlines()[1:]
+    assert message.strip() == "config.batch_size: 64 is not a positive multiple of the 3 devices"
 
 
 def test_unknown_architecture(config):
@@ -113,7 +117,8 @@ def test_missing_raw_data_folder(config, tmp_path):
     config.data.name = "mnist"
     config.data.data_dir = str(tmp_path)
     config.data.raw_dir = str(tmp_path / "nowhere")
-    assert _only_problem(config).startswith("config.data.raw_dir:")
+    (problem,) = input_pipeline.availability_problems(config)
+    assert problem.startswith("config.data.raw_dir:")
 
 
 def test_misspelt_key_in_a_config_file_names_the_close_match(config):

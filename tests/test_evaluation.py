@@ -126,14 +126,14 @@ def test_conditional_samples_fix_the_code_and_vary_the_rest():
     samples = metrics.conditional_samples(_fake_generate, LAYOUT, "digit", 5, rng, batch_size=2)
     assert samples.shape == (4, 5, 2, 2, 1)
     np.testing.assert_array_equal(samples[:, :, 0, 0, 0], np.repeat(np.arange(4)[:, None], 5, 1))
-    z = metrics.conditional_latents(rng, LAYOUT, "digit", 5)
+    z = latents_lib.conditional_latents(rng, LAYOUT, "digit", 5)
     assert not np.allclose(z[0]["noise"], z[1]["noise"])  # Independent per value ...
-    paired = metrics.conditional_latents(rng, LAYOUT, "digit", 5, paired=True)
+    paired = latents_lib.conditional_latents(rng, LAYOUT, "digit", 5, paired=True)
     np.testing.assert_array_equal(paired[0]["noise"], paired[3]["noise"])  # ... or shared.
     again = metrics.conditional_samples(_fake_generate, LAYOUT, "digit", 5, rng)
     np.testing.assert_array_equal(samples, again)
     with pytest.raises(ValueError, match="categorical"):
-        metrics.conditional_latents(rng, LAYOUT, "c_us", 5)
+        latents_lib.conditional_latents(rng, LAYOUT, "c_us", 5)
 
 
 @pytest.mark.parametrize("method", metrics.MAPPING_METHODS)
@@ -332,3 +332,52 @@ def test_classifier_takes_32x32_rgb():
     )
     assert clf.predict(x).shape == (40, 10) and clf.features(x).shape == (40, 16)
     assert 0.0 <= accuracy <= 1.0 and len(clf.spec.mean) == 3
+
+
+def test_batched_apply_matches_one_call_and_compiles_once_per_chunk_size():
+    from ssinfogan_jax.evaluation import batching
+
+    calls = []
+
+    @jax.jit
+    def fn(tree):
+        calls.append(tree["x"].shape)  # Runs at trace time only.
+        return {"sum": tree["x"].sum(-1), "twice": 2 * tree["y"]}
+
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.normal(size=(7, 3)), "y": np.arange(7)}
+    out = batching.batched_apply(fn, inputs, batch_size=3)
+    np.testing.assert_allclose(out["sum"], inputs["x"].sum(-1), rtol=1e-6)
+    np.testing.assert_array_equal(out["twice"], 2 * np.arange(7))
+    assert calls == [(3, 3)]  # 3 + 3 + 1 (padded to 3): one traced shape.
+    small = batching.batched_apply(fn, {k: v[:2] for k, v in inputs.items()}, batch_size=3)
+    assert small["sum"].shape == (2,) and calls[-1] == (2, 3)
+    empty = batching.batched_apply(fn, {k: v[:0] for k, v in inputs.items()}, batch_size=3)
+    assert empty["sum"].shape == (0,)
+
+
+def test_a_second_evaluation_compiles_nothing():
+    from configs import default
+    from ssinfogan_jax import experiment, train
+    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+    config = default.get_config()
+    config.eval.samples_per_value = 4
+    exp = experiment.from_config(config, check=False)
+    rng = np.random.default_rng(0)
+    test_images = rng.uniform(0, 1, (30, 28, 28, 1)).astype(np.float32)
+    test_labels = {"label": rng.integers(0, 10, 30).astype(np.int32)}
+    evaluator = evaluator_lib.Evaluator(exp, test_images, test_labels, classifier=None)
+    first = evaluator.evaluate(train.create_train_state(jax.random.PRNGKey(0), exp))
+    compiles = []
+    listener = lambda event, duration, **kwargs: compiles.append(event)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        other = train.create_train_state(jax.random.PRNGKey(1), exp)  # New parameters.
+        compiles.clear()
+        second = evaluator.evaluate(other)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert [e for e in compiles if e == "/jax/core/compile/backend_compile_duration"] == []
+    assert set(first) == set(second) and first != second
+    assert 0.0 <= second["q_ss_test_acc"] <= 1.0

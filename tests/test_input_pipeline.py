@@ -14,12 +14,27 @@ import numpy as np
 import pytest
 
 from configs import default
+from ssinfogan_jax import experiment
 from ssinfogan_jax import input_pipeline as ip
-from ssinfogan_jax.data import augment, builders, labeled_subset, sampler
+from ssinfogan_jax.data import augment, builders, labeled_subset, registry, sampler
 from ssinfogan_jax.data.tf_setup import tfds
 
 MNIST_RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 MNIST_RAW = os.environ.get("SSINFOGAN_MNIST_RAW", os.path.abspath(MNIST_RAW))
+
+
+def create_train_data(config, workdir, process_index: int = 0, process_count: int = 1):
+    """The loop's way: the config checked and resolved once, then the data."""
+    exp = experiment.from_config(config, process_count=process_count, device_count=1)
+    return ip.create_train_data(
+        exp, workdir, process_index=process_index, process_count=process_count
+    )
+
+
+def validate_data_config(config, process_count: int = 1, device_count: int = 1) -> list[str]:
+    """The data's problems as a run meets them: the config's first, then the data's presence."""
+    problems = registry.find_problems(config, process_count, device_count)
+    return problems or ip.availability_problems(config)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +73,7 @@ def mnist(tmp_path_factory):
     config.data.raw_dir = MNIST_RAW
     config.data.prefetch = 0
     start = time.perf_counter()
-    data = ip.create_train_data(config, None)
+    data = create_train_data(config, None)
     print(f"prepared and loaded MNIST in {time.perf_counter() - start:.1f} s")
     return config.data.data_dir, data
 
@@ -82,7 +97,9 @@ def digits_config(data_dir, **data):
 def test_digits_loads_offline_and_matches_sklearn(digits_dir, tmp_path):
     config = digits_config(digits_dir)
     info = ip.get_dataset_info(config)
-    assert info == ip.DatasetInfo("digits", (28, 28, 1), (0.0, 1.0), 1438, 359, {"label": 10})
+    assert info == ip.DatasetInfo(
+        "digits", "mnist", (28, 28, 1), (0.0, 1.0), 1438, 359, {"label": 10}
+    )
     images, labels = ip.load_split(config, "test")
     assert images.shape == (359, 28, 28, 1) and images.dtype == np.float32
     assert images.min() == 0.0 and images.max() == 1.0
@@ -96,15 +113,15 @@ def test_digits_loads_offline_and_matches_sklearn(digits_dir, tmp_path):
     assert got == raw
     # Digits are prepared on first use into an empty data_dir, without any files.
     fresh = str(tmp_path / "fresh")
-    data = ip.create_train_data(digits_config(fresh), None)
+    data = create_train_data(digits_config(fresh), None)
     assert builders.is_prepared("digits", fresh)
     assert data.info.num_train == 1438
     batch = data.batch(0)
     assert batch["image"].shape == (32, 28, 28, 1) and batch["image"].dtype == np.float32
     assert batch["label_mask"].shape == (32,) and batch["label_mask"].dtype == np.float32
     assert batch["labels"]["label"].shape == (32,) and batch["labels"]["label"].dtype == np.int32
-    assert batch["index"].dtype == np.int32
-    assert set(batch) == {"image", "label_mask", "labels", "index"}
+    assert data.indices(0).shape == (32,) and data.indices(0).dtype == np.int64
+    assert set(batch) == {"image", "label_mask", "labels"}  # What the step reads, no more.
 
 
 def _lookup(images: np.ndarray) -> dict[bytes, int]:
@@ -137,7 +154,7 @@ def test_real_mnist_prepared_offline_matches_idx(mnist):
     for step in range(3):  # p(labelled) = 1 in the first 100 steps
         batch = data.batch(step)
         assert batch["label_mask"].sum() == 128
-        idx = found[batch["index"]]
+        idx = found[data.indices(step)]
         np.testing.assert_array_equal(
             np.round(batch["image"][..., 0] * 255).astype(np.uint8), train_images[idx]
         )
@@ -164,7 +181,7 @@ def test_missing_data_fails_fast_with_what_to_place_where(tmp_path, tiny_idx_dir
     config.data.data_dir = str(tmp_path / "tfds")
     start = time.perf_counter()
     with pytest.raises(ip.DataNotFoundError) as e:
-        ip.create_train_data(config, None)
+        create_train_data(config, None)
     assert time.perf_counter() - start < 5.0
     message = str(e.value)
     assert "config.data.data_dir: mnist is not prepared in " + str(tmp_path / "tfds") in message
@@ -176,15 +193,15 @@ def test_missing_data_fails_fast_with_what_to_place_where(tmp_path, tiny_idx_dir
     raw.mkdir()
     shutil.copy(os.path.join(tiny_idx_dir, "train-labels-idx1-ubyte.gz"), raw)
     config.data.raw_dir = str(raw)
-    problems = ip.validate_data_config(config, process_count=1, device_count=1)
+    problems = validate_data_config(config, process_count=1, device_count=1)
     assert len(problems) == 1 and problems[0].startswith(f"config.data.raw_dir: {raw} lacks ")
     assert "train-images-idx3-ubyte, t10k-images-idx3-ubyte" in problems[0]
     with pytest.raises(ip.DataNotFoundError):
-        ip.create_train_data(config, None)
+        create_train_data(config, None)
 
     # Other sets name the original downloads.
     config.data.name, config.data.raw_dir = "svhn_cropped", ""
-    problems = ip.validate_data_config(config, process_count=1, device_count=1)
+    problems = validate_data_config(config, process_count=1, device_count=1)
     (problem,) = [p for p in problems if "place" in p]
     assert "extra_32x32.mat, test_32x32.mat, train_32x32.mat" in problem
     with pytest.raises(ip.DataNotFoundError, match="cannot prepare celeb_a offline"):
@@ -204,9 +221,10 @@ def test_missing_data_fails_fast_with_what_to_place_where(tmp_path, tiny_idx_dir
         ("celeb_a", {"Smiling": 2, "Mouth_Slightly_Open": 2, "Attractive": 2, "Male": 2}),
     ],
 )
-def test_mock_data_batches(name, labels, tmp_path):
+def test_mock_data_batches(name, labels, tmp_path, monkeypatch):
     config = default.get_config()
     config.data.name = name
+    config.model.arch = "infogan_32"
     config.data.data_dir = str(tmp_path)
     config.data.num_labeled = 20
     config.data.prefetch = 0
@@ -214,10 +232,12 @@ def test_mock_data_batches(name, labels, tmp_path):
     if name == "celeb_a":
         config.latents.codes = [default.code(a, "categorical", 2, label=a) for a in labels]
     # Outside mock_data the set is not prepared, and validation says so.
-    assert ip.validate_data_config(config, process_count=1, device_count=1) != []
+    assert validate_data_config(config, process_count=1, device_count=1) != []
     with tfds.testing.mock_data(num_examples=60):
-        assert ip.validate_data_config(config, process_count=1, device_count=1) == []
-        data = ip.create_train_data(config, None)
+        # mock_data fakes the reading, not the prepared files that tfds would find.
+        monkeypatch.setattr(builders, "is_prepared", lambda name, data_dir: True)
+        assert validate_data_config(config, process_count=1, device_count=1) == []
+        data = create_train_data(config, None)
         assert data.info.image_shape == (32, 32, 3) and data.info.image_range == (-1.0, 1.0)
         assert data.info.labels == labels and data.info.num_train == 60
         for step, labelled in [(0, True), (10_000, None)]:
@@ -245,7 +265,7 @@ def test_celeba_crop_is_the_configured_box():
     image = np.zeros((218, 178, 3), np.uint8)
     top, left, h, w = config.data.celeba_crop
     image[top : top + h, left : left + w] = 200  # only the box is bright
-    attributes = {a: True for a in ip._celeba_attributes()}
+    attributes = {a: True for a in registry.celeba_attributes()}
     out = fn({"image": image, "attributes": attributes})
     np.testing.assert_array_equal(out["image"].numpy(), np.full((32, 32, 3), 200, np.uint8))
     assert {k: int(v) for k, v in out["labels"].items()} == dict.fromkeys(info.labels, 1)
@@ -279,7 +299,7 @@ def test_random_subset_is_the_reference_split():
 
 def test_subset_written_to_workdir_and_reread_on_resume(digits_dir, tmp_path, monkeypatch):
     config = digits_config(digits_dir, num_labeled=100)
-    first = ip.create_train_data(config, str(tmp_path))
+    first = create_train_data(config, str(tmp_path))
     with open(tmp_path / labeled_subset.SUBSET_FILE) as f:
         record = json.load(f)
     assert record["num_labeled"] == 100 and record["selection"] == "stratified"
@@ -290,13 +310,13 @@ def test_subset_written_to_workdir_and_reread_on_resume(digits_dir, tmp_path, mo
         raise AssertionError("the subset must be re-read, not chosen again")
 
     monkeypatch.setattr(labeled_subset, "select_labeled", must_not_choose)
-    resumed = ip.create_train_data(config, str(tmp_path))
+    resumed = create_train_data(config, str(tmp_path))
     np.testing.assert_array_equal(resumed.labeled_indices, first.labeled_indices)
     for step in (0, 250, 1234):
-        np.testing.assert_array_equal(resumed.batch(step)["index"], first.batch(step)["index"])
+        np.testing.assert_array_equal(resumed.indices(step), first.indices(step))
     config.data.num_labeled = 90
     with pytest.raises(ValueError, match="holds 100 labelled examples of digits"):
-        ip.create_train_data(config, str(tmp_path))
+        create_train_data(config, str(tmp_path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,7 +326,7 @@ def test_subset_written_to_workdir_and_reread_on_resume(digits_dir, tmp_path, mo
 @pytest.mark.parametrize("mode", ["alternate", "mix"])
 def test_no_unlabelled_label_ever_reaches_a_batch(digits_dir, mode):
     config = digits_config(digits_dir, batch_mode=mode, mix_labeled_share=0.25)
-    data = ip.create_train_data(config, None)
+    data = create_train_data(config, None)
     _, true_labels = ip._load_uint8(config, "train")
     subset = set(data.labeled_indices.tolist())
     seen_labelled, masked = set(), 0
@@ -314,7 +334,7 @@ def test_no_unlabelled_label_ever_reaches_a_batch(digits_dir, mode):
         batch = data.batch(step)
         mask = batch["label_mask"]
         assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
-        on, off = batch["index"][mask == 1], batch["index"][mask == 0]
+        on, off = data.indices(step)[mask == 1], data.indices(step)[mask == 0]
         assert subset.issuperset(on.tolist()) and subset.isdisjoint(off.tolist())
         labels = batch["labels"]["label"]
         np.testing.assert_array_equal(labels[mask == 1], true_labels["label"][on])
@@ -337,7 +357,7 @@ def test_schedule_reaches_exactly_the_labelled_fraction():
 
 def test_batches_follow_the_schedule(digits_dir):
     config = digits_config(digits_dir, num_labeled=144)  # fraction 144 / 1438
-    data = ip.create_train_data(config, None)
+    data = create_train_data(config, None)
     assert data.p_labeled(0) == 1.0 and data.p_labeled(10**7) == 144 / 1438
     labelled = np.array([data.batch(s)["label_mask"][0] for s in range(20_000)])
     assert labelled[:100].all()  # p = 1 in the first 100 steps
@@ -349,18 +369,18 @@ def test_batches_follow_the_schedule(digits_dir):
 
 
 def test_no_labels_means_every_batch_unlabelled(digits_dir):
-    data = ip.create_train_data(digits_config(digits_dir, num_labeled=0), None)
+    data = create_train_data(digits_config(digits_dir, num_labeled=0), None)
     assert data.p_labeled(0) == 0.0 and len(data.labeled_indices) == 0
     for step in range(0, 500, 7):
         batch = data.batch(step)
         assert batch["label_mask"].sum() == 0 and np.all(batch["labels"]["label"] == -1)
-    full = ip.create_train_data(digits_config(digits_dir, num_labeled=1438), None)
+    full = create_train_data(digits_config(digits_dir, num_labeled=1438), None)
     assert all(full.batch(s)["label_mask"].all() for s in range(0, 500, 7))
 
 
 def test_labeled_fraction_when_num_labeled_is_minus_one(digits_dir):
     config = digits_config(digits_dir, num_labeled=-1, labeled_fraction=0.1)
-    data = ip.create_train_data(config, None)
+    data = create_train_data(config, None)
     assert len(data.labeled_indices) == 144  # round(0.1 * 1438)
 
 
@@ -370,42 +390,42 @@ def test_labeled_fraction_when_num_labeled_is_minus_one(digits_dir):
 
 def test_two_hosts_get_disjoint_shards_and_agree_on_every_decision(digits_dir):
     config = digits_config(digits_dir, num_labeled=100)
-    hosts = [ip.create_train_data(config, None, process_index=i, process_count=2) for i in (0, 1)]
+    hosts = [create_train_data(config, None, process_index=i, process_count=2) for i in (0, 1)]
     np.testing.assert_array_equal(hosts[0].labeled_indices, hosts[1].labeled_indices)
     seen = [set(), set()]
     for step in range(0, 2000, 5):
         b0, b1 = (h.batch(step) for h in hosts)
         assert b0["image"].shape == (16, 28, 28, 1)
         np.testing.assert_array_equal(b0["label_mask"], b1["label_mask"])
-        seen[0].update(b0["index"].tolist())
-        seen[1].update(b1["index"].tolist())
+        seen[0].update(hosts[0].indices(step).tolist())
+        seen[1].update(hosts[1].indices(step).tolist())
     assert seen[0].isdisjoint(seen[1])
     assert max(seen[0]) < 719 <= min(seen[1])  # host blocks [0, 719) and [719, 1438)
     # One host alone sees the same labelled subset as the two together.
-    single = ip.create_train_data(config, None)
+    single = create_train_data(config, None)
     np.testing.assert_array_equal(single.labeled_indices, hosts[0].labeled_indices)
 
 
 def test_batch_is_a_pure_function_of_step(digits_dir):
     config = digits_config(digits_dir, prefetch=3)
-    a = ip.create_train_data(config, None)
-    b = ip.create_train_data(config, None)
+    a = create_train_data(config, None)
+    b = create_train_data(config, None)
     late = a.batch(20_000)  # random access first, then earlier steps
     for step in (0, 99, 100, 4095, 4096, 12_345):
         x, y = a.batch(step), b.batch(step)
-        np.testing.assert_array_equal(x["index"], y["index"])
+        np.testing.assert_array_equal(a.indices(step), b.indices(step))
         np.testing.assert_array_equal(x["image"], y["image"])
         np.testing.assert_array_equal(x["label_mask"], y["label_mask"])
-    np.testing.assert_array_equal(late["index"], b.batch(20_000)["index"])
+    np.testing.assert_array_equal(late["image"], b.batch(20_000)["image"])
     # A resumed iterator yields what the uninterrupted one yields from that step on.
     it = b.iterate(0)
-    whole = [next(it)["index"] for _ in range(60)]
+    whole = [next(it)["image"] for _ in range(60)]
     resumed = a.iterate(37)
     for step in range(37, 60):
-        np.testing.assert_array_equal(next(resumed)["index"], whole[step])
+        np.testing.assert_array_equal(next(resumed)["image"], whole[step])
     # Different seeds give different orders.
     config.seed = 2
-    assert not np.array_equal(ip.create_train_data(config, None).batch(500)["index"], whole[0])
+    assert not np.array_equal(create_train_data(config, None).indices(500), b.indices(500))
 
 
 def test_shift_images_translates_and_fills():
@@ -433,13 +453,13 @@ def test_in_graph_translate_matches_the_host_shift():
 
 @pytest.mark.parametrize("mode", ["alternate", "mix"])
 def test_labeled_max_shift_moves_only_labelled_examples(digits_dir, mode):
-    plain = ip.create_train_data(digits_config(digits_dir, batch_mode=mode), None)
+    plain = create_train_data(digits_config(digits_dir, batch_mode=mode), None)
     config = digits_config(digits_dir, batch_mode=mode, labeled_max_shift=2)
-    shifted = ip.create_train_data(config, None)
+    shifted = create_train_data(config, None)
     moved = 0
     for step in range(0, 200, 7):
         x, y = plain.batch(step), shifted.batch(step)
-        np.testing.assert_array_equal(x["index"], y["index"])
+        np.testing.assert_array_equal(plain.indices(step), shifted.indices(step))
         on = x["label_mask"] == 1
         np.testing.assert_array_equal(x["image"][~on], y["image"][~on])
         # Same pixels, moved: the ink is preserved except what left the 28x28 frame.
@@ -448,7 +468,7 @@ def test_labeled_max_shift_moves_only_labelled_examples(digits_dir, mode):
         np.testing.assert_array_equal(y["image"], shifted.batch(step)["image"])  # pure in step
     assert moved > 100
     config.data.labeled_max_shift = 14
-    assert any("labeled_max_shift" in p for p in ip.validate_data_config(config))
+    assert any("labeled_max_shift" in p for p in validate_data_config(config))
 
 
 def test_each_epoch_of_a_pool_visits_every_example_once():
@@ -465,11 +485,11 @@ def test_each_epoch_of_a_pool_visits_every_example_once():
 
 def test_validation_names_each_bad_field(digits_dir, tiny_idx_dir):
     config = digits_config(digits_dir)
-    assert ip.validate_data_config(config, process_count=1, device_count=1) == []
+    assert validate_data_config(config, process_count=1, device_count=1) == []
     config.data.num_labeled = 70000
     config.data.name = "mnist"
     config.data.raw_dir = tiny_idx_dir  # preparable, so no data problem
-    assert ip.validate_data_config(config, process_count=1, device_count=1) == [
+    assert validate_data_config(config, process_count=1, device_count=1) == [
         "config.data.num_labeled: 70000 is larger than the 60000 training examples of mnist"
     ]
     config.data.num_labeled = -5
@@ -482,7 +502,7 @@ def test_validation_names_each_bad_field(digits_dir, tiny_idx_dir):
     config.batch_size = 100
     config.latents.codes[0].size = 12
     config.latents.codes[1].label = "tilt"
-    problems = ip.validate_data_config(config, process_count=3, device_count=1)
+    problems = validate_data_config(config, process_count=3, device_count=1)
     fields = [p.split(":")[0] for p in problems]
     assert fields == [
         "config.data.labeled_fraction",
@@ -501,19 +521,19 @@ def test_validation_names_each_bad_field(digits_dir, tiny_idx_dir):
     assert problems[9] == "config.batch_size: 100 is not a positive multiple of the 3 processes"
     config = digits_config(digits_dir)
     config.batch_size = 36
-    assert ip.validate_data_config(config, process_count=2, device_count=8) == [
+    assert validate_data_config(config, process_count=2, device_count=8) == [
         "config.batch_size: 36 is not a positive multiple of the 8 devices"
     ]
 
     config = digits_config(digits_dir)
     config.data.name = "no_such_set"
-    (problem,) = ip.validate_data_config(config, process_count=1, device_count=1)
+    (problem,) = validate_data_config(config, process_count=1, device_count=1)
     assert problem.startswith("config.data.name: unknown data set 'no_such_set'")
     config = digits_config(digits_dir)
     config.data.name = "celeb_a"
     config.data.celeba_attributes = ("Smiling", "Grumpy")
     config.latents.codes = [default.code("smile", "categorical", 2, label="Smiling")]
-    problems = ip.validate_data_config(config, process_count=1, device_count=1)
+    problems = validate_data_config(config, process_count=1, device_count=1)
     assert any(p.startswith("config.data.celeba_attributes: 'Grumpy'") for p in problems)
     # An attribute named only by a code is a label too; a name that is no attribute is not.
     config.data.celeba_attributes = ("Smiling",)
@@ -523,9 +543,9 @@ def test_validation_names_each_bad_field(digits_dir, tiny_idx_dir):
         default.code("grin", "categorical", 2, label="Grin"),
     ]
     assert ip.get_dataset_info(config).labels == {"Smiling": 2, "Eyeglasses": 2}
-    assert ip.validate_data_config(config, process_count=1)[-1].startswith(
+    assert validate_data_config(config, process_count=1)[-1].startswith(
         "config.latents.codes[grin].label: celeb_a has no label 'Grin'"
     )
     with pytest.raises(ValueError, match=r"config\.data\.num_labeled: 70000"):
         bad = digits_config(digits_dir, num_labeled=70000)
-        ip.create_train_data(bad, None)
+        create_train_data(bad, None)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import experiment_of
 
 from configs import default
 from ssinfogan_jax import latents, losses, train
@@ -214,7 +215,7 @@ def test_mutual_information_lower_bound():
 
 
 def test_loss_weights_from_config_reference_values():
-    weights = losses.LossWeights.from_config(default.get_config())
+    weights = experiment_of(default.get_config()).weights
     assert (weights.lambda_ss_d, weights.lambda_us_d) == (2.0, 0.8)
     assert (weights.lambda_ss_g, weights.lambda_us_g) == (2.0, 0.8)
     assert weights.q_ss_on_fakes is False  # 600 labels: Q_ss sees real labelled data only.
@@ -228,6 +229,9 @@ def test_loss_weights_from_config_reference_values():
         (0, 0.01, None, True),  # No labels: the InfoGAN baseline.
         (-1, 0.01, None, False),  # By fraction, 1%.
         (-1, 0.0, None, True),  # By fraction, none.
+        # By a fraction that rounds to 0 of MNIST's 60,000: no labels, so Q_ss must learn
+        # from fakes (deciding this from the config fields alone once left Q_ss untrained).
+        (-1, 0.000005, None, True),
         (600, 0.01, True, True),  # Explicit settings win.
         (0, 0.01, False, False),
     ],
@@ -238,7 +242,7 @@ def test_q_ss_on_fakes_auto_rule(num_labeled, fraction, override, expected):
     config.data.labeled_fraction = fraction
     if override is not None:
         config.loss.q_ss_on_fakes = override
-    assert losses.LossWeights.from_config(config).q_ss_on_fakes is expected
+    assert experiment_of(config).weights.q_ss_on_fakes is expected
 
 
 @pytest.mark.parametrize("num_labeled, expected", [(100, 1_000), (0, 0)])
@@ -246,7 +250,7 @@ def test_q_ss_on_fakes_start_applies_only_with_labels(num_labeled, expected):
     config = default.get_config()
     config.data.num_labeled = num_labeled
     config.loss.q_ss_on_fakes, config.loss.q_ss_on_fakes_start = True, 1_000
-    weights = losses.LossWeights.from_config(config)
+    weights = experiment_of(config).weights
     assert weights.q_ss_on_fakes_start == expected
     for step in (0, 999, 1_000, 5_000):
         on = step >= expected

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import small_config
+from conftest import create_models, small_config
 from scipy import stats
 
 from configs import default
-from ssinfogan_jax import latents, models, train
+from ssinfogan_jax import latents, models
 
 
 def jit(fn, **kwargs):
@@ -30,7 +30,7 @@ def count(tree) -> int:
 @functools.cache
 def mnist_variables():
     """(layout, G, D, G variables, D variables) of the reference MNIST nets, seeded."""
-    layout, generator, discriminator = train.create_models(small_config())
+    layout, generator, discriminator = create_models(small_config())
     g_vars = jit(generator.init, train=False)(jax.random.PRNGKey(0), jnp.zeros((2, 74)))
     images = jnp.zeros((2, 28, 28, 1))
     d_vars = jit(discriminator.init, train=False)(jax.random.PRNGKey(1), images)
@@ -121,7 +121,7 @@ def test_infogan_32_shapes_and_tanh_output():
     ]
     config.latents.codes[0].label = "label"
     config.latents.noise_size = 124
-    layout, generator, discriminator = train.create_models(config)
+    layout, generator, discriminator = create_models(config)
     assert layout.input_size == 168
     assert models.get_architecture("infogan_32").image_shape == (32, 32, 3)
     z = latents.generator_input(layout, latents.sample(jax.random.PRNGKey(3), layout, 4))

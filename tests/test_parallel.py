@@ -187,7 +187,8 @@ def worker_devices(out_path: str, runs: str) -> dict:
         devices = jax.devices()[:n]
         traces["n"] = 0
         if kind == "pmap":
-            step = parallel.make_pmap_train_step(config, donate=True, devices=devices)
+            per_device = train.bind_train_step(config, axis_name=parallel.AXIS)
+            step = parallel.make_pmap_train_step(per_device, donate=True, devices=devices)
             state = parallel.replicate(state0, devices)
             for batch in batches:
                 state, metrics = step(state, parallel.shard(batch, devices))
@@ -199,7 +200,8 @@ def worker_devices(out_path: str, runs: str) -> dict:
             metric_spread = max(float(np.ptp(np.asarray(v))) for v in metrics.values())
         else:
             mesh = parallel.make_mesh(devices)
-            step = parallel.make_sharded_train_step(config, mesh, donate=True)
+            per_device = train.bind_train_step(config, axis_name=parallel.AXIS)
+            step = parallel.make_sharded_train_step(per_device, mesh, donate=True)
             state = parallel.replicate_on_mesh(state0, mesh)
             for batch in batches:
                 state, metrics = step(state, parallel.shard_on_mesh(batch, mesh))
@@ -232,16 +234,17 @@ def _progress(msg: str) -> None:
 
 def worker_process(process_id: int, port: int, reference_path: str, out_dir: str) -> dict:
     """One of two processes training together through jax.distributed (cross-process gloo)."""
-    import logging
-
     from ssinfogan_jax import parallel
 
     assert parallel.initialize_distributed(f"127.0.0.1:{port}", 2, process_id)
     import jax
 
+    from ssinfogan_jax import train
+
     jax.config.update("jax_disable_most_optimizations", True)
     config, batches = _config(), _batches()
-    rows = parallel.process_batch_slice(GLOBAL_BATCH)
+    size = GLOBAL_BATCH // jax.process_count()
+    rows = slice(jax.process_index() * size, (jax.process_index() + 1) * size)
     local = [jax.tree.map(lambda x: x[rows], b) for b in batches]  # This host's data only.
     state0 = _initial_state(config)
     reference = dict(np.load(reference_path))
@@ -251,17 +254,9 @@ def worker_process(process_id: int, port: int, reference_path: str, out_dir: str
         "devices": jax.device_count(),
         "local_devices": jax.local_device_count(),
         "rows": [rows.start, rows.stop],
-        "is_main": parallel.is_main_process(),
     }
-    # Host-0 logging: only process 0's log file gets the line.
-    handler = logging.FileHandler(os.path.join(out_dir, f"log{process_id}.txt"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-    parallel.log_main("hello from process %d", jax.process_index())
-    handler.flush()
-
     for kind in ("pmap", "shard_map"):
-        dp = parallel.DataParallel.create(config, kind)
+        dp = parallel.DataParallel.create(train.bind_train_step(config, parallel.AXIS), kind)
         state = dp.replicate(state0)
         for i, batch in enumerate(local):
             _progress(f"process {process_id}: {kind} step {i}")
@@ -347,15 +342,12 @@ def test_two_processes_equal_one_process(devices_result, tmp_path):
         assert (r["process_index"], r["process_count"]) == (i, 2)
         assert (r["devices"], r["local_devices"]) == (2, 1)
         assert r["rows"] == [4 * i, 4 * i + 4]
-        assert r["is_main"] == (i == 0)
         for kind in ("pmap", "shard_map"):
             assert r[kind]["step"] == STEPS
             for group, err in r[kind]["relative_error"].items():
                 assert err < TOLERANCE, (i, kind, group, err)
-    # Every process saw the same global metrics; only process 0 logged.
+    # Every process saw the same global metrics.
     assert results[0]["pmap"]["d_loss"] == results[1]["pmap"]["d_loss"]
-    assert "hello from process 0" in (tmp_path / "log0.txt").read_text()
-    assert (tmp_path / "log1.txt").read_text() == ""
 
 
 def test_initialize_distributed_without_cluster_is_one_process(devices_result):
@@ -384,14 +376,13 @@ def test_shard_splits_the_batch_over_devices():
     sharded = parallel.shard(batch)  # One device here.
     assert sharded["image"].shape == (1, 6, 2, 2)
     np.testing.assert_array_equal(sharded["image"][0], batch["image"])
-    assert parallel.process_batch_slice(8) == slice(0, 8)  # One process feeds everything.
 
 
 def test_unknown_kind_is_a_clear_error():
     from ssinfogan_jax import parallel
 
     with pytest.raises(ValueError, match="parallel kind"):
-        parallel.DataParallel.create(_config(), kind="pjit")
+        parallel.DataParallel.create(lambda state, batch: (state, {}), kind="pjit")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_batch, rich_config, small_config, to_host, trees_equal
+from conftest import (
+    create_models,
+    experiment_of,
+    make_batch,
+    rich_config,
+    small_config,
+    to_host,
+    trees_equal,
+)
 from scipy import stats
 
 from ssinfogan_jax import latents, losses, models, train
@@ -39,7 +47,7 @@ def initial_state(config_name: str = "default"):
 @functools.cache
 def _initial_state(config_name: str):
     config = CONFIGS[config_name]()
-    return to_host(train.create_train_state(jax.random.PRNGKey(0), config))
+    return to_host(train.create_train_state(jax.random.PRNGKey(0), experiment_of(config)))
 
 
 def baseline_config():
@@ -119,7 +127,7 @@ def spied_step(config_name: str):
     spy = Spy()
     with pytest.MonkeyPatch.context() as monkeypatch:
         spy.wrap(monkeypatch)
-        step = jax.jit(train.bind_train_step(CONFIGS[config_name]()))
+        step = jax.jit(train.bind_train_step(experiment_of(CONFIGS[config_name]())))
         config = CONFIGS[config_name]()
         batch = make_batch(config, MASK)
         compiled = step.lower(initial_state(config_name), batch).compile()
@@ -128,8 +136,8 @@ def spied_step(config_name: str):
 
 def models_for(config_name: str):
     config = CONFIGS[config_name]()
-    layout, generator, discriminator = train.create_models(config)
-    return layout, generator, discriminator, losses.LossWeights.from_config(config)
+    layout, generator, discriminator = create_models(config)
+    return layout, generator, discriminator, experiment_of(config).weights
 
 
 # --- Gradient routing of every term -----------------------------------------------------------
@@ -412,7 +420,7 @@ def test_unlabelled_examples_have_no_influence():
 
 def test_step_compiles_once():
     config = small_config()
-    bound = train.bind_train_step(config)
+    bound = train.bind_train_step(experiment_of(config))
 
     @chex.assert_max_traces(n=1)
     def traced(state, batch):

@@ -11,10 +11,11 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import experiment_of
 from PIL import Image
 
 from configs import digits
-from ssinfogan_jax import checkpointing, input_pipeline, train
+from ssinfogan_jax import checkpointing, input_pipeline, loop, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 4  # Steps before the kill; the uninterrupted run makes 2K.
@@ -75,7 +76,7 @@ def _wait_for(path, process: subprocess.Popen, timeout: float = 400) -> None:
 
 
 def _restore(shared, workdir, which="latest"):
-    template = train.create_train_state(jax.random.PRNGKey(0), _config(shared))
+    template = train.create_train_state(jax.random.PRNGKey(0), experiment_of(_config(shared)))
     ckpt = checkpointing.Checkpointer(str(workdir), best_metric="cond_acc_direct")
     try:
         return ckpt.restore(template, which=which)
@@ -135,7 +136,7 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(shared, tmp_path
     monkeypatch.setattr(input_pipeline.TrainData, "batch", poisoned)
     config = _config(shared, log_every_steps=1, checkpoint_every_steps=3, num_train_steps=6)
     with pytest.raises(FloatingPointError) as error:
-        train.train_and_evaluate(config, str(tmp_path))
+        loop.train_and_evaluate(config, str(tmp_path))
     assert "step 5" in str(error.value) and "last good checkpoint is step 3" in str(error.value)
     assert os.listdir(tmp_path / checkpointing.LATEST_DIR) == ["3"]
     state, _ = _restore(shared, tmp_path)
@@ -149,7 +150,7 @@ def test_a_corrupt_checkpoint_is_reported_and_not_replaced(shared, straight_run,
     manifest.write_bytes(b"garbage")
     listing = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
     with pytest.raises(checkpointing.CheckpointError) as error:
-        train.train_and_evaluate(_config(shared, num_train_steps=3 * K), str(workdir))
+        loop.train_and_evaluate(_config(shared, num_train_steps=3 * K), str(workdir))
     assert f"step {2 * K}" in str(error.value) and str(manifest.parent.parent) in str(error.value)
     assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == listing
     assert manifest.read_bytes() == b"garbage"
@@ -160,7 +161,7 @@ def test_sample_mode_writes_images_and_codes(shared, straight_run, tmp_path):
     subprocess.run(["cp", "-r", str(straight_run), str(workdir)], check=True)
     config = _config(shared)
     config.sample.per_value = 3
-    written = train.sample(config, str(workdir))
+    written = loop.sample(config, str(workdir))
     samples = np.load(written["samples"])
     assert samples["images"].shape == (30, 28, 28, 1) and samples["images"].dtype == np.float32
     assert 0.0 <= samples["images"].min() and samples["images"].max() <= 1.0

@@ -244,15 +244,7 @@ def prepare(name: str, raw_dir: str, data_dir: str) -> None:
     )
 
 
-def tfds_is_mocked() -> bool:
-    """True inside `tfds.testing.mock_data` (which fakes reading and makes preparing a no-op)."""
-    fn = tfds.core.DatasetBuilder.download_and_prepare
-    return getattr(fn, "__name__", "") == "mock_download_and_prepare"
-
-
 def is_prepared(name: str, data_dir: str) -> bool:
-    if tfds_is_mocked():
-        return True
     builder = Digits(data_dir=data_dir or None) if name == "digits" else None
     builder = builder or tfds.builder(name, data_dir=data_dir or None, try_gcs=False)
     return builder.is_prepared()

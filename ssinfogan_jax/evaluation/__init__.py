@@ -1,9 +1,10 @@
-"""Evaluation: the independent classifier, conditional accuracy, Frechet distance, image grids.
+"""Evaluation: the independent classifier, conditional accuracy, Frechet distance, sampling and
+image grids, and the evaluator that runs them on a train state.
 
 Host-side and independent of the training loop; G and the classifier enter as callables.
 """
 
-from ssinfogan_jax.evaluation import classifier, frechet, images, metrics
+from ssinfogan_jax.evaluation import batching, classifier, frechet, images, metrics, sampling
 from ssinfogan_jax.evaluation.classifier import Classifier, load, train_classifier
 from ssinfogan_jax.evaluation.frechet import (
     frechet_distance,
@@ -16,7 +17,6 @@ from ssinfogan_jax.evaluation.metrics import (
     class_mapping,
     code_recovery,
     conditional_accuracy,
-    conditional_latents,
     conditional_samples,
     confusion_matrix,
     evaluate_conditional,
@@ -28,11 +28,11 @@ from ssinfogan_jax.evaluation.metrics import (
 __all__ = [
     "Classifier",
     "ConditionalAccuracy",
+    "batching",
     "class_mapping",
     "classifier",
     "code_recovery",
     "conditional_accuracy",
-    "conditional_latents",
     "conditional_samples",
     "confusion_matrix",
     "evaluate_conditional",
@@ -47,6 +47,7 @@ __all__ = [
     "load",
     "make_grid",
     "metrics",
+    "sampling",
     "save_grid",
     "save_image",
     "to_uint8",

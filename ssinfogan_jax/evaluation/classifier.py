@@ -1,4 +1,4 @@
-"""The independent classifier that judges generated samples (DESIGN.md section 7).
+"""The independent classifier that judges generated samples.
 
 Per data set a small CNN is trained on the data set's *test* split and validated on its *train*
 split (the paper's protocol: it never saw the images G learned from). Its logits give the
@@ -31,6 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
+
+from ssinfogan_jax.evaluation import batching
 
 VARIABLES_FILE = "variables.msgpack"
 INFO_FILE = "classifier.json"
@@ -141,20 +144,10 @@ class Classifier:
                 f"images: expected [N, {', '.join(map(str, self.spec.image_shape))}], "
                 f"got {images.shape}"
             )
-        n = images.shape[0]
-        outputs = []
-        for start in range(0, n, batch_size):
-            batch = images[start : start + batch_size]
-            size = batch.shape[0]
-            if size < batch_size and n > batch_size:  # Pad the last batch: one compiled shape.
-                batch = np.concatenate(
-                    [batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)]
-                )
-            outputs.append(np.asarray(_forward(self.spec, self.variables, batch)[index])[:size])
-        if not outputs:
-            width = self.spec.num_classes if index == 0 else self.spec.feature_size
-            return np.zeros((0, width), np.float32)
-        return np.concatenate(outputs)
+        outputs = batching.batched_apply(
+            lambda x: _forward(self.spec, self.variables, x), images, batch_size
+        )
+        return outputs[index]
 
     def predict(self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH) -> np.ndarray:
         """Logits float32 [N, num_classes] of images [N, H, W, C]."""
@@ -332,7 +325,7 @@ def train_classifier(
         translation (pixels), rotation (degrees) and relative scale; all 0: none.
       widths, convs_per_stage, feature_size, dropout_rate, batch_norm: the network (see
         `ClassifierCNN`).
-      log_every: print the training loss every this many steps (0: never).
+      log_every: log the training loss and progress every this many steps (0: never).
 
     Returns:
       (the classifier, validation accuracy or None without a validation set).
@@ -386,7 +379,15 @@ def train_classifier(
             jax.random.fold_in(step_rng, i),
         )
         if log_every and (i + 1) % log_every == 0:
-            print(f"classifier step {i + 1}/{num_steps}: loss {float(loss):.4f}", flush=True)
+            rate = (i + 1) / (time.time() - start_time)
+            logging.info(
+                "classifier step %d/%d: loss %.4f (%.1f steps/s, %.0f s left)",
+                i + 1,
+                num_steps,
+                float(loss),
+                rate,
+                (num_steps - i - 1) / rate,
+            )
 
     variables = {"params": params}
     if batch_stats:

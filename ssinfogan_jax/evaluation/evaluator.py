@@ -1,4 +1,4 @@
-"""Evaluation of a train state: the paper's measure plus what users now expect (DESIGN.md 7).
+"""Evaluation of a train state: the paper's measure plus what users now expect.
 
 All metrics use G and D in eval mode (batch-norm running statistics) and fixed latents (the
 same key every time, as the reference's fixed test inputs), so successive evaluations differ
@@ -19,13 +19,12 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from ssinfogan_jax import latents as latents_lib
-from ssinfogan_jax import losses, models, sampling
+from ssinfogan_jax import losses
+from ssinfogan_jax.evaluation import batching, frechet, images, metrics, sampling
 from ssinfogan_jax.evaluation import classifier as classifier_lib
-from ssinfogan_jax.evaluation import frechet, images, metrics
 
 _EVAL_BATCH = 500
 
@@ -38,8 +37,11 @@ def classifier_code(layout: latents_lib.LatentLayout) -> latents_lib.Code | None
 class Evaluator:
     """Computes evaluation metrics and image grids of a (host-side) train state.
 
+    G and D's eval-mode functions are compiled once, with the variables as arguments, so each
+    evaluation after the first reuses them.
+
     Args:
-      config: the run's config.
+      exp: the experiment (`experiment.Experiment`).
       test_images: float32 [N, H, W, C], the real test split in the data's range.
       test_labels: {label name: [N]}.
       classifier: the independent classifier for `classifier_code`'s label, or None.
@@ -47,16 +49,16 @@ class Evaluator:
 
     def __init__(
         self,
-        config: ml_collections.ConfigDict,
+        exp,
         test_images: np.ndarray,
         test_labels: Mapping[str, np.ndarray],
         classifier: classifier_lib.Classifier | None,
     ):
-        self.layout = latents_lib.LatentLayout.from_config(config.latents)
-        self.generator, self.discriminator = models.create_models(config.model.arch, self.layout)
-        self.image_range = models.get_architecture(config.model.arch).image_range
-        self.samples_per_value = config.eval.samples_per_value
-        self.rng = jax.random.PRNGKey(config.seed + 1)
+        self.layout = exp.layout
+        generator, discriminator = exp.models()
+        self.image_range = exp.arch.image_range
+        self.samples_per_value = exp.config.eval.samples_per_value
+        self.rng = jax.random.PRNGKey(exp.config.seed + 1)
         self.test_images = test_images
         self.test_labels = test_labels
         self.classifier = classifier
@@ -65,24 +67,21 @@ class Evaluator:
         if classifier is not None:
             features = classifier.features(test_images)
             self._test_statistics = frechet.gaussian_statistics(features)
+        self._generate = sampling.make_generate_fn(generator, self.layout, _EVAL_BATCH)
         self._discriminate = jax.jit(
-            lambda variables, x: self.discriminator.apply(variables, x, train=False)
+            lambda variables, x: discriminator.apply(variables, x, train=False)["q"]
         )
 
     def _generate_fn(self, state) -> sampling.GenerateFn:
         g = state.generator
-        variables = {"params": g.params, "batch_stats": g.batch_stats}
-        return sampling.make_generate_fn(self.generator, self.layout, variables, _EVAL_BATCH)
+        return self._generate({"params": g.params, "batch_stats": g.batch_stats})
 
     def _q_outputs(self, state, x: np.ndarray) -> dict[str, np.ndarray]:
         d = state.discriminator
         variables = {"params": d.params, "batch_stats": d.batch_stats}
-        outputs = []
-        for start in range(0, len(x), _EVAL_BATCH):
-            chunk = x[start : start + _EVAL_BATCH]
-            q = self._discriminate(variables, sampling.pad_to(jnp.asarray(chunk), _EVAL_BATCH))["q"]
-            outputs.append({k: np.asarray(v)[: len(chunk)] for k, v in q.items()})
-        return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        return batching.batched_apply(
+            lambda chunk: self._discriminate(variables, chunk), x, _EVAL_BATCH
+        )
 
     def evaluate(self, state) -> dict[str, float]:
         generate = self._generate_fn(state)
@@ -111,15 +110,15 @@ class Evaluator:
         accuracies = []
         for c in self.layout.supervised_codes:
             if c.categorical and c.label in self.test_labels:
-                labels = np.asarray(self.test_labels[c.label])
-                acc = float(np.mean(real_q[c.name].argmax(-1) == labels))
+                acc = metrics.label_accuracy(
+                    real_q[c.name].argmax(-1), self.test_labels[c.label], c.size
+                ).direct
                 result[f"q_ss_test_acc/{c.name}"] = acc
                 accuracies.append(acc)
         if accuracies:
             result["q_ss_test_acc"] = float(np.mean(accuracies))
 
         fake_q = self._q_outputs(state, fakes)
-        fake_q_jnp = {k: jnp.asarray(v) for k, v in fake_q.items()}
         for c in self.layout.codes:
             target = np.asarray(prior[c.name])
             if c.categorical:
@@ -127,10 +126,14 @@ class Evaluator:
                     np.mean(fake_q[c.name].argmax(-1) == target)
                 )
             else:
-                result[f"recovery_mse/{c.name}"] = float(np.mean((fake_q[c.name] - target) ** 2))
+                recovery = metrics.code_recovery(target, fake_q[c.name])
+                result[f"recovery_mse/{c.name}"] = float(np.mean(recovery["mse"]))
         result["mi_lower_bound"] = float(
             losses.mutual_information_lower_bound(
-                self.layout.codes, fake_q_jnp, prior, self.layout.continuous_range
+                self.layout.codes,
+                {k: jnp.asarray(v) for k, v in fake_q.items()},
+                prior,
+                self.layout.continuous_range,
             )
         )
         return result

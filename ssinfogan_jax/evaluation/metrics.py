@@ -1,4 +1,4 @@
-"""Host-side metrics of a trained generator and of D's Q heads (DESIGN.md section 7).
+"""Host-side metrics of a trained generator and of D's Q heads.
 
 Conditional accuracy (the paper's measure): for each value k of a categorical code, generate N
 samples with that code fixed to k, classify them with the independent classifier, and compare:
@@ -22,12 +22,12 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 import scipy.special
 
 from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax.evaluation import batching
 
 MAPPING_METHODS = ("hungarian", "greedy")
 
@@ -146,35 +146,6 @@ def conditional_accuracy(
     )
 
 
-def conditional_latents(
-    rng: jax.Array,
-    layout: latents_lib.LatentLayout,
-    code_name: str,
-    num_per_value: int,
-    paired: bool = False,
-) -> list[latents_lib.Latents]:
-    """For each value k of a categorical code, N latents with that code fixed to k.
-
-    The other codes and the noise come from the priors (`latents.sample`); with `paired` they
-    are the same N draws for every k (only the code changes), otherwise independent per k (as
-    the reference's fixed test inputs).
-
-    Returns:
-      K dicts as from `latents.sample` with B = num_per_value.
-    """
-    code = layout.code(code_name)
-    if not code.categorical:
-        raise ValueError(
-            f"code {code_name!r} is {code.kind}; conditional samples need a categorical code"
-        )
-    result = []
-    for k in range(code.size):
-        key = rng if paired else jax.random.fold_in(rng, k)
-        fixed = {code_name: jnp.full((num_per_value,), k, jnp.int32)}
-        result.append(latents_lib.sample(key, layout, num_per_value, fixed=fixed))
-    return result
-
-
 def conditional_samples(
     generate: GenerateFn,
     layout: latents_lib.LatentLayout,
@@ -197,14 +168,9 @@ def conditional_samples(
       paired: share the other codes and noise across code values (see `conditional_latents`).
     """
     batch_size = batch_size or num_per_value
-    images = []
-    for z in conditional_latents(rng, layout, code_name, num_per_value, paired):
-        chunks = [
-            np.asarray(generate({k: v[i : i + batch_size] for k, v in z.items()}))
-            for i in range(0, num_per_value, batch_size)
-        ]
-        images.append(np.concatenate(chunks, axis=0))
-    return np.stack(images)
+    per_value = latents_lib.conditional_latents(rng, layout, code_name, num_per_value, paired)
+    images = batching.batched_apply(generate, latents_lib.concatenate(per_value), batch_size)
+    return images.reshape(len(per_value), num_per_value, *images.shape[1:])
 
 
 def evaluate_conditional(

@@ -1,6 +1,6 @@
 """Generation from a trained G: class-conditional samples and traversal grids.
 
-`sample mode` (main.py --mode=sample) restores a checkpoint and calls `write_samples`, which
+Sample mode (main.py --mode=sample) restores a checkpoint and calls `write_samples`, which
 writes, under <workdir>/samples/:
   samples.npz      images float32 [N, H, W, C] in the data's range, and one array of code
                    values per code (int32 [N] categorical, float32 [N, size] continuous)
@@ -12,55 +12,50 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax.evaluation import batching
 from ssinfogan_jax.evaluation import images as images_lib
-from ssinfogan_jax.evaluation import metrics
 
 GenerateFn = Callable[[latents_lib.Latents], np.ndarray]
 
 
 def make_generate_fn(
-    generator: nn.Module, layout: latents_lib.LatentLayout, variables, batch_size: int = 256
-) -> GenerateFn:
-    """latents -> images (numpy) with G in eval mode (batch-norm running statistics).
+    generator: nn.Module, layout: latents_lib.LatentLayout, batch_size: int = 256
+) -> Callable[[Any], GenerateFn]:
+    """G's variables -> (latents -> images as numpy), G in eval mode (batch-norm running
+    statistics).
 
-    Large requests are generated in chunks of `batch_size` with one compiled shape.
+    The variables are an argument of one jitted function, so new parameters (a later
+    evaluation) reuse its compiled program. Large requests run in chunks of `batch_size`.
     """
 
     @jax.jit
-    def generate(latents):
-        return generator.apply(variables, latents_lib.generator_input(layout, latents), train=False)
+    def generate(variables, z: jax.Array) -> jax.Array:
+        return generator.apply(variables, z, train=False)
 
-    def run(latents: latents_lib.Latents) -> np.ndarray:
-        n = len(latents[latents_lib.NOISE])
-        outputs = []
-        for start in range(0, n, batch_size):
-            chunk = {k: v[start : start + batch_size] for k, v in latents.items()}
-            size = len(chunk[latents_lib.NOISE])
-            padded = jax.tree.map(lambda x: pad_to(jnp.asarray(x), batch_size), chunk)
-            outputs.append(np.asarray(generate(padded))[:size])
-        return np.concatenate(outputs)
+    def bind(variables) -> GenerateFn:
+        def run(latents: latents_lib.Latents) -> np.ndarray:
+            z = latents_lib.generator_input(layout, latents)
+            return batching.batched_apply(lambda x: generate(variables, x), z, batch_size)
 
-    return run
+        return run
 
-
-def pad_to(x: jax.Array, size: int) -> jax.Array:
-    pad = size - x.shape[0]
-    return jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) if pad > 0 else x
+    return bind
 
 
 def conditional_latents(
     rng: jax.Array, layout: latents_lib.LatentLayout, code: latents_lib.Code, per_value: int
 ) -> latents_lib.Latents:
     """`per_value` latents for each class of a categorical code, value-major: [k * per_value]."""
-    per_class = metrics.conditional_latents(rng, layout, code.name, per_value)
-    return jax.tree.map(lambda *values: jnp.concatenate(values), *per_class)
+    return latents_lib.concatenate(
+        latents_lib.conditional_latents(rng, layout, code.name, per_value)
+    )
 
 
 def write_samples(

@@ -1,0 +1,226 @@
+"""What each data set is, without reading it: image geometry, range, split sizes, labels.
+
+    info = get_dataset_info(config)          # DatasetInfo; no example is read
+    problems = find_problems(config)         # one line per bad config.data / code-label field
+
+A data set is one entry of `DATASETS`: its preprocessing kind (how a tfds example becomes a
+training image, see `KINDS` and `input_pipeline`), its split sizes and its labels. Any other
+tfds name with 28x28x1 or 32x32x3 images also works; its facts are read from tfds's metadata.
+Nothing here imports TensorFlow at module level, so the train step's imports stay light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from ssinfogan_jax.data import labeled_subset, sampler
+
+# Preprocessing kinds: image shape and range after preprocessing.
+#   mnist   28x28x1 in [0, 1] (G ends in a sigmoid, as the reference)
+#   rgb32   32x32x3 in [-1, 1] (tanh G)
+#   celeba  a fixed face crop (config.data.celeba_crop), area-resized to 32x32x3, in [-1, 1];
+#           labels = the chosen binary attributes
+KINDS = {
+    "mnist": ((28, 28, 1), (0.0, 1.0)),
+    "rgb32": ((32, 32, 3), (-1.0, 1.0)),
+    "celeba": ((32, 32, 3), (-1.0, 1.0)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A registry entry: kind, (train, test) sizes, labels {name: classes, 0 = continuous}."""
+
+    kind: str
+    num_train: int
+    num_test: int
+    labels: dict[str, int]
+
+
+DATASETS = {
+    "digits": Dataset("mnist", 1438, 359, {"label": 10}),  # scikit-learn's 8x8, offline
+    "mnist": Dataset("mnist", 60000, 10000, {"label": 10}),
+    "fashion_mnist": Dataset("mnist", 60000, 10000, {"label": 10}),
+    "kmnist": Dataset("mnist", 60000, 10000, {"label": 10}),
+    "svhn_cropped": Dataset("rgb32", 73257, 26032, {"label": 10}),
+    "cifar10": Dataset("rgb32", 50000, 10000, {"label": 10}),
+    "celeb_a": Dataset("celeba", 162770, 19962, {}),  # labels: config.data.celeba_attributes
+}
+CELEBA = "celeb_a"
+CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    kind: str
+    image_shape: tuple[int, int, int]  # after preprocessing
+    image_range: tuple[float, float]  # (0, 1) or (-1, 1)
+    num_train: int
+    num_test: int
+    labels: dict[str, int]  # label name -> number of classes (0 = continuous)
+
+
+def celeba_attributes() -> tuple[str, ...]:
+    from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
+
+    return tuple(celeb_a_dataset_builder.ATTR_HEADINGS)
+
+
+def _from_tfds(name: str) -> Dataset:
+    """The entry of a tfds set that is not in DATASETS, from tfds's metadata; raises ValueError."""
+    import difflib
+
+    from ssinfogan_jax.data.tf_setup import tfds
+
+    try:
+        builder_cls = tfds.builder_cls(name)
+    except Exception:
+        close = difflib.get_close_matches(name, [*DATASETS, *tfds.list_builders()], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"config.data.name: unknown data set {name!r}{hint} (known here: "
+            f"{', '.join(sorted(DATASETS))}, or any tfds name with 28x28x1 or 32x32x3 images)"
+        ) from None
+    info = builder_cls(data_dir="/nonexistent-tfds-dir").info
+    shape = tuple(info.features["image"].shape) if "image" in info.features else None
+    kind = next((k for k, (s, _) in KINDS.items() if s == shape and k != "celeba"), None)
+    if kind is None:
+        raise ValueError(
+            f"config.data.name: {name!r} has images {shape}; supported are 28x28x1 "
+            f"(MNIST-like), 32x32x3 and celeb_a"
+        )
+    splits = info.splits
+    label = info.features["label"].num_classes if "label" in info.features else None
+    return Dataset(
+        kind,
+        splits["train"].num_examples if "train" in splits else 0,
+        splits["test"].num_examples if "test" in splits else 0,
+        {"label": label} if label else {},
+    )
+
+
+def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
+    """Shapes, ranges, split sizes and labels of config.data.name; raises ValueError if unknown."""
+    name = config.data.name
+    entry = DATASETS.get(name) or _from_tfds(name)
+    labels = dict(entry.labels)
+    if entry.kind == "celeba":
+        # The listed attributes, plus any attribute a code names (so a config that only edits
+        # its codes works); each a binary label of that name.
+        known = celeba_attributes()
+        names = list(config.data.celeba_attributes)
+        names += [c.label for c in config.latents.codes if c.get("label") in known]
+        labels = dict.fromkeys(names, 2)
+    shape, value_range = KINDS[entry.kind]
+    return DatasetInfo(
+        name, entry.kind, shape, value_range, entry.num_train, entry.num_test, labels
+    )
+
+
+def num_labeled(config: ml_collections.ConfigDict, num_train: int) -> int:
+    """The labelled subset size: config.data.num_labeled, or the fraction when it is -1."""
+    d = config.data
+    return labeled_subset.resolve_num_labeled(d.num_labeled, d.labeled_fraction, num_train)
+
+
+def find_problems(
+    config: ml_collections.ConfigDict, process_count: int = 1, device_count: int = 1
+) -> list[str]:
+    """Every problem of config.data and of the codes' labels, one line each; reads no data.
+
+    (Whether the data is present is the input pipeline's check, made when it loads.)
+    """
+    d, problems = config.data, []
+    try:
+        info = get_dataset_info(config)
+    except ValueError as e:
+        return [str(e)]
+    # The labelled subset.
+    if not 0.0 <= d.labeled_fraction <= 1.0:
+        problems.append(f"config.data.labeled_fraction: {d.labeled_fraction} is not in [0, 1]")
+    if d.num_labeled < -1:
+        problems.append(
+            f"config.data.num_labeled: {d.num_labeled} is negative (use -1 for "
+            f"labeled_fraction, 0 for no labels = the InfoGAN baseline)"
+        )
+    elif info.num_train and num_labeled(config, info.num_train) > info.num_train:
+        problems.append(
+            f"config.data.num_labeled: {d.num_labeled} is larger than the {info.num_train} "
+            f"training examples of {d.name}"
+        )
+    elif 0 < num_labeled(config, info.num_train) < process_count:
+        problems.append(
+            f"config.data.num_labeled: {d.num_labeled} labelled examples cannot be shared by "
+            f"{process_count} processes (each needs at least one)"
+        )
+    if d.labeled_selection not in labeled_subset.SELECTIONS:
+        problems.append(
+            f"config.data.labeled_selection: {d.labeled_selection!r} is not one of "
+            f"{labeled_subset.SELECTIONS}"
+        )
+    # Codes against labels.
+    for c in config.latents.codes:
+        label = c.get("label", "") or ""
+        if not label:
+            continue
+        where = f"config.latents.codes[{c.name}].label"
+        if label not in info.labels:
+            problems.append(
+                f"{where}: {d.name} has no label {label!r} (it has {sorted(info.labels)})"
+            )
+            continue
+        classes = info.labels[label]
+        if c.kind == "categorical" and classes == 0:
+            problems.append(f"{where}: {label!r} is continuous, but code {c.name} is categorical")
+        elif c.kind == "categorical" and c.size != classes:
+            problems.append(
+                f"config.latents.codes[{c.name}].size: {c.size} differs from the {classes} "
+                f"classes of label {label!r}"
+            )
+        elif c.kind == "continuous" and classes:
+            problems.append(f"{where}: {label!r} is categorical, but code {c.name} is continuous")
+    # The schedule.
+    if d.batch_mode not in sampler.MODES:
+        problems.append(f"config.data.batch_mode: {d.batch_mode!r} is not one of {sampler.MODES}")
+    for field in ("p_labeled_start", "p_labeled_step", "mix_labeled_share"):
+        if not 0.0 <= d[field] <= 1.0:
+            problems.append(f"config.data.{field}: {d[field]} is not in [0, 1]")
+    if d.p_labeled_final != -1 and not 0.0 <= d.p_labeled_final <= 1.0:
+        problems.append(
+            f"config.data.p_labeled_final: {d.p_labeled_final} is neither -1 (the true "
+            f"labelled fraction) nor in [0, 1]"
+        )
+    if d.p_labeled_every < 1:
+        problems.append(f"config.data.p_labeled_every: {d.p_labeled_every} must be >= 1")
+    if d.prefetch < 0:
+        problems.append(f"config.data.prefetch: {d.prefetch} must be >= 0")
+    if not 0 <= d.labeled_max_shift < min(info.image_shape[:2]) // 2:
+        problems.append(
+            f"config.data.labeled_max_shift: {d.labeled_max_shift} must be in "
+            f"[0, {min(info.image_shape[:2]) // 2}) pixels for {d.name}"
+        )
+    # Batch.
+    for count, what in ((process_count, "processes"), (device_count, "devices")):
+        if config.batch_size < 1 or config.batch_size % count:
+            problems.append(
+                f"config.batch_size: {config.batch_size} is not a positive multiple of the "
+                f"{count} {what}"
+            )
+            break
+    # CelebA.
+    if info.kind == "celeba":
+        known = celeba_attributes()
+        for a in d.celeba_attributes:
+            if a not in known:
+                problems.append(f"config.data.celeba_attributes: {a!r} is not one of {known}")
+        top, left, h, w = d.celeba_crop
+        height, width = CELEBA_IMAGE_HW
+        if min(top, left) < 0 or min(h, w) < 1 or top + h > height or left + w > width:
+            problems.append(
+                f"config.data.celeba_crop: {tuple(d.celeba_crop)} (top, left, height, width) "
+                f"is not inside the {height}x{width} aligned CelebA images"
+            )
+    return problems

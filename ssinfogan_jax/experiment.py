@@ -1,0 +1,131 @@
+"""The config, checked once and turned once into the plain objects the rest of the code takes.
+
+    exp = experiment.from_config(config)    # raises config_checks.ConfigError, listing problems
+    exp.layout, exp.arch, exp.dataset, exp.num_labeled, exp.weights, ...
+    generator, discriminator = exp.models(axis_name=None)
+
+Every decision that depends on several fields is taken here, once: in particular whether there
+are labels (`num_labeled`, resolved from `num_labeled` or `labeled_fraction` and the data set's
+size), which the losses (Q_ss on fakes for the InfoGAN baseline) and the data both follow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssinfogan_jax import config_checks, losses, models
+from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax.data import registry
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceNoise:
+    """Gaussian noise on D's inputs in the D step: sigma_t = stddev * decay**t."""
+
+    stddev: float = 0.0
+    decay: float = 1.0
+
+    def sigma(self, step: jax.Array) -> jax.Array:
+        return self.stddev * jnp.power(self.decay, step.astype(jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Consistency:
+    """The translations of the optional consistency loss (not in the paper; its weight is
+    `LossWeights.lambda_consistency`): Q_ss on a translated copy of the real batch should
+    match Q_ss on the batch. It lets the unlabelled reals shape Q_ss, which otherwise learns
+    from the few labelled ones alone."""
+
+    max_shift: int = 2
+    fill: float = -1.0  # The image range's background (vacated pixels).
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """Adam for each network (D's trunk and all its heads share one)."""
+
+    g_learning_rate: float
+    d_learning_rate: float
+    b1: float
+    b2: float
+    eps: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything a run is made of, resolved from a validated config.
+
+    Attributes:
+      config: the config it was made from (for the loop's cadences and paths).
+      layout: the latent layout.
+      arch: G's and D's architecture.
+      dataset: the data set's static facts (shapes, range, sizes, labels).
+      num_labeled: the labelled subset's size (0 = the InfoGAN baseline).
+      weights, instance_noise, consistency, optimizer: the train step's settings.
+    """
+
+    config: ml_collections.ConfigDict
+    layout: latents_lib.LatentLayout
+    arch: models.Architecture
+    dataset: registry.DatasetInfo
+    num_labeled: int
+    weights: losses.LossWeights
+    instance_noise: InstanceNoise
+    consistency: Consistency
+    optimizer: Optimizer
+
+    @property
+    def has_labels(self) -> bool:
+        return self.num_labeled > 0
+
+    def models(self, axis_name: str | None = None):
+        """(G, D) Flax modules; under pmap/shard_map pass the device axis for batch norm."""
+        return models.create_models(self.config.model.arch, self.layout, axis_name)
+
+
+def from_config(
+    config: ml_collections.ConfigDict,
+    *,
+    process_count: int | None = None,
+    device_count: int | None = None,
+    check: bool = True,
+) -> Experiment:
+    """Validates `config` (every field, one line per problem) and resolves it.
+
+    `process_count` and `device_count` (default: JAX's) are what the global batch must split
+    over. Raises config_checks.ConfigError. `check=False` skips the checks, for a config the
+    caller vouches for (e.g. codes supervised by labels of the caller's own data).
+    """
+    if check:
+        config_checks.validate(
+            config,
+            process_count=jax.process_count() if process_count is None else process_count,
+            device_count=jax.device_count() if device_count is None else device_count,
+        )
+    dataset = registry.get_dataset_info(config)
+    num_labeled = registry.num_labeled(config, dataset.num_train)
+    opt = config.optimizer
+    arch = models.get_architecture(config.model.arch)
+    return Experiment(
+        config=config,
+        layout=latents_lib.LatentLayout.from_config(config.latents),
+        arch=arch,
+        dataset=dataset,
+        num_labeled=num_labeled,
+        weights=losses.LossWeights.from_config(config.loss, has_labels=num_labeled > 0),
+        instance_noise=InstanceNoise(
+            float(config.instance_noise.stddev), float(config.instance_noise.decay)
+        ),
+        consistency=Consistency(int(config.loss.consistency_max_shift), arch.image_range[0]),
+        optimizer=Optimizer(
+            float(opt.g_learning_rate),
+            float(opt.d_learning_rate),
+            float(opt.b1),
+            float(opt.b2),
+            float(opt.eps),
+        ),
+    )
