@@ -3,9 +3,19 @@
   python -m ssinfogan_jax.prepare_data --dataset=mnist --raw_dir=DIR_WITH_IDX_FILES  # offline
   python -m ssinfogan_jax.main --config=configs/mnist.py --workdir=/tmp/mnist \
       --config.data.num_labeled=100
+  python -m ssinfogan_jax.main --config=configs/mnist.py:infogan --workdir=/tmp/mnist_infogan
+  python -m ssinfogan_jax.main --config=configs/mnist.py:runlocal --workdir=/tmp/smoke
 
 Batch 128, 5,000 iterations, Adam 1e-4 (D/Q) / 1e-3 (G), beta1 0.5, lambda 2 / 0.8, 600
-labels (1%) by default. `:runlocal` gives a short smoke run.
+labels (1%) by default.
+
+Arguments (comma-separated, e.g. `:infogan,runlocal`): `infogan`, the unsupervised baseline
+(below); `runlocal`, a 6-step smoke run with a tiny evaluation.
+
+Expected (2-core CPU, seeds 1 and 2, direct conditional accuracy at step 5,000, judged by the
+independent classifier): 100 labels 0.987 on both seeds, 20 labels 0.994 and 0.991; `:infogan`
+0.931 and 0.963 under the best one-to-one map of code values to classes. The train step runs at
+about 6 steps/s on a quiet 2-core CPU.
 
 Three defaults differ from the reference (configs/default.py keeps the reference values):
 - data.labeled_max_shift = 2: labelled examples are shifted by up to 2 pixels each time
@@ -31,23 +41,20 @@ To run the reference exactly: --config.data.labeled_max_shift=0 --config.data.p_
 
 from configs import default
 
+ARGS = ("infogan", "runlocal")
+
 
 def get_config(arg: str | None = None):
+    args = default.parse_arg("configs/mnist.py", arg, ARGS)
     config = default.get_config()
     config.data.name = "mnist"
     config.data.labeled_max_shift = 2
     config.data.p_labeled_final = 0.1
     config.loss.q_ss_on_fakes = True
     config.loss.q_ss_on_fakes_start = 1_000
-    if arg == "infogan":  # The unsupervised baseline; Q_ss learns from fakes from step 0.
+    if "infogan" in args:  # The unsupervised baseline; Q_ss learns from fakes from step 0.
         config.data.num_labeled = 0
         config.loss.lambda_consistency = 1.0
-    elif arg == "runlocal":
-        config.num_train_steps = 50
-        config.log_every_steps = 10
-        config.checkpoint_every_steps = 25
-        config.eval_every_steps = 0
-        config.images_every_steps = 0
-    elif arg:
-        raise ValueError(f"configs/mnist.py: unknown argument {arg!r}; use 'infogan' or 'runlocal'")
+    if "runlocal" in args:
+        default.runlocal(config)
     return config
