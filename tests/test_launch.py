@@ -393,3 +393,18 @@ def test_local_two_processes_dry_run():
         "--config.num_train_steps=3"
     )
     assert lines == [expected.format(0), expected.format(1)]
+
+
+def test_readme_shows_the_tpu_vm_commands_exactly():
+    lines = _lines(
+        "tpu_vm.sh",
+        "--name=ssinfogan-v4-32",
+        "--zone=us-central2-b",
+        "--accelerator-type=v4-32",
+        "--config=configs/celeba.py",
+        "--workdir=gs://my-bucket/celeba-run1",
+    )
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    for line in lines[:12]:
+        assert f"    {line.replace(ROOT, '/path/to/ssinfogan_jax')}\n" in readme, line
