@@ -114,11 +114,13 @@ def _strip_markers(requirements: list[str], platform: str) -> list[str]:
 
 
 def _first_error(text: str) -> str:
-    for line in text.splitlines():
-        if re.search(r"error|no matching|could not|cannot|unsatisfiable|×", line, re.I):
-            return line.strip()[:110]
-    lines = [x for x in text.splitlines() if x.strip()]
-    return (lines[-1].strip() if lines else "failed")[:110]
+    """The line that says why, not pip's preamble about ignored versions."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    for pattern in (r"^cause:|no matching distribution|conflicting|has no wheels", r"error"):
+        for line in lines:
+            if re.search(pattern, line, re.I) and "Ignored the following" not in line:
+                return line[:120]
+    return (lines[-1] if lines else "failed")[:120]
 
 
 def build_sdist_only_wheels(wheel_dir: str) -> None:
