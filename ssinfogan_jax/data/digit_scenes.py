@@ -16,16 +16,18 @@ independently of each other and of the digit:
                            further softened by the blur): only a rim of pixels changes
     neighbours       0/1   cropped neighbouring digits at both side edges, or none
     rotation         float32 degrees, uniform in [-30, 30], the scene's rotation as generated
+                           (positive turns it clockwise on screen)
 
 Nuisances, independent of every label: background hue, saturation, lightness within its class
 and a linear lighting gradient; foreground saturation and its contrast to the background; scale
 (the 20 px MNIST digit becomes 20-25 px tall), position (+-2 px), the neighbours' digits,
-spacing and height; Gaussian blur (sigma 0.3-1.1 px) and pixel noise (std 0-6% of the range).
+spacing and height; Gaussian blur (sigma 0.3-0.9 px) and pixel noise (std 0-6% of the range).
 
 Everything random about example i is a pure function of (seed, split, i, the glyph array): the
 draws come from a counter-based hash, not a sequential generator, so any example (or any
 slice) renders to the same bytes on its own: `render(glyphs, labels, seed, split, indices=[i])`.
-The neighbours of example i are other glyphs of the same array (indices drawn by the hash).
+The neighbours of example i are other glyphs of the same array (indices drawn by the hash);
+they share the digit's pen and colour, and the whole row of digits turns with the rotation.
 
 Pure numpy; no TensorFlow. The tfds builder is `builders.DigitScenes` (tfds name
 'digit_scenes'), which renders the source's train and test IDX files with BUILD_SEED.
@@ -65,12 +67,12 @@ _NEIGHBOUR_DY = 2.0  # max vertical offset of a neighbour, glyph px
 _THIN_WIDTH, _THICK_WIDTH = 2.0, 4.5
 # Colour (lightness L is luma in [0, 1]).
 _DARK_BG, _LIGHT_BG = (0.05, 0.35), (0.60, 0.95)
-_CONTRAST = (0.25, 0.6)
+_CONTRAST = (0.3, 0.6)
 _FG_L = (0.12, 0.88)
 _WARM_HUE, _COOL_HUE = (-20.0, 50.0), (170.0, 250.0)  # degrees
 _FG_SAT, _BG_SAT = (0.55, 1.0), (0.0, 0.6)
 _GRADIENT = 0.12  # max lightness change across the image
-_BLUR_SIGMA = (0.3, 1.1)
+_BLUR_SIGMA = (0.3, 0.9)
 _NOISE_STD = (0.0, 0.06)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _CHUNK = 2048
