@@ -3,6 +3,8 @@ r"""Builds a tfds data set from files on disk, so training needs no network.
     # MNIST from the four IDX files (gzipped or not):
     python -m ssinfogan_jax.prepare_data --dataset=mnist --raw_dir=../shared/data/mnist \
         --data_dir=~/tensorflow_datasets
+    # The synthetic 32x32 RGB digit_scenes, rendered from the same IDX files (about a minute):
+    python -m ssinfogan_jax.prepare_data --dataset=digit_scenes --raw_dir=../shared/data/mnist
     # scikit-learn's digits (no files needed):
     python -m ssinfogan_jax.prepare_data --dataset=digits
     # SVHN / CIFAR-10 / CelebA from their original downloads placed in --raw_dir

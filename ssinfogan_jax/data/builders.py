@@ -1,9 +1,10 @@
 """Offline tfds data: the embedded `digits` set and building tfds sets from raw files on disk.
 
 Nothing here downloads. `ensure_prepared` either finds the prepared tfds data in `data_dir`,
-prepares it from local files (scikit-learn's digits; an IDX folder for MNIST-format sets; the
-original archives for any other set, through tfds's `manual_dir`), or raises `DataNotFoundError`
-within seconds with what to place where. tfds is never asked to fetch a URL: for the manual
+prepares it from local files (scikit-learn's digits; an IDX folder for MNIST-format sets and
+for the synthetic digit_scenes rendered from them; the original archives for any other set,
+through tfds's `manual_dir`), or raises `DataNotFoundError` within seconds with what to place
+where. tfds is never asked to fetch a URL: for the manual
 path the presence of every file tfds would fetch is checked first.
 """
 
@@ -17,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 from absl import logging
 
-from ssinfogan_jax.data import tf_setup
+from ssinfogan_jax.data import digit_scenes, tf_setup
 
 tf = tf_setup.tf
 tfds = tf_setup.tfds
@@ -31,6 +32,8 @@ IDX_FILES = {
 }
 # tfds sets whose builder is tfds's MNIST class (same IDX layout, same features).
 IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist")
+# Every set made from the four IDX files of a raw folder: those, and our rendered digit_scenes.
+IDX_SOURCED = (*IDX_DATASETS, "digit_scenes")
 PREPARE_COMMAND = (
     "python -m ssinfogan_jax.prepare_data --dataset={name} --raw_dir={raw} --data_dir={dd}"
 )
@@ -174,6 +177,63 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
 
 # ----------------------------------------------------------------------------------------------
+# digit_scenes: synthetic 32x32 RGB scenes rendered from an IDX folder (data/digit_scenes.py).
+
+
+class DigitScenes(tfds.core.GeneratorBasedBuilder):
+    """Synthetic SVHN/CelebA stand-in: MNIST-format glyphs rendered into 32x32x3 scenes.
+
+    Built offline from the four IDX files in tfds's manual_dir (`prepare` passes raw_dir), with
+    digit_scenes.BUILD_SEED; the train and test splits render the source's train and test files.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First version."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Place the four MNIST-format IDX files (gzipped or not)."
+
+    def _info(self):
+        features = {
+            "image": tfds.features.Image(shape=digit_scenes.IMAGE_SHAPE),
+            "label": tfds.features.ClassLabel(num_classes=10),
+        }
+        for name, classes in digit_scenes.LABELS.items():
+            if name != "label":
+                features[name] = (
+                    tfds.features.ClassLabel(num_classes=classes)
+                    if classes
+                    else tfds.features.Scalar(dtype=np.float32)
+                )
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Synthetic: MNIST-format digits rendered into 32x32 RGB scenes with "
+            "coloured backgrounds, neighbouring digits, blur and noise; binary attributes "
+            f"{', '.join(digit_scenes.BINARY_ATTRIBUTES)} and the rotation in degrees.",
+            features=tfds.features.FeaturesDict(features),
+            supervised_keys=("image", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        raw_dir = os.fspath(dl_manager.manual_dir)
+        return [
+            tfds.core.SplitGenerator(
+                name=tfds.Split.TRAIN, gen_kwargs=dict(raw_dir=raw_dir, prefix="train")
+            ),
+            tfds.core.SplitGenerator(
+                name=tfds.Split.TEST, gen_kwargs=dict(raw_dir=raw_dir, prefix="test")
+            ),
+        ]
+
+    def _generate_examples(self, raw_dir, prefix):
+        glyphs = read_idx(raw_dir, f"{prefix}_images")
+        labels = read_idx(raw_dir, f"{prefix}_labels")
+        if len(glyphs) != len(labels):
+            raise ValueError(f"{raw_dir}: {len(glyphs)} {prefix} images, {len(labels)} labels")
+        scenes = digit_scenes.render(glyphs, labels, digit_scenes.BUILD_SEED, prefix)
+        for index in range(len(glyphs)):
+            yield index, {key: value[index] for key, value in scenes.items()}
+
+
+# ----------------------------------------------------------------------------------------------
 # Preparing.
 
 
@@ -192,7 +252,7 @@ def missing_raw_files(name: str, raw_dir: str) -> list[str]:
     """What `raw_dir` lacks to prepare `name` offline ([] = complete)."""
     if not os.path.isdir(raw_dir):
         return ["everything (the folder does not exist)"]
-    if name in IDX_DATASETS:
+    if name in IDX_SOURCED:
         return missing_idx_files(raw_dir)
     wanted = manual_files(name)
     if not wanted:
@@ -203,7 +263,7 @@ def missing_raw_files(name: str, raw_dir: str) -> list[str]:
 def what_to_place(name: str, raw_dir: str, data_dir: str) -> str:
     """A sentence telling the user which files to put where, and the command to run."""
     raw = raw_dir or "/path/to/raw"
-    if name in IDX_DATASETS:
+    if name in IDX_SOURCED:
         files = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
     else:
         files = ", ".join(manual_files(name)) or "(unknown)"
@@ -217,9 +277,10 @@ def what_to_place(name: str, raw_dir: str, data_dir: str) -> str:
 def prepare(name: str, raw_dir: str, data_dir: str) -> None:
     """Builds tfds `name` in `data_dir` from local files so that tfds.load works offline.
 
-    `digits` needs no files (raw_dir is ignored). MNIST-format sets read the four IDX files in
-    `raw_dir` (gzipped or not). Any other tfds set reads the original downloads from `raw_dir`
-    (tfds's manual_dir), after checking that every one is present.
+    `digits` needs no files (raw_dir is ignored). MNIST-format sets, and `digit_scenes` (rendered
+    from them), read the four IDX files in `raw_dir` (gzipped or not). Any other tfds set reads
+    the original downloads from `raw_dir` (tfds's manual_dir), after checking that every one is
+    present.
     """
     data_dir = default_data_dir(data_dir)
     start = time.perf_counter()
@@ -236,6 +297,9 @@ def prepare(name: str, raw_dir: str, data_dir: str) -> None:
         if name in IDX_DATASETS:
             builder = _offline_idx_builder(name, raw_dir, data_dir)
             builder.download_and_prepare(download_config=_no_download_config())
+        elif name == "digit_scenes":
+            builder = DigitScenes(data_dir=data_dir)
+            builder.download_and_prepare(download_config=_no_download_config(raw_dir))
         else:
             builder = tfds.builder(name, data_dir=data_dir)
             builder.download_and_prepare(download_config=_no_download_config(raw_dir))
