@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from ssinfogan_jax import train
+from ssinfogan_jax import models, train
 
 
 def mnist_config(batch_size: int):
@@ -30,19 +31,32 @@ def mnist_batch(batch_size: int, seed: int = 0) -> dict:
     }
 
 
-def jax_step(batch_size: int, donate: bool | None = None):
-    """(jitted step, state, batch) for the reference MNIST config."""
+def jax_step(batch_size: int, donate: bool | None = None, dtype: str = "float32"):
+    """(jitted step, state, batch) for the reference MNIST config, its matmuls in `dtype`.
+
+    The state (float32 parameters) is the same for both dtypes; only the modules bound into
+    the step differ (what `train.create_models` would do given the dtype).
+    """
     config = mnist_config(batch_size)
     state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
-    step = train.make_train_step(config, donate=donate)
+    if dtype == "float32":
+        return train.make_train_step(config, donate=donate), state, mnist_batch(batch_size)
+    layout = train.create_models(config)[0]
+    generator, discriminator = models.create_models(config.model.arch, layout, dtype=dtype)
+    step = functools.partial(
+        train.bind_train_step(config), generator=generator, discriminator=discriminator
+    )
+    if donate is None:
+        donate = jax.default_backend() != "cpu"
+    step = jax.jit(step, donate_argnums=(0,) if donate else ())
     return step, state, mnist_batch(batch_size)
 
 
 class JaxRunner:
     """Runs `n` train steps per call, threading the state through."""
 
-    def __init__(self, batch_size: int):
-        self.step, self.state, self.batch = jax_step(batch_size)
+    def __init__(self, batch_size: int, dtype: str = "float32"):
+        self.step, self.state, self.batch = jax_step(batch_size, dtype=dtype)
 
     def __call__(self, n: int) -> None:
         state, metrics = self.state, None
