@@ -122,6 +122,7 @@ class TorchRunner:
         self.d.apply(_init)
         self.g_opt = torch.optim.Adam(self.g.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-8)
         self.d_opt = torch.optim.Adam(self.d.parameters(), lr=1e-4, betas=(0.5, 0.999), eps=1e-8)
+        self.supervised = True  # False: an unlabelled batch, no Q_ss loss on the reals.
         self.images = torch.rand(batch_size, 1, 28, 28)
         self.labels = torch.randint(0, NUM_CLASSES, (batch_size,))
         self.num_params = tuple(sum(p.numel() for p in m.parameters()) for m in (self.g, self.d))
@@ -147,9 +148,10 @@ class TorchRunner:
         d_loss = (
             F.binary_cross_entropy_with_logits(logit_r, torch.ones_like(logit_r))
             + F.binary_cross_entropy_with_logits(logit_f, torch.zeros_like(logit_f))
-            + 2.0 * F.cross_entropy(q_ss_r, self.labels)
             + 0.8 * F.mse_loss(q_us_f, c_us)
         )
+        if self.supervised:
+            d_loss = d_loss + 2.0 * F.cross_entropy(q_ss_r, self.labels)
         d_loss.backward()
         self.d_opt.step()
 
