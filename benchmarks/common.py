@@ -30,19 +30,23 @@ def mnist_batch(batch_size: int, seed: int = 0) -> dict:
     }
 
 
-def jax_step(batch_size: int, donate: bool | None = None):
-    """(jitted step, state, batch) for the reference MNIST config."""
+def jax_step(batch_size: int, donate: bool | None = None, dtype: str = "float32"):
+    """(jitted step, state, batch) for the reference MNIST config, its matmuls in `dtype`.
+
+    The state (float32 parameters) is the same for both dtypes; only the modules bound into
+    the step differ (`config.model.dtype`).
+    """
     config = mnist_config(batch_size)
+    config.model.dtype = dtype
     state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
-    step = train.make_train_step(config, donate=donate)
-    return step, state, mnist_batch(batch_size)
+    return train.make_train_step(config, donate=donate), state, mnist_batch(batch_size)
 
 
 class JaxRunner:
     """Runs `n` train steps per call, threading the state through."""
 
-    def __init__(self, batch_size: int):
-        self.step, self.state, self.batch = jax_step(batch_size)
+    def __init__(self, batch_size: int, dtype: str = "float32"):
+        self.step, self.state, self.batch = jax_step(batch_size, dtype=dtype)
 
     def __call__(self, n: int) -> None:
         state, metrics = self.state, None

@@ -2,6 +2,7 @@
 
     pip install torch==2.13.0   # CPU build; the `benchmark` extra of setup.py
     python -m benchmarks.pytorch_twin [--batch_sizes 128,256] [--rounds 5] [--steps 5]
+        [--states quiet,busy] [--busy 1] [--dtype float32|bfloat16]
 
 The twin is the same network (reference section 4: layers, init, BN eps/momentum, LeakyReLU
 0.01) and the same update (sections 5-6): one G forward whose output serves both steps; the D
@@ -16,13 +17,21 @@ after warm-up; the figures are the medians over rounds. Each framework runs in i
 process (only one runs at a time), so that neither is slowed by the other's thread pools or
 runtime libraries (in one process, PyTorch ran up to 2x slower next to JAX + TensorFlow);
 `--same_process` runs both in this process instead.
+
+The machine's state is measured next to every ratio, before and after each batch size
+(benchmarks/machine_state.py: the float32 GEMM roof of numpy and a large copy's memory
+bandwidth). `--states quiet,busy` measures each batch size in each state: `quiet` = as the
+machine is found (on a shared machine, say what else ran), `busy` = the same while `--busy`
+background processes stream memory (a reproducible stand-in for a busy machine: memory
+bandwidth is the first thing a busy machine loses; on 2 cores a streamer also takes a core's
+share of time). `--dtype bfloat16` runs ours with bfloat16 matmuls (models' `dtype`) and the
+twin under `torch.autocast("cpu", dtype=torch.bfloat16)`: the same precision on both sides.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import time
 
@@ -30,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from benchmarks import machine_state
 from benchmarks.machine import machine
 
 LEAKY_SLOPE = 0.01
@@ -103,19 +113,28 @@ class Discriminator(nn.Module):
 class TorchRunner:
     """The twin's train step; `runner(n)` runs n iterations."""
 
-    def __init__(self, batch_size: int, seed: int = 1):
+    def __init__(self, batch_size: int, seed: int = 1, dtype: str = "float32"):
         torch.manual_seed(seed)
         self.batch_size = batch_size
+        self.dtype = dtype
         self.g, self.d = Generator(), Discriminator()
         self.g.apply(_init)
         self.d.apply(_init)
         self.g_opt = torch.optim.Adam(self.g.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-8)
         self.d_opt = torch.optim.Adam(self.d.parameters(), lr=1e-4, betas=(0.5, 0.999), eps=1e-8)
+        self.supervised = True  # False: an unlabelled batch, no Q_ss loss on the reals.
         self.images = torch.rand(batch_size, 1, 28, 28)
         self.labels = torch.randint(0, NUM_CLASSES, (batch_size,))
         self.num_params = tuple(sum(p.numel() for p in m.parameters()) for m in (self.g, self.d))
 
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16")
+
     def step(self) -> dict[str, torch.Tensor]:
+        with self._autocast():
+            return self._step()
+
+    def _step(self) -> dict[str, torch.Tensor]:
         b = self.batch_size
         c_ss = torch.randint(0, NUM_CLASSES, (b,))
         c_us = torch.rand(b, NUM_CONT) * 2 - 1
@@ -129,9 +148,10 @@ class TorchRunner:
         d_loss = (
             F.binary_cross_entropy_with_logits(logit_r, torch.ones_like(logit_r))
             + F.binary_cross_entropy_with_logits(logit_f, torch.zeros_like(logit_f))
-            + 2.0 * F.cross_entropy(q_ss_r, self.labels)
             + 0.8 * F.mse_loss(q_us_f, c_us)
         )
+        if self.supervised:
+            d_loss = d_loss + 2.0 * F.cross_entropy(q_ss_r, self.labels)
         d_loss.backward()
         self.d_opt.step()
 
@@ -160,19 +180,19 @@ def _seconds_per_step(run, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _make_runner(framework: str, batch_size: int, torch_threads: int = 0):
+def _make_runner(framework: str, batch_size: int, torch_threads: int = 0, dtype: str = "float32"):
     if torch_threads:
         torch.set_num_threads(torch_threads)
     if framework == "jax":
         from benchmarks import common  # JAX only in the JAX worker.
 
-        return common.JaxRunner(batch_size)
-    return TorchRunner(batch_size)
+        return common.JaxRunner(batch_size, dtype=dtype)
+    return TorchRunner(batch_size, dtype=dtype)
 
 
-def _worker(framework: str, batch_size: int, torch_threads: int, conn) -> None:
+def _worker(framework: str, batch_size: int, torch_threads: int, dtype: str, conn) -> None:
     """One framework in its own process: warm up, then time `steps` per request."""
-    run = _make_runner(framework, batch_size, torch_threads)
+    run = _make_runner(framework, batch_size, torch_threads, dtype)
     run(2)  # Warm-up: compile, allocate.
     conn.send("ready")
     while (steps := conn.recv()) is not None:
@@ -180,7 +200,12 @@ def _worker(framework: str, batch_size: int, torch_threads: int, conn) -> None:
 
 
 def compare(
-    batch_size: int, steps: int, rounds: int, same_process: bool = False, torch_threads: int = 0
+    batch_size: int,
+    steps: int,
+    rounds: int,
+    same_process: bool = False,
+    torch_threads: int = 0,
+    dtype: str = "float32",
 ) -> dict:
     """Median s/step of both, in alternating rounds (which goes first alternates too).
 
@@ -191,7 +216,7 @@ def compare(
     """
     frameworks = ("jax", "torch")
     if same_process:
-        runners = {f: _make_runner(f, batch_size, torch_threads) for f in frameworks}
+        runners = {f: _make_runner(f, batch_size, torch_threads, dtype) for f in frameworks}
         for run in runners.values():
             run(2)
         timers = {f: (lambda run=runners[f]: _seconds_per_step(run, steps)) for f in frameworks}
@@ -202,7 +227,7 @@ def compare(
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker,
-                args=(f, batch_size, torch_threads if f == "torch" else 0, child),
+                args=(f, batch_size, torch_threads if f == "torch" else 0, dtype, child),
                 daemon=True,
             )
             proc.start()
@@ -236,28 +261,52 @@ def main() -> None:
         "--same_process", action="store_true", help="both frameworks in this one process"
     )
     parser.add_argument("--torch_threads", type=int, default=0, help="0: PyTorch's default")
+    parser.add_argument("--states", default="quiet", help="comma-separated: quiet, busy")
+    parser.add_argument("--busy", type=int, default=1, help="memory streamers in state busy")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = parser.parse_args()
     threads = args.torch_threads or torch.get_num_threads()
-    print(f"machine: {machine()}; torch {torch.__version__} ({threads} threads)")
-    print(f"load average before: {os.getloadavg()}")
+    print(f"machine: {machine()}; torch {torch.__version__} ({threads} threads); {args.dtype}")
     rows = []
-    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-        res = compare(batch_size, args.steps, args.rounds, args.same_process, args.torch_threads)
-        rows.append((batch_size, res))
-        rounds = ", ".join(
-            f"{1 / j:.2f}/{1 / t:.2f}"
-            for j, t in zip(res["all"]["jax"], res["all"]["torch"], strict=True)
-        )
-        print(f"batch {batch_size}: rounds jax/torch steps/s: {rounds}", flush=True)
-    print(f"load average after: {os.getloadavg()}")
+    for state in args.states.split(","):
+        if state not in ("quiet", "busy"):
+            parser.error(f"--states: unknown state {state!r}")
+        with machine_state.memory_streamers(args.busy if state == "busy" else 0):
+            for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+                before = machine_state.measure()
+                res = compare(
+                    batch_size,
+                    args.steps,
+                    args.rounds,
+                    args.same_process,
+                    args.torch_threads,
+                    args.dtype,
+                )
+                after = machine_state.measure()
+                rows.append((state, batch_size, res, before, after))
+                rounds = ", ".join(
+                    f"{1 / j:.2f}/{1 / t:.2f}"
+                    for j, t in zip(res["all"]["jax"], res["all"]["torch"], strict=True)
+                )
+                print(
+                    f"{state}, batch {batch_size}: rounds jax/torch steps/s: {rounds}; "
+                    f"before: {machine_state.describe(before)}; "
+                    f"after: {machine_state.describe(after)}",
+                    flush=True,
+                )
     print()
-    print("| batch | JAX steps/s | PyTorch steps/s | JAX images/s | PyTorch images/s | ratio |")
-    print("|---|---|---|---|---|---|")
-    for batch_size, res in rows:
+    print(
+        "| state | batch | JAX steps/s | PyTorch steps/s | JAX images/s | PyTorch images/s "
+        "| ratio | GEMM roof GFLOP/s | memory GB/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for state, batch_size, res, before, after in rows:
         j, t = 1 / res["jax"], 1 / res["torch"]
+        gemm = f"{before['gemm_gflops']:.0f}-{after['gemm_gflops']:.0f}"
+        memory = f"{before['memory_gbs']:.1f}-{after['memory_gbs']:.1f}"
         print(
-            f"| {batch_size} | {j:.2f} | {t:.2f} | {j * batch_size:.0f} | {t * batch_size:.0f} "
-            f"| {j / t:.2f}x |"
+            f"| {state} | {batch_size} | {j:.2f} | {t:.2f} | {j * batch_size:.0f} "
+            f"| {t * batch_size:.0f} | {j / t:.2f}x | {gemm} | {memory} |"
         )
 
 

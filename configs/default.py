@@ -98,6 +98,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.arch = "infogan_mnist"  # See models.ARCHITECTURES.
+    # Matmul precision: 'float32', or 'bfloat16' (bfloat16 operands, float32 accumulation;
+    # parameters, optimizer state, batch-norm statistics and losses stay float32). Not yet
+    # measured to converge like float32: see benchmarks/README.md.
+    config.model.dtype = "float32"
 
     config.latents = ml_collections.ConfigDict()
     config.latents.codes = [

@@ -92,6 +92,10 @@ def find_problems(
         problems.append(
             f"config.instance_noise.decay: {config.instance_noise.decay} must be in (0, 1]"
         )
+    if config.model.dtype not in ("float32", "bfloat16"):
+        problems.append(
+            f"config.model.dtype: {config.model.dtype!r}, expected 'float32' or 'bfloat16'"
+        )
     if config.parallel not in ("auto", "jit", "pmap", "shard_map"):
         problems.append(
             f"config.parallel: {config.parallel!r}, expected 'auto', 'jit', 'pmap' or 'shard_map'"

@@ -84,7 +84,8 @@ class Experiment:
 
     def models(self, axis_name: str | None = None):
         """(G, D) Flax modules; under pmap/shard_map pass the device axis for batch norm."""
-        return models.create_models(self.config.model.arch, self.layout, axis_name)
+        model = self.config.model
+        return models.create_models(model.arch, self.layout, axis_name, model.dtype)
 
 
 def from_config(

@@ -8,6 +8,12 @@ and any research code can rely on.
 
 Images are NHWC. Every BatchNorm takes `axis_name` so that under `pmap`/`shard_map` its batch
 statistics are global.
+
+Every module takes `dtype` ('float32' or 'bfloat16', see layers.py): in bfloat16 the matmuls of
+every layer take bfloat16 operands and accumulate in float32; parameters, batch norm (its
+statistics included), activation functions and the outputs (G's images, D's logits and Q's
+predictions, hence the losses) stay float32, so the parameter tree and the train step are the
+same in both.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ def leaky_relu(x: jax.Array) -> jax.Array:
     return nn.leaky_relu(x, LEAKY_SLOPE)
 
 
-Dense = functools.partial(nn.Dense, kernel_init=WEIGHT_INIT)
+# Flax's Dense (same name, parameters and values), with its matmul in the model's dtype.
+Dense = functools.partial(layers.Dense, kernel_init=WEIGHT_INIT)
 # Torch conv k4 s2 p1: 28 -> 14 -> 7 (and 32 -> 16 -> 8 -> 4). The layer is Flax's
 # `Conv(kernel_size=(4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))` (same name, parameters
 # and values), computed the fastest way measured on XLA:CPU (see layers.py).
@@ -62,14 +69,22 @@ Conv = functools.partial(layers.Conv, kernel_init=WEIGHT_INIT)
 ConvTranspose = functools.partial(layers.ConvTranspose, kernel_init=WEIGHT_INIT)
 
 
+def _layers(dtype: str, *names: str) -> tuple:
+    """The module-level layers named, computing in `dtype`."""
+    layers.check_dtype(dtype)
+    return tuple(functools.partial(globals()[name], dtype=dtype) for name in names)
+
+
 class MnistGenerator(nn.Module):
     """infogan_mnist G: [B, input] -> [B, 28, 28, 1] in [0, 1] (reference section 4)."""
 
     axis_name: str | None = None
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
+        Dense, ConvTranspose = _layers(self.dtype, "Dense", "ConvTranspose")
         x = nn.relu(bn()(Dense(1024)(z)))
         x = nn.relu(bn()(Dense(7 * 7 * 128)(x)))
         x = x.reshape(x.shape[0], 7, 7, 128)
@@ -81,10 +96,12 @@ class MnistTrunk(nn.Module):
     """infogan_mnist D/Q trunk: [B, 28, 28, 1] -> [B, 1024]. No BN after the first conv."""
 
     axis_name: str | None = None
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
+        Dense, Conv = _layers(self.dtype, "Dense", "Conv")
         x = leaky_relu(Conv(64)(x))
         x = leaky_relu(bn()(Conv(128)(x)))
         x = x.reshape(x.shape[0], -1)
@@ -95,10 +112,12 @@ class Generator32(nn.Module):
     """infogan_32 G (InfoGAN SVHN/CelebA net): [B, input] -> [B, 32, 32, 3] in [-1, 1]."""
 
     axis_name: str | None = None
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
+        Dense, ConvTranspose = _layers(self.dtype, "Dense", "ConvTranspose")
         x = nn.relu(bn()(Dense(2 * 2 * 448)(z)))
         x = x.reshape(x.shape[0], 2, 2, 448)
         x = nn.relu(bn()(ConvTranspose(256)(x)))
@@ -111,10 +130,12 @@ class Trunk32(nn.Module):
     """infogan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256 flattened)."""
 
     axis_name: str | None = None
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
+        (Conv,) = _layers(self.dtype, "Conv")
         x = leaky_relu(Conv(64)(x))
         x = leaky_relu(bn()(Conv(128)(x)))
         x = leaky_relu(bn()(Conv(256)(x)))
@@ -147,9 +168,11 @@ class QusHead(nn.Module):
 
     features: int
     axis_name: str | None = None
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array, train: bool = True) -> jax.Array:
+        (Dense,) = _layers(self.dtype, "Dense")
         h = leaky_relu(_batch_norm(train, self.axis_name)(Dense(128)(h)))
         return Dense(self.features)(h)
 
@@ -164,10 +187,14 @@ class Discriminator(nn.Module):
     arch: str
     layout: latents_lib.LatentLayout
     axis_name: str | None = None
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = True) -> dict:
-        trunk = get_architecture(self.arch).trunk(axis_name=self.axis_name, name="trunk")
+        (Dense,) = _layers(self.dtype, "Dense")
+        trunk = get_architecture(self.arch).trunk(
+            axis_name=self.axis_name, dtype=self.dtype, name="trunk"
+        )
         h = trunk(images, train)
         q = {}
         ss, us = self.layout.supervised_codes, self.layout.unsupervised_codes
@@ -175,15 +202,22 @@ class Discriminator(nn.Module):
             out = Dense(sum(c.size for c in ss), name="q_ss")(h)
             q.update(latents_lib.split_outputs(ss, out))
         if us:
-            out = QusHead(sum(c.size for c in us), self.axis_name, name="q_us")(h, train)
+            q_us = QusHead(sum(c.size for c in us), self.axis_name, self.dtype, name="q_us")
+            out = q_us(h, train)
             q.update(latents_lib.split_outputs(us, out))
         logit = Dense(1, name="d_head")(h)[:, 0]
         return {"logit": logit, "q": q}
 
 
 def create_models(
-    arch: str, layout: latents_lib.LatentLayout, axis_name: str | None = None
+    arch: str,
+    layout: latents_lib.LatentLayout,
+    axis_name: str | None = None,
+    dtype: str = "float32",
 ) -> tuple[nn.Module, Discriminator]:
-    """G and D for an architecture and latent layout."""
+    """G and D for an architecture and latent layout; `dtype` of their matmuls ('float32' or
+    'bfloat16'; parameters and outputs are float32 either way)."""
     spec = get_architecture(arch)
-    return spec.generator(axis_name=axis_name), Discriminator(arch, layout, axis_name)
+    layers.check_dtype(dtype)
+    generator = spec.generator(axis_name=axis_name, dtype=dtype)
+    return generator, Discriminator(arch, layout, axis_name, dtype)

@@ -46,6 +46,7 @@ CASES = {
         layers.ConvTranspose(256),
         (2, 2, 2, 448),
     ),
+    "dense 6272->1024": (nn.Dense(1024), layers.Dense(1024), (3, 6272)),
 }
 
 
@@ -57,9 +58,14 @@ def _assert_close(actual, expected, rtol=1e-5):
     np.testing.assert_allclose(actual / scale, expected / scale, rtol=0, atol=rtol)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_fast_layer_matches_flax(name):
+def test_fast_layer_matches_flax(name, dtype):
+    """float32: the Flax layer's values and gradients to summation order; bfloat16 (matmul
+    operands rounded to 8 bits of mantissa, float32 accumulation): to bfloat16 precision."""
     plain, fast, shape = CASES[name]
+    fast = fast.clone(dtype=dtype)
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
     x = jax.random.normal(jax.random.PRNGKey(0), shape)
     params = plain.init(jax.random.PRNGKey(1), x)
     # Same names, shapes and initial values (same initialisers, same order).
@@ -72,7 +78,8 @@ def test_fast_layer_matches_flax(name):
     )
 
     y_plain, y_fast = plain.apply(params, x), fast.apply(params, x)
-    _assert_close(y_fast, y_plain)
+    assert y_fast.dtype == jnp.float32
+    _assert_close(y_fast, y_plain, tolerance)
 
     cotangent = jax.random.normal(jax.random.PRNGKey(3), y_plain.shape)
 
@@ -81,7 +88,26 @@ def test_fast_layer_matches_flax(name):
 
     g_plain = jax.grad(loss(plain), argnums=(0, 1))(params, x)
     g_fast = jax.jit(jax.grad(loss(fast), argnums=(0, 1)))(params, x)
-    jax.tree.map(_assert_close, g_fast, g_plain)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g_fast))
+    jax.tree.map(lambda a, e: _assert_close(a, e, tolerance), g_fast, g_plain)
+
+
+def test_unknown_dtype_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"model\.dtype"):
+        layers.Dense(4, dtype="float16").init(jax.random.PRNGKey(0), jnp.ones((1, 3)))
+
+
+def test_bfloat16_matmul_gradients_run_in_bfloat16():
+    """Both gradient matmuls take bfloat16 operands and return float32 (the fast path)."""
+    a, b = jnp.ones((8, 4)), jnp.ones((4, 2))
+    text = jax.jit(jax.value_and_grad(lambda a, b: layers.matmul_bf16(a, b).sum(), (0, 1))).lower(
+        a, b
+    )
+    dots = [line for line in text.as_text().splitlines() if "dot_general" in line]
+    assert len(dots) == 3
+    assert all(
+        "bf16>, tensor<" in d and "-> tensor<" in d and "xf32>" in d.split("->")[1] for d in dots
+    )
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 6, 3), (1, 8, 4, 2)])

@@ -252,3 +252,34 @@ def test_train_mode_uses_batch_statistics_eval_mode_running_ones():
     eval_a = apply_eval(g_vars, z)
     eval_b = apply_eval(shifted, z)
     assert np.abs(np.asarray(eval_a) - np.asarray(eval_b)).max() > 1e-3
+
+
+@pytest.mark.parametrize("arch", ["infogan_mnist", "infogan_32"])
+def test_bfloat16_models_share_the_float32_parameters_and_outputs(arch):
+    """dtype='bfloat16' changes only the matmuls: the same parameter tree and initial values,
+    float32 outputs and batch statistics, and outputs within bfloat16 rounding of float32."""
+    layout = latents.LatentLayout.from_config(default.get_config().latents)
+    shape = models.get_architecture(arch).image_shape
+    z = latents.generator_input(layout, latents.sample(jax.random.PRNGKey(2), layout, 8))
+    images = jax.random.uniform(jax.random.PRNGKey(3), (8, *shape))
+    outputs = {}
+    for dtype in ("float32", "bfloat16"):
+        generator, discriminator = models.create_models(arch, layout, dtype=dtype)
+        g_vars = jit(generator.init, train=False)(jax.random.PRNGKey(0), z)
+        d_vars = jit(discriminator.init, train=False)(jax.random.PRNGKey(1), images)
+        fake, g_new = jit(generator.apply, train=True, mutable=["batch_stats"])(g_vars, z)
+        d_out, d_new = jit(discriminator.apply, train=True, mutable=["batch_stats"])(d_vars, images)
+        outputs[dtype] = (g_vars, d_vars, fake, d_out, g_new, d_new)
+    f32, bf16 = outputs["float32"], outputs["bfloat16"]
+    for variables_32, variables_16 in zip(f32[:2], bf16[:2], strict=True):
+        assert jax.tree.structure(variables_16) == jax.tree.structure(variables_32)
+        jax.tree.map(np.testing.assert_array_equal, variables_16, variables_32)
+    for a, b in zip(jax.tree.leaves(f32[2:]), jax.tree.leaves(bf16[2:]), strict=True):
+        assert b.dtype == jnp.float32
+        np.testing.assert_allclose(b, a, atol=0.05 * (np.abs(a).max() + 1e-3))
+
+
+def test_unknown_dtype_is_a_clear_model_error():
+    layout = latents.LatentLayout.from_config(default.get_config().latents)
+    with pytest.raises(ValueError, match=r"model\.dtype"):
+        models.create_models("infogan_mnist", layout, dtype="float16")

@@ -1,0 +1,274 @@
+"""Time to accuracy on MNIST with 100 labels: ours against the PyTorch twin, same judge.
+
+    python -m benchmarks.time_to_accuracy [--max_steps 5000] [--eval_every 250]
+        [--frameworks jax,torch] [--thresholds 0.95,0.98]
+    python -m benchmarks.time_to_accuracy --max_steps 20 --eval_every 10 --classifier_steps 50
+        # a smoke check (minutes): both runs start, evaluate and are timed
+
+The figure a user feels: wall time from the training process's start until the independent
+judge first sees >= 95% (and >= 98%) direct conditional accuracy (code value k drawn as digit
+k), for
+- ours: `python -m ssinfogan_jax.main --config=configs/mnist.py --config.data.num_labeled=100`
+  as a subprocess; its `<workdir>/eval_history.jsonl` is read as it is written;
+- the PyTorch twin (benchmarks/pytorch_twin.py's networks and update) running the reference
+  recipe (configs/default.py: labelled batches with probability 1 - 0.1 per 100 steps down to
+  the true fraction, no shifts, Q_ss on reals only), 100 labels stratified (10 per class),
+  evaluated the same way: 128 samples per code value from G in eval mode, judged by the same
+  classifier, at the same cadence.
+
+The judge is the independent classifier of ssinfogan_jax/evaluation/classifier.py, found as
+`train.independent_classifier` finds it (<data_dir>/ssinfogan_classifiers/...); it is trained
+and cached before either timed run starts, so neither pays for it. Both load MNIST through
+the project's input pipeline (prepared from `--raw_dir` into `--data_dir` if needed, also
+before the timed runs). Each run is one process, one at a time; the clock starts just before
+the process is started and a threshold's time is when this process first reads its line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HISTORY = "eval_history.jsonl"
+LABELS = 100
+
+
+def _config(args):
+    from configs import mnist
+
+    config = mnist.get_config()
+    config.data.num_labeled = args.labels
+    config.data.data_dir = args.data_dir
+    config.data.raw_dir = args.raw_dir
+    config.eval.classifier_steps = args.classifier_steps
+    return config
+
+
+def prepare(args) -> str:
+    """Prepares the data set and the cached judge (untimed); returns the judge's path."""
+    from ssinfogan_jax import input_pipeline, train
+
+    config = _config(args)
+    test_split = input_pipeline.load_split(config, "test")
+    train_split = input_pipeline.load_split(config, "train")
+    classifier = train.independent_classifier(config, test_split, train_split)
+    print(f"judge: validation accuracy {classifier.val_accuracy}", flush=True)
+    root = os.path.join(args.data_dir, "ssinfogan_classifiers")
+    seed = config.eval.classifier_seed
+    return os.path.join(root, f"mnist_label_steps{args.classifier_steps}_seed{seed}")
+
+
+def _jax_command(args, workdir: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ssinfogan_jax.main",
+        "--config=configs/mnist.py",
+        f"--workdir={workdir}",
+        f"--config.data.num_labeled={args.labels}",
+        f"--config.data.data_dir={args.data_dir}",
+        f"--config.data.raw_dir={args.raw_dir}",
+        f"--config.eval.classifier_steps={args.classifier_steps}",
+        f"--config.seed={args.seed}",
+        f"--config.num_train_steps={args.max_steps}",
+        f"--config.eval_every_steps={args.eval_every}",
+    ]
+
+
+def _torch_command(args, workdir: str, judge: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.time_to_accuracy",
+        "--twin_worker",
+        f"--workdir={workdir}",
+        f"--judge={judge}",
+        f"--labels={args.labels}",
+        f"--data_dir={args.data_dir}",
+        f"--raw_dir={args.raw_dir}",
+        f"--classifier_steps={args.classifier_steps}",
+        f"--seed={args.seed}",
+        f"--max_steps={args.max_steps}",
+        f"--eval_every={args.eval_every}",
+    ]
+
+
+def _read_history(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        rows = []
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # A line being written.
+                break
+        return rows
+
+
+def timed_run(command: list[str], workdir: str, thresholds: list[float], log: str) -> dict:
+    """Runs `command`, watching <workdir>/eval_history.jsonl; stops it once every threshold
+    is reached. Returns {threshold: (seconds, step) or None, 'history': rows, 'wall_s'}."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, HISTORY)
+    if os.path.exists(path):
+        os.remove(path)
+    reached: dict[float, tuple[float, int] | None] = dict.fromkeys(thresholds)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            rows = _watch(proc, path, thresholds, reached, start)
+        finally:  # Also on a timeout or Ctrl-C of this process: never leave the run behind.
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    if proc.returncode not in (0, -15):
+        raise RuntimeError(f"{command[:3]} exited with {proc.returncode}; see {log}")
+    return {**reached, "history": rows, "wall_s": time.perf_counter() - start}
+
+
+def _watch(proc, path: str, thresholds: list[float], reached: dict, start: float) -> list[dict]:
+    """Polls the history until the run ends or every threshold is reached (fills `reached`)."""
+    seen, rows = 0, []
+    while True:
+        done = proc.poll() is not None
+        rows = _read_history(path)
+        now = time.perf_counter() - start
+        for row in rows[seen:]:
+            acc = row.get("cond_acc_direct")
+            print(f"  {now:7.1f} s  step {row['step']}: cond_acc_direct {acc}", flush=True)
+            for t in thresholds:
+                if reached[t] is None and acc is not None and acc >= t:
+                    reached[t] = (now, int(row["step"]))
+        seen = len(rows)
+        if done or all(v is not None for v in reached.values()):
+            return rows
+        time.sleep(0.2)
+
+
+# ----------------------------------------------------------------------------------------------
+# The PyTorch twin's training run (its own process).
+
+
+def twin_worker(args) -> None:
+    import numpy as np
+    import torch
+    from torch.nn import functional as F
+
+    from benchmarks import pytorch_twin as twin
+    from ssinfogan_jax import evaluation, input_pipeline
+
+    config = _config(args)
+    images, labels = input_pipeline.load_split(config, "train")  # [N, 28, 28, 1] in [0, 1].
+    labels = labels["label"]
+    images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    judge = evaluation.load(args.judge)
+    rng = np.random.default_rng(config.data.labeled_seed)
+    per_class = args.labels // twin.NUM_CLASSES
+    labeled = np.concatenate(
+        [rng.choice(np.flatnonzero(labels == k), per_class, replace=False) for k in range(10)]
+    )
+    labels = torch.from_numpy(labels.astype(np.int64))
+    true_fraction = len(labeled) / len(images)
+
+    runner = twin.TorchRunner(config.batch_size, seed=args.seed)
+    g = runner.g
+    batch_rng = np.random.default_rng(args.seed)
+    eval_gen = torch.Generator().manual_seed(0)
+    path = os.path.join(args.workdir, HISTORY)
+    b = config.batch_size
+    for step in range(1, args.max_steps + 1):
+        # Reference schedule (section 8): p = 1.0 - 0.1 per 100 steps, down to the true fraction.
+        p = max(true_fraction, 1.0 - 0.1 * ((step - 1) // 100))
+        is_labeled = batch_rng.random() < p
+        if is_labeled:
+            index = batch_rng.choice(labeled, b, replace=True)
+        else:
+            index = batch_rng.choice(len(images), b, replace=False)
+        index = torch.from_numpy(index)
+        runner.images, runner.labels = images[index], labels[index]
+        runner.supervised = is_labeled
+        runner.step()
+        if step % args.eval_every == 0 or step == args.max_steps:
+            g.eval()
+            with torch.no_grad():
+                correct = []
+                for k in range(twin.NUM_CLASSES):
+                    n = config.eval.samples_per_value
+                    c_us = torch.rand(n, twin.NUM_CONT, generator=eval_gen) * 2 - 1
+                    noise = torch.randn(n, twin.NUM_NOISE, generator=eval_gen)
+                    one_hot = F.one_hot(torch.full((n,), k), twin.NUM_CLASSES).float()
+                    fake = g(torch.cat([one_hot, c_us, noise], 1)).permute(0, 2, 3, 1).numpy()
+                    correct.append(np.mean(judge.predict_classes(fake) == k))
+            g.train()
+            with open(path, "a") as f:
+                f.write(json.dumps({"step": step, "cond_acc_direct": float(np.mean(correct))}))
+                f.write("\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frameworks", default="jax,torch")
+    parser.add_argument("--thresholds", default="0.95,0.98")
+    parser.add_argument("--max_steps", type=int, default=5_000)
+    parser.add_argument("--eval_every", type=int, default=250)
+    parser.add_argument("--labels", type=int, default=LABELS)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--classifier_steps", type=int, default=2_000, help="the judge's")
+    parser.add_argument("--root", default="/tmp/ssinfogan_time_to_accuracy")
+    parser.add_argument("--data_dir", default=os.path.expanduser("~/tensorflow_datasets"))
+    parser.add_argument(
+        "--raw_dir", default=os.path.join(os.path.dirname(REPO), "shared", "data", "mnist")
+    )
+    parser.add_argument("--twin_worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--judge", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.twin_worker:
+        twin_worker(args)
+        return
+
+    from benchmarks import machine_state
+
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    judge = prepare(args)
+    results = {}
+    for framework in args.frameworks.split(","):
+        workdir = os.path.join(args.root, f"{framework}_l{args.labels}_s{args.seed}")
+        if framework == "jax":
+            command = _jax_command(args, workdir)
+        elif framework == "torch":
+            command = _torch_command(args, workdir, judge)
+        else:
+            parser.error(f"--frameworks: unknown {framework!r}")
+        state = machine_state.measure()
+        print(f"{framework}: {' '.join(command)}\n  {machine_state.describe(state)}", flush=True)
+        results[framework] = timed_run(command, workdir, thresholds, workdir + ".log")
+        results[framework]["state"] = state
+
+    print()
+    heads = " | ".join(f"time to {t:.0%} (step)" for t in thresholds)
+    print(f"| run | {heads} | last evaluation | wall s | GEMM roof GFLOP/s | memory GB/s |")
+    print("|---" * (5 + len(thresholds)) + "|")
+    names = {"jax": "ours, configs/mnist.py", "torch": "PyTorch twin, reference recipe"}
+    for framework, res in results.items():
+        cells = " | ".join(
+            f"{res[t][0]:.0f} s ({res[t][1]})" if res[t] else "not reached" for t in thresholds
+        )
+        last = res["history"][-1] if res["history"] else {}
+        last_text = f"{last.get('cond_acc_direct', float('nan')):.3f} at {last.get('step', '-')}"
+        state = res["state"]
+        print(
+            f"| {names[framework]} | {cells} | {last_text} | {res['wall_s']:.0f} "
+            f"| {state['gemm_gflops']:.0f} | {state['memory_gbs']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
