@@ -61,7 +61,7 @@ class Checkpointer:
       max_to_keep: how many latest checkpoints to keep.
       best_metric: the metric that ranks best checkpoints ('' = no best checkpoint).
       best_mode: 'max' or 'min'.
-      read_only: only restore (eval, sample); never writes or deletes anything.
+      read_only: only restore (eval, sample); saving is refused.
     """
 
     def __init__(
@@ -74,21 +74,19 @@ class Checkpointer:
     ):
         self.workdir = workdir
         self.best_metric = best_metric
+        self.read_only = read_only
         # create=False: the directories appear with the first save, not when a run starts.
         self._latest = ocp.CheckpointManager(
             os.path.join(workdir, LATEST_DIR),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=None if read_only else max_to_keep, create=False, read_only=read_only
-            ),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False),
         )
         self._best = None
         if best_metric:
             self._best = ocp.CheckpointManager(
                 os.path.join(workdir, BEST_DIR),
                 options=ocp.CheckpointManagerOptions(
-                    max_to_keep=None if read_only else 1,
+                    max_to_keep=1,
                     create=False,
-                    read_only=read_only,
                     best_fn=lambda metrics: metrics[best_metric],
                     best_mode=best_mode,
                 ),
@@ -104,6 +102,7 @@ class Checkpointer:
         Raises CheckpointError when the save cannot start or an earlier one failed (a full
         disk, a write error).
         """
+        self._check_writable(step)
         if not _is_finite(state):
             raise FloatingPointError(f"refusing to checkpoint a non-finite state at step {step}")
         args = self._save_args(state, {"step": step, **(meta or {})})
@@ -113,12 +112,17 @@ class Checkpointer:
         """Offers the state as the best checkpoint; kept if its metric beats the kept one."""
         if self._best is None:
             return
+        self._check_writable(step)
         if not _is_finite(state):
             raise FloatingPointError(f"refusing to checkpoint a non-finite state at step {step}")
         metrics = {k: float(v) for k, v in metrics.items()}
         meta = {"step": step, "metrics": metrics, **(meta or {})}
         args = self._save_args(state, meta)
         self._guard(step, BEST_DIR, lambda: self._best.save(step, args=args, metrics=metrics))
+
+    def _check_writable(self, step: int) -> None:
+        if self.read_only:
+            raise CheckpointError(f"{self.workdir} was opened read-only; not saving step {step}")
 
     def _guard(self, step: int | None, kind: str, fn) -> None:
         """Runs a save (or a wait for one); any failure becomes a CheckpointError with the path."""
@@ -129,7 +133,10 @@ class Checkpointer:
         except Exception as e:  # orbax and tensorstore raise many types for one failed write.
             where = os.path.join(self.workdir, kind)
             what = f"saving step {step} to {where}" if step is not None else f"a save to {where}"
-            intact = self.all_steps()
+            try:
+                intact = self.all_steps()
+            except Exception:  # The directory itself may be what failed.
+                intact = "unknown"
             raise CheckpointError(
                 f"{what} failed ({_cause(e)}); intact checkpoints: {intact or 'none'}. Free "
                 "space or fix the directory, then run again to resume."

@@ -162,8 +162,8 @@ CHOICES = (
     ("sample.checkpoint", ("latest", "best")),
 )
 
-# Fields with no check here, and why (tests/test_config_checks.py holds every field of
-# configs/default.py to having a check or a line here).
+# Fields checked elsewhere, and where (tests/test_config_checks.py holds every field of
+# configs/default.py to a check that fires, or to a reason in UNCHECKED).
 CHECKED_ELSEWHERE = {
     "data.name": "registry.find_problems: a known data set or a tfds name (with 'did you mean')",
     "data.num_labeled": "registry.find_problems: -1, 0 or up to the train split's size; the "
@@ -185,7 +185,11 @@ CHECKED_ELSEWHERE = {
     "registry.find_problems: labels and class counts",
     "latents.noise_size": "latents.LatentLayout: >= 0",
     "latents.noise_distribution": "latents.LatentLayout: one of NOISE_DISTRIBUTIONS",
-    "model.arch": "here: a known architecture whose images fit the data set",
+    "model.arch": "find_problems: a known architecture whose images fit the data set",
+}
+
+# Fields with no check at start-up, and why.
+UNCHECKED = {
     "loss.q_ss_on_fakes": "None, True or False; ml_collections enforces the type",
     "data.data_dir": "a path: whether the data is there is checked when it loads",
     "data.raw_dir": "a path: whether its files are there is checked when the data loads",
