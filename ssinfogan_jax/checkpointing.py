@@ -94,6 +94,10 @@ class Checkpointer:
 
     @staticmethod
     def _save_args(state, meta: dict) -> ocp.args.Composite:
+        if jax.process_count() > 1:
+            # Each host holds its own replica (host-local arrays, which orbax refuses across
+            # processes): save host copies, identical on every host.
+            state = jax.device_get(state)
         return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
     def save(self, step: int, state, meta: dict | None = None) -> None:
