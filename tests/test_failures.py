@@ -43,7 +43,7 @@ def _command(shared, workdir, *flags: str) -> list[str]:
     ]
 
 
-def _main(shared, workdir, *flags: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _main(shared, workdir, *flags: str, timeout: float = 1500) -> subprocess.CompletedProcess:
     return subprocess.run(
         _command(shared, workdir, *flags), cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
