@@ -135,7 +135,7 @@ def test_preemption_exits_75_with_one_line_and_saves_within_a_few_steps(shared, 
     # clu's logging writer prints each step's scalars as "[step] name=value, ...".
     seen, deadline = 0, time.time() + 400
     for line in process.stdout:
-        if match := re.search(r"\] \[(\d+)\] d_loss=", line):
+        if match := re.search(r"\] \[(\d+)\] .*d_loss=", line):
             seen = int(match.group(1))
             if seen >= 10:
                 signalled = time.time()

@@ -22,10 +22,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTRA = 4  # Steps the resumed and the straight runs make after the preempted step.
 
 
+_PORTS: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port, never one handed out before in this process (two jobs run at once)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS:
+            _PORTS.add(port)
+            return port
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +80,7 @@ def _launch(shared, workdir, steps: int) -> list[subprocess.Popen]:
     ]
 
 
-def _outputs(processes, timeout: float = 600) -> list[str]:
+def _outputs(processes, timeout: float = 1500) -> list[str]:
     outputs = []
     for p in processes:
         try:
