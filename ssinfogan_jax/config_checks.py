@@ -13,7 +13,7 @@ import difflib
 import ml_collections
 
 from configs import default as default_config
-from ssinfogan_jax import latents, models
+from ssinfogan_jax import latents, layers, models
 from ssinfogan_jax.data import registry
 
 
@@ -96,6 +96,9 @@ def find_problems(
         problems.append(
             f"config.model.dtype: {config.model.dtype!r}, expected 'float32' or 'bfloat16'"
         )
+    if config.model.conv_impl not in layers.CONV_IMPLS:
+        expected = ", ".join(map(repr, layers.CONV_IMPLS))
+        problems.append(f"config.model.conv_impl: {config.model.conv_impl!r}, expected {expected}")
     if config.parallel not in ("auto", "jit", "pmap", "shard_map"):
         problems.append(
             f"config.parallel: {config.parallel!r}, expected 'auto', 'jit', 'pmap' or 'shard_map'"
