@@ -30,10 +30,12 @@ def get_config(arg: str | None = None):
     config.batch_size = 64
     config.num_train_steps = 400
     config.log_every_steps = 50
-    config.checkpoint_every_steps = 200
-    config.eval_every_steps = 200
-    config.images_every_steps = 200
-    config.eval.classifier_steps = 600
+    config.checkpoint_every_steps = 400  # Only at the end: a short run.
+    config.eval_every_steps = 0  # Only at the end.
+    config.images_every_steps = 0  # Only at the end.
+    # The judge: 150 steps of batch 128 on the 359 test digits reach 98.5% on the 1,438
+    # training digits (600 steps: 99.1%, four times as long).
+    config.eval.classifier_steps = 150
     if "runlocal" in args:
         default.runlocal(config)
     return config
