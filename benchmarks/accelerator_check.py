@@ -3,7 +3,7 @@ convolution implementations and of the PyTorch twin, in one table. A few minutes
 
     pip install -c constraints.txt -e '.[test]' "jax[cuda12]" torch   # CUDA builds
     python -m benchmarks.accelerator_check [--batch_sizes 128,256,1024] [--steps 50]
-    python -m benchmarks.accelerator_check --smoke     # on a CPU: every part, tiny (~2 min)
+    python -m benchmarks.accelerator_check --smoke     # on a CPU: every part, tiny
 
 Parts, each in its own process (so that JAX and PyTorch never share a GPU's memory; JAX is
 told not to preallocate):
@@ -151,7 +151,9 @@ def main() -> None:
         out = _run([sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:warnings"], 1800)
         print("\n".join(out.stdout.strip().splitlines()[-15:]))
         if out.returncode != 0:
-            print(f"tests: exit code {out.returncode}\n{out.stderr[-2000:]}")
+            print(f"tests: FAILED (exit code {out.returncode})\n{out.stderr[-2000:]}")
+        else:
+            print("tests: all passed")
 
     print(f"\n== timings: batch {args.batch_sizes}, median of {args.rounds} x {args.steps} steps")
     rows = _timings("jax", args, 1800) + _timings("torch", args, 1800)
