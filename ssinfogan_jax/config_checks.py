@@ -15,7 +15,7 @@ import math
 import ml_collections
 
 from configs import default as default_config
-from ssinfogan_jax import latents, models
+from ssinfogan_jax import latents, layers, models
 from ssinfogan_jax.data import registry
 
 
@@ -158,6 +158,7 @@ RANGES = (
 # Choices among fixed words: (name, accepted values).
 CHOICES = (
     ("model.dtype", ("float32", "bfloat16")),
+    ("model.conv_impl", layers.CONV_IMPLS),
     ("parallel", ("auto", "jit", "pmap", "shard_map")),
     ("sample.checkpoint", ("latest", "best")),
 )

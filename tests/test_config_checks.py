@@ -99,6 +99,16 @@ def test_unknown_architecture(config):
     assert _only_problem(config).startswith("config.model.arch: unknown architecture 'resnet50'")
 
 
+def test_unknown_conv_impl(config):
+    config.model.conv_impl = "cudnn"
+    assert _only_problem(config) == (
+        "config.model.conv_impl: 'cudnn', expected one of auto, flax, cpu_fast"
+    )
+    for impl in ("auto", "flax", "cpu_fast"):
+        config.model.conv_impl = impl
+        assert config_checks.find_problems(config) == []
+
+
 def test_architecture_that_does_not_fit_the_data(config):
     config.model.arch = "infogan_32"
     message = _only_problem(config)
