@@ -212,6 +212,7 @@ BAD_VALUES = {
     "data.celeba_crop": (0, 0, 300, 10),
     "model.arch": "resnet",
     "model.dtype": "float16",
+    "model.conv_impl": "cudnn",
     "latents.codes": [default.code("digit", "categorical", 1)],
     "latents.noise_size": -1,
     "latents.noise_distribution": "laplace",
