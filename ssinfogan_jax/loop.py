@@ -148,12 +148,23 @@ def _setup(config: ml_collections.ConfigDict, workdir: str):
     return exp, state, checkpointer
 
 
+def _labelled_only(split, label: str):
+    """The examples of (images, labels) that carry `label` (a folder's rows may lack it)."""
+    images, labels = split
+    keep = labels[label] >= 0
+    if keep.all():
+        return split
+    return images[keep], {name: values[keep] for name, values in labels.items()}
+
+
 def _make_evaluator(exp: experiment_lib.Experiment) -> evaluator_lib.Evaluator:
     test_split = input_pipeline.load_split(exp.config, "test")
     classifier = None
-    if evaluator_lib.classifier_code(exp.layout):
+    if code := evaluator_lib.classifier_code(exp.layout):
         train_split = input_pipeline.load_split(exp.config, "train")
-        classifier = independent_classifier(exp, test_split, train_split)
+        classifier = independent_classifier(
+            exp, _labelled_only(test_split, code.label), _labelled_only(train_split, code.label)
+        )
     return evaluator_lib.Evaluator(exp, *test_split, classifier)
 
 
@@ -176,9 +187,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config into `workdir`; returns the final evaluation metrics.
     """
     exp, state, checkpointer = _setup(config, workdir)
+    config = exp.config  # With what the data decides filled in (e.g. codes from its labels).
     if checkpointer.latest_step() is not None:  # Before writing anything into the work dir.
         state, meta = checkpointer.restore(state)
         logging.info("Resumed from step %d in %s.", meta["step"], workdir)
+    input_pipeline.ensure_data(config)  # Bad input stops the run here, before any write.
 
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     is_main = _is_main()

@@ -48,6 +48,7 @@ def main(argv: list[str]) -> None:
     import tensorflow as tf
 
     from ssinfogan_jax import config_checks, loop, parallel
+    from ssinfogan_jax.data import folder
 
     tf.config.experimental.set_visible_devices([], "GPU")  # TF only reads data; JAX owns GPUs.
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -68,6 +69,9 @@ def main(argv: list[str]) -> None:
             metrics = loop.sample(_CONFIG.value, _WORKDIR.value)
     except config_checks.ConfigError as e:
         print(f"FATAL {e}", file=sys.stderr)
+        sys.exit(2)
+    except folder.FolderError as e:  # Bad images or CSV, found while converting them.
+        print(f"FATAL bad input: {e}", file=sys.stderr)
         sys.exit(2)
     if jax.process_index() == 0:
         for name, value in sorted(metrics.items()):
