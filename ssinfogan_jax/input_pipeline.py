@@ -124,6 +124,15 @@ def ensure_data(config: ml_collections.ConfigDict) -> None:
     builders.ensure_prepared(d.name, d.data_dir, d.raw_dir)
 
 
+def class_names(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+    """{label: class names in code order} where the data names its classes (a folder's CSV);
+    {} for the tfds sets (their classes are the indices)."""
+    if config.data.name != registry.FOLDER:
+        return {}
+    labels = folder.read_source(config.data).labels
+    return {name: list(label.classes) for name, label in labels.items() if label.classes}
+
+
 def _folder_rows(source: folder.Source, split: str) -> np.ndarray:
     """CSV rows of 'train', 'test' or 'train[a:b]' (a block of the train rows)."""
     name, _, rest = split.partition("[")

@@ -294,5 +294,22 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
         traversal_rows=config.sample.traversal_rows,
         traversal_values=config.sample.traversal_values,
     )
+    if _is_main():
+        written.update(_write_row_titles(exp, written))
     logging.info("Samples of step %d written to %s.", step, out_dir)
     return written
+
+
+def _write_row_titles(exp: experiment_lib.Experiment, written: dict[str, str]) -> dict[str, str]:
+    """<code>.json beside each <code>.png grid of a categorical c_ss code: what each row is
+    (the class names of a folder's labels, else the class indices)."""
+    names = input_pipeline.class_names(exp.config)
+    out = {}
+    for code in exp.layout.supervised_codes:
+        if code.categorical and code.name in written:
+            rows = names.get(code.label) or [str(k) for k in range(code.size)]
+            path = os.path.splitext(written[code.name])[0] + ".json"
+            payload = {"code": code.name, "label": code.label, "rows": rows}
+            epath.Path(path).write_text(json.dumps(payload, indent=2))
+            out[f"{code.name}_rows"] = path
+    return out

@@ -249,13 +249,14 @@ def test_mock_data_batches(name, labels, tmp_path, monkeypatch):
             assert batch["image"].dtype == np.float32
             assert -1.0 <= batch["image"].min() < -0.5 and 0.5 < batch["image"].max() <= 1.0
             assert set(batch["labels"]) == set(labels)
-            for values in batch["labels"].values():
+            assert set(batch["label_masks"]) == set(labels)
+            for name, values in batch["labels"].items():
                 assert values.shape == (16,) and values.dtype == np.int32
-                mask = batch["label_masks"]["label"] == 1
+                mask = batch["label_masks"][name] == 1
                 assert np.all((values[mask] >= 0) & (values[mask] < 10))
                 assert np.all(values[~mask] == -1)
-            if labelled:
-                assert batch["label_masks"]["label"].sum() == 16
+                if labelled:
+                    assert mask.sum() == 16
         images, test_labels = ip.load_split(config, "test")
         assert images.shape == (60, 32, 32, 3) and set(test_labels) == set(labels)
 
