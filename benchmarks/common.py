@@ -25,7 +25,7 @@ def mnist_batch(batch_size: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {
         "image": jnp.asarray(rng.random((batch_size, 28, 28, 1), np.float32)),
-        "label_mask": jnp.ones((batch_size,), jnp.float32),
+        "label_masks": {"label": jnp.ones((batch_size,), jnp.float32)},
         "labels": {"label": jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)},
     }
 

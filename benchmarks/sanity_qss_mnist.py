@@ -66,7 +66,11 @@ def main() -> None:
     config.batch_size = n
     state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
     step = train.make_train_step(config)
-    batch = {"image": x, "label_mask": np.ones(n, np.float32), "labels": {"label": y}}
+    batch = {
+        "image": x,
+        "label_masks": {"label": np.ones(n, np.float32)},
+        "labels": {"label": y},
+    }
     _, discriminator = experiment.from_config(config).models()
 
     @functools.partial(jax.jit, static_argnums=2)

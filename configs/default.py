@@ -70,7 +70,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.name = "mnist"  # A tfds name, or 'digits' (scikit-learn's 8x8 digits, offline).
     config.data.data_dir = ""  # tfds data_dir; '' = tfds's default (~/tensorflow_datasets).
     config.data.raw_dir = ""  # A folder of raw files (e.g. MNIST IDX) to build the tfds set from.
-    config.data.num_labeled = 600  # Labelled training examples; -1 = use labeled_fraction.
+    # Labelled training examples; -1 = use labeled_fraction. For name = 'folder': per label, at
+    # most this many of the rows whose cell is filled (-1 and fraction 1 = all of them).
+    config.data.num_labeled = 600
     config.data.labeled_fraction = 0.01  # Used when num_labeled == -1.
     config.data.labeled_selection = "stratified"  # 'stratified' (per class) or 'random' (ref.).
     config.data.labeled_seed = 1234  # Independent of `seed`, as in the reference.
@@ -95,6 +97,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # images instead: (top, left, height, width) = 128x128 centred on (x=89, y=121), the
     # ProGAN CelebA crop. It holds the eyes (y~111) to the chin, so mouth and smile stay in.
     config.data.celeba_crop = (57, 25, 128, 128)
+    # name = 'folder': your own images (see README "Train on your own images"). A folder of
+    # PNG/JPEG files and a CSV with a `file` column (paths relative to images_dir), an optional
+    # `split` column (train / test) and one column per label; a blank cell = not labelled.
+    config.data.images_dir = ""
+    config.data.labels_csv = ""
+    # Kinds of label columns where the inferred one is not wanted: 'age=continuous,id=categorical'
+    # (kinds: categorical, binary, continuous).
+    config.data.label_kinds = ""
+    # Class order of categorical labels (code value k = the k-th class), each list complete:
+    # 'colour=red|green|blue'. Default: integers in numeric order, other names sorted.
+    config.data.label_classes = ""
+    # Without a `split` column: this share of the rows that carry any label is the test split
+    # (for the independent judge), chosen with labeled_seed; those rows are not trained on.
+    config.data.test_share = 0.2
+    # Images in images_dir that the CSV does not list: 'error', or 'unlabeled' (train on them
+    # as unlabelled examples).
+    config.data.unlisted_images = "error"
 
     config.model = ml_collections.ConfigDict()
     config.model.arch = "infogan_mnist"  # See models.ARCHITECTURES.
@@ -112,6 +131,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         code("digit", "categorical", 10, label="label"),  # c_ss
         code("c_us", "continuous", 2),  # c_us
     ]
+    # True: one supervised code per label of the data (for name = 'folder': per label column of
+    # the CSV; categorical with the classes seen, or continuous of size 1), placed before
+    # `codes`, which then lists only the free codes.
+    config.latents.codes_from_data = False
     config.latents.noise_size = 62
     config.latents.noise_distribution = "normal"  # 'normal' (reference) or 'uniform' (openai).
     config.latents.continuous_range = 1.0  # Continuous codes ~ U(-r, r).

@@ -60,7 +60,8 @@ class Experiment:
     """Everything a run is made of, resolved from a validated config.
 
     Attributes:
-      config: the config it was made from (for the loop's cadences and paths).
+      config: the config it was made from (for the loop's cadences and paths), with what the
+        data decides filled in (`registry.resolve`: e.g. latents.codes_from_data's codes).
       layout: the latent layout.
       arch: G's and D's architecture.
       dataset: the data set's static facts (shapes, range, sizes, labels).
@@ -103,6 +104,7 @@ def from_config(
     over. Raises config_checks.ConfigError. `check=False` skips the checks, for a config the
     caller vouches for (e.g. codes supervised by labels of the caller's own data).
     """
+    config = registry.resolve(config)  # Codes from the data's labels, if asked for.
     if check:
         config_checks.validate(
             config,

@@ -15,13 +15,17 @@ Design (why it looks like this):
   from config.data.labeled_seed alone, so it is the same on every host and every run; each
   host draws only from its own block of each pool, so hosts see disjoint examples.
 - Batches (numpy, this host's share of the global batch of size B / process_count = b):
-    image       float32 [b, H, W, C], in info.image_range
-    label_mask  float32 [b], 1 = labelled (drawn from the labelled subset)
-    labels      {name: int32 [b] (categorical; -1 where mask is 0) or float32 [b]
-                 (continuous; NaN where mask is 0)}
-    index       int32 [b], global train-split index of each example (for checks; not needed
-                 by the train step)
-  An unlabelled example never carries its label: its entries are the sentinel.
+    image        float32 [b, H, W, C], in info.image_range
+    label_masks  {name: float32 [b]}, one per label of the data set: 1 = this example is
+                 labelled for that label (drawn from the labelled subset and, for a folder,
+                 its cell for that label filled and kept)
+    labels       {name: int32 [b] (categorical; -1 where its mask is 0) or float32 [b]
+                 (continuous; NaN where its mask is 0)}
+  An example never carries a label whose mask is 0: its entry is the sentinel. The labelled
+  pool (what labelled batches draw from) is every example that carries any label.
+- A folder (config.data.name = 'folder', data/folder.py): the images are converted once into a
+  tfds set in data_dir; the labels come from the CSV; the train split is the CSV's train rows
+  in CSV order, and the labelled subset is chosen per label (registry.folder_labeled).
 - Preprocessing: MNIST-format sets (mnist, fashion_mnist, kmnist, digits) -> 28x28x1 in
   [0, 1] (the reference divides by 255; G ends in a sigmoid). svhn_cropped, cifar10 -> 32x32x3
   in [-1, 1] (tanh G). celeb_a -> a fixed face-centred crop (config.data.celeba_crop), area
@@ -39,10 +43,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ssinfogan_jax.data import augment, builders, labeled_subset, registry, sampler
+from ssinfogan_jax.data import augment, builders, folder, labeled_subset, registry, sampler
 from ssinfogan_jax.data.tf_setup import tf, tfds
 
 DataNotFoundError = builders.DataNotFoundError
+FolderError = folder.FolderError
 prepare = builders.prepare  # prepare(name, raw_dir, data_dir) -> None
 DatasetInfo = registry.DatasetInfo
 get_dataset_info = registry.get_dataset_info
@@ -51,6 +56,8 @@ get_dataset_info = registry.get_dataset_info
 def availability_problems(config: ml_collections.ConfigDict) -> list[str]:
     """Why config.data cannot be loaded here (not prepared, raw files missing); [] = it can."""
     d = config.data
+    if d.name == registry.FOLDER:
+        return []  # Always preparable from the folder (registry.find_problems checked it).
     try:
         prepared = builders.is_prepared(d.name, d.data_dir)
     except Exception as e:
@@ -102,8 +109,54 @@ def _builder(config):
     return tfds.builder(d.name, data_dir=d.data_dir or None, try_gcs=False)
 
 
+def ensure_data(config: ml_collections.ConfigDict) -> None:
+    """Prepares the data now if it needs it (a tfds build from local files, a folder's
+    conversion), so that bad input stops a run before it writes anything. Raises
+    DataNotFoundError or FolderError."""
+    d = config.data
+    if d.name == registry.FOLDER:
+        info = get_dataset_info(config)
+        data_dir = builders.default_data_dir(d.data_dir)
+        folder.prepare(folder.read_source(d), info.image_shape, data_dir)
+        return
+    if problems := availability_problems(config):
+        raise DataNotFoundError("\n".join(problems))
+    builders.ensure_prepared(d.name, d.data_dir, d.raw_dir)
+
+
+def class_names(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+    """{label: class names in code order} where the data names its classes (a folder's CSV);
+    {} for the tfds sets (their classes are the indices)."""
+    if config.data.name != registry.FOLDER:
+        return {}
+    labels = folder.read_source(config.data).labels
+    return {name: list(label.classes) for name, label in labels.items() if label.classes}
+
+
+def _folder_rows(source: folder.Source, split: str) -> np.ndarray:
+    """CSV rows of 'train', 'test' or 'train[a:b]' (a block of the train rows)."""
+    name, _, rest = split.partition("[")
+    rows = source.rows(name)
+    if rest:
+        start, _, stop = rest.rstrip("]").partition(":")
+        rows = rows[int(start or 0) : int(stop) if stop else None]
+    return rows
+
+
+def _load_folder(config, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    info = get_dataset_info(config)
+    source = folder.read_source(config.data)
+    data_dir = builders.default_data_dir(config.data.data_dir)
+    rows = _folder_rows(source, split)
+    images = folder.load_images(source, info.image_shape, data_dir)[rows]
+    return images, {name: source.values[name][rows] for name in info.labels}
+
+
 def _load_uint8(config, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(uint8 [N, H, W, C], {label: [N]}) of a tfds split string, in tfds file order."""
+    """(uint8 [N, H, W, C], {label: [N]}) of a tfds split string, in tfds file order (a
+    folder's: CSV order; its labels hold the sentinel where a cell is blank)."""
+    if config.data.name == registry.FOLDER:
+        return _load_folder(config, split)
     info = get_dataset_info(config)
     builder = _builder(config)
     # cycle_length 1: read files in order, so position i of 'train[a:b]' is global index a + i.
@@ -133,7 +186,8 @@ def _to_float(images: np.ndarray, image_range: tuple[float, float]) -> np.ndarra
 def load_split(
     config: ml_collections.ConfigDict, split: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A whole split (e.g. 'test') for evaluation: float32 [N, H, W, C] images and labels."""
+    """A whole split (e.g. 'test') for evaluation: float32 [N, H, W, C] images and labels
+    {name: [N]}; -1 (categorical) or NaN (continuous) where an example lacks that label."""
     info = get_dataset_info(config)
     images, labels = _load_uint8(config, split)
     return _to_float(images, info.image_range), labels
@@ -159,7 +213,8 @@ class TrainData:
 
     Attributes:
       info: the data set (info.num_train = the whole train split, all hosts).
-      labeled_indices: int64 [num_labeled] sorted global train indices of the labelled subset.
+      labeled_indices: int64 [num_labeled] sorted global train indices of the labelled subset
+        (the examples that carry any label).
       labeled_fraction: num_labeled / num_train (the schedule's final probability).
     """
 
@@ -169,6 +224,7 @@ class TrainData:
         info: DatasetInfo,
         images: np.ndarray,
         labels: dict[str, np.ndarray],
+        known: dict[str, np.ndarray],
         offset: int,
         labeled_indices: np.ndarray,
         sampler_: sampler.Sampler,
@@ -182,6 +238,7 @@ class TrainData:
         self.labeled_fraction = len(labeled_indices) / max(info.num_train, 1)
         self.sampler = sampler_
         self._images, self._labels, self._offset = images, labels, offset
+        self._known = known  # {name: bool [n_local]}: this example is labelled for `name`.
         self._local_labeled, self._local_unlabeled = local_labeled, local_unlabeled
         self._prefetch = prefetch
         self._seed, self._labeled_max_shift = seed, labeled_max_shift
@@ -209,24 +266,21 @@ class TrainData:
     def batch(self, step: int) -> dict:
         """This host's share of global step `step`'s batch; a pure function of (config, step)."""
         local, slots = self._local_indices(step)
-        labels = {}
+        labels, masks = {}, {}
         for name, values in self._labels.items():
+            mask = slots & self._known[name][local]
             if self.info.labels[name]:
                 out = np.full(len(slots), -1, np.int32)
             else:
                 out = np.full(len(slots), np.nan, np.float32)
-            out[slots] = values[local[slots]]
-            labels[name] = out
+            out[mask] = values[local[mask]]
+            labels[name], masks[name] = out, mask.astype(np.float32)
         images = _to_float(self._images[local], self.info.image_range)
         if self._labeled_max_shift and slots.any():
             count, most = int(slots.sum()), self._labeled_max_shift
             shifts = augment.random_shifts(self._seed, step, count, most)
             images[slots] = augment.shift_images(images[slots], shifts, self.info.image_range[0])
-        return {
-            "image": images,
-            "label_mask": slots.astype(np.float32),
-            "labels": labels,
-        }
+        return {"image": images, "label_masks": masks, "labels": labels}
 
     def iterate(self, start_step: int = 0) -> Iterator[dict]:
         """batch(start_step), batch(start_step + 1), ..., computed ahead in a thread."""
@@ -283,7 +337,8 @@ def create_train_data(
     `exp` is the run's `experiment.Experiment` (its config already checked); the subset has
     `exp.num_labeled` examples. It is read back from `workdir` when a previous run wrote it
     there (resume), else chosen from config.data.labeled_seed and written there by process 0
-    (labeled_subset.json: indices and count per class). Raises DataNotFoundError (fast) when
+    (labeled_subset.json: indices and count per class; for a folder also the indices per label,
+    and label_map.json, the class names of each label). Raises DataNotFoundError (fast) when
     the data is absent.
     """
     config = exp.config
@@ -291,6 +346,7 @@ def create_train_data(
         raise DataNotFoundError("\n".join(problems))
     d = config.data
     info = exp.dataset
+    is_folder = d.name == registry.FOLDER
     if process_count == 1:
         images, labels = _load_uint8(config, "train")
         num_train = len(images)  # the real count (differs from the table under mock_data)
@@ -307,6 +363,7 @@ def create_train_data(
         raise ValueError(f"config.data.num_labeled: {n_lab} > {num_train} training examples")
 
     record = labeled_subset.load(workdir) if workdir else None
+    per_label = None  # {label: indices} when labels are subsampled apart (a folder).
     if record is not None:
         indices, saved = record
         if (saved.get("dataset"), len(indices)) != (d.name, n_lab):
@@ -315,32 +372,73 @@ def create_train_data(
                 f"of {saved.get('dataset')}, but the config asks for {n_lab} of {d.name}; use a "
                 f"fresh work dir (or delete that file) to choose a new subset"
             )
+        if is_folder:
+            source = folder.read_source(d)
+            if saved.get("source") != source.digest:
+                raise ValueError(
+                    f"{workdir}/{labeled_subset.SUBSET_FILE} was chosen from another CSV or "
+                    f"folder than {d.labels_csv} and {d.images_dir} hold now; use a fresh work dir"
+                )
+            per_label = {k: np.asarray(v, np.int64) for k, v in saved["indices_per_label"].items()}
     else:
-        if all_labels is None:
-            # Every host needs all train labels (to stratify, and to log the count per class);
-            # only the labels are read, images stay undecoded.
-            all_labels = _load_labels(config, info)
-        strata = _strata(config, info, all_labels)
-        # No categorical label (or random selection): one permutation of all N indices.
-        selection = d.labeled_selection if strata is not None else "random"
-        if strata is None:
-            strata = np.zeros(num_train, np.int64)
-        indices = labeled_subset.select_labeled(strata, n_lab, selection, d.labeled_seed)
-        counts = labeled_subset.class_counts(all_labels, indices)
-        logging.info("Labelled subset: %d of %d; per class: %s", n_lab, num_train, counts)
-        if workdir and process_index == 0:
-            description = dict(
-                dataset=d.name,
-                num_train=num_train,
-                selection=selection,
-                labeled_seed=d.labeled_seed,
+        description = dict(dataset=d.name, num_train=num_train, labeled_seed=d.labeled_seed)
+        if is_folder:
+            source = folder.read_source(d)
+            per_label = registry.folder_labeled(config)
+            indices = np.unique(np.concatenate([np.zeros(0, np.int64), *per_label.values()]))
+            train_rows = source.rows("train")
+            counts = _folder_counts(source, train_rows, per_label)
+            description.update(
+                selection=d.labeled_selection,
+                source=source.digest,
+                split_from=source.split_from,
+                num_test=int(source.is_test.sum()),
+                indices_per_label={k: [int(i) for i in v] for k, v in per_label.items()},
             )
+            logging.info(
+                "Folder %s: %d train rows, %d test rows (from the %s); labelled subset: %d "
+                "examples carry a label; per label and class: %s",
+                d.images_dir,
+                num_train,
+                int(source.is_test.sum()),
+                source.split_from,
+                len(indices),
+                counts,
+            )
+        else:
+            if all_labels is None:
+                # Every host needs all train labels (to stratify, and to log the count per
+                # class); only the labels are read, images stay undecoded.
+                all_labels = _load_labels(config, info)
+            strata = _strata(config, info, all_labels)
+            # No categorical label (or random selection): one permutation of all N indices.
+            selection = d.labeled_selection if strata is not None else "random"
+            if strata is None:
+                strata = np.zeros(num_train, np.int64)
+            indices = labeled_subset.select_labeled(strata, n_lab, selection, d.labeled_seed)
+            counts = labeled_subset.class_counts(all_labels, indices)
+            description["selection"] = selection
+            logging.info("Labelled subset: %d of %d; per class: %s", n_lab, num_train, counts)
+        if workdir and process_index == 0:
             path = labeled_subset.save(workdir, indices, counts, description)
             logging.info("Wrote the labelled subset to %s.", path)
+            if is_folder:
+                path = labeled_subset.save_json(
+                    workdir, folder.LABEL_MAP_FILE, folder.read_source(d).label_map()
+                )
+                logging.info("Wrote the class names of each label to %s.", path)
 
-    is_labeled = np.zeros(stop - start, bool)
-    mine = indices[(indices >= start) & (indices < stop)]
-    is_labeled[mine - start] = True
+    def local_mask(global_indices: np.ndarray) -> np.ndarray:
+        mask = np.zeros(stop - start, bool)
+        mine = global_indices[(global_indices >= start) & (global_indices < stop)]
+        mask[mine - start] = True
+        return mask
+
+    is_labeled = local_mask(indices)
+    if per_label is None:
+        known = {name: is_labeled for name in info.labels}
+    else:
+        known = {name: local_mask(per_label[name]) for name in info.labels}
     local_labeled = np.flatnonzero(is_labeled)
     local_unlabeled = np.flatnonzero(~is_labeled)
     if n_lab and not len(local_labeled):
@@ -362,6 +460,7 @@ def create_train_data(
         info=info,
         images=images,
         labels=labels,
+        known=known,
         offset=start,
         labeled_indices=indices,
         sampler_=sampler_,
@@ -371,6 +470,22 @@ def create_train_data(
         seed=config.seed,
         labeled_max_shift=int(d.labeled_max_shift),
     )
+
+
+def _folder_counts(
+    source: folder.Source, train_rows: np.ndarray, per_label: dict[str, np.ndarray]
+) -> dict[str, dict]:
+    """{label: {class name: count}} of the kept labels ({'count': n} for a continuous one)."""
+    counts = {}
+    for name, kept in per_label.items():
+        label = source.labels[name]
+        values = source.values[name][train_rows[kept]]
+        if label.num_classes:
+            found = np.bincount(values, minlength=label.num_classes)
+            counts[name] = {c: int(k) for c, k in zip(label.classes, found, strict=True)}
+        else:
+            counts[name] = {"count": len(kept)}
+    return counts
 
 
 def _load_labels(config, info: DatasetInfo) -> dict[str, np.ndarray]:

@@ -250,6 +250,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str, read_only: bool = Fa
     exp = experiment_lib.from_config(config)
     if problems := input_pipeline.availability_problems(config):
         raise input_pipeline.DataNotFoundError("\n".join(problems))
+    if not read_only:  # A folder's images are converted (and checked) here, before any write.
+        input_pipeline.ensure_data(exp.config)
     saved = _saved_config(config, workdir)
     if config.compilation_cache_dir:
         compilation_cache.enable(config.compilation_cache_dir)
@@ -260,12 +262,23 @@ def _setup(config: ml_collections.ConfigDict, workdir: str, read_only: bool = Fa
     return exp, state, checkpointer, saved
 
 
+def _labelled_only(split, label: str):
+    """The examples of (images, labels) that carry `label` (a folder's rows may lack it)."""
+    images, labels = split
+    keep = labels[label] >= 0
+    if keep.all():
+        return split
+    return images[keep], {name: values[keep] for name, values in labels.items()}
+
+
 def _make_evaluator(exp: experiment_lib.Experiment) -> evaluator_lib.Evaluator:
     test_split = input_pipeline.load_split(exp.config, "test")
     classifier = None
-    if evaluator_lib.classifier_code(exp.layout):
+    if code := evaluator_lib.classifier_code(exp.layout):
         train_split = input_pipeline.load_split(exp.config, "train")
-        classifier = independent_classifier(exp, test_split, train_split)
+        classifier = independent_classifier(
+            exp, _labelled_only(test_split, code.label), _labelled_only(train_split, code.label)
+        )
     return evaluator_lib.Evaluator(exp, *test_split, classifier)
 
 
@@ -438,5 +451,22 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
         traversal_rows=config.sample.traversal_rows,
         traversal_values=config.sample.traversal_values,
     )
+    if _is_main():
+        written.update(_write_row_titles(exp, written))
     logging.info("Samples of step %d written to %s.", step, out_dir)
     return written
+
+
+def _write_row_titles(exp: experiment_lib.Experiment, written: dict[str, str]) -> dict[str, str]:
+    """<code>.json beside each <code>.png grid of a categorical c_ss code: what each row is
+    (the class names of a folder's labels, else the class indices)."""
+    names = input_pipeline.class_names(exp.config)
+    out = {}
+    for code in exp.layout.supervised_codes:
+        if code.categorical and code.name in written:
+            rows = names.get(code.label) or [str(k) for k in range(code.size)]
+            path = os.path.splitext(written[code.name])[0] + ".json"
+            payload = {"code": code.name, "label": code.label, "rows": rows}
+            epath.Path(path).write_text(json.dumps(payload, indent=2))
+            out[f"{code.name}_rows"] = path
+    return out

@@ -140,22 +140,39 @@ def codes_loss(
     )
 
 
+def label_mask_of(label_masks: Mapping[str, jax.Array] | jax.Array, label: str) -> jax.Array:
+    """The [B] mask of `label`: from a {label: [B]} mapping, or one [B] mask for all labels."""
+    return label_masks[label] if isinstance(label_masks, Mapping) else label_masks
+
+
 def supervised_loss(
     layout: LatentLayout,
     predictions: Mapping[str, jax.Array],
     labels: Mapping[str, jax.Array],
-    label_mask: jax.Array,
+    label_masks: Mapping[str, jax.Array] | jax.Array,
     axis_name: str | None = None,
 ) -> jax.Array:
-    """L_ss on real data: each c_ss code against its data set label, labelled examples only.
+    """L_ss on real data: each c_ss code against its data set label, on the examples labelled
+    for that label only (each code's masked mean counts its own label's examples).
 
     Args:
       labels: data set label name -> [B] (or [B, size] for continuous labels).
-      label_mask: [B]; unlabelled examples (mask 0) contribute exactly nothing.
+      label_masks: label name -> [B] (or one [B] mask shared by all labels); examples with
+        mask 0 for a label contribute exactly nothing to that label's code.
     """
-    codes = layout.supervised_codes
-    targets = {c.name: labels[c.label] for c in codes}
-    return codes_loss(codes, predictions, targets, label_mask, axis_name)
+    return sum(
+        (
+            code_loss(
+                c,
+                predictions[c.name],
+                labels[c.label],
+                label_mask_of(label_masks, c.label),
+                axis_name,
+            )
+            for c in layout.supervised_codes
+        ),
+        start=jnp.zeros(()),
+    )
 
 
 def code_accuracy(

@@ -51,6 +51,8 @@ def _known_failure(e: BaseException) -> tuple[int, str] | None:
         return e.exit_code, str(e)
     if isinstance(e, config_checks.ConfigError):
         return exit_codes.BAD_INPUT, f"FATAL {e}"
+    if isinstance(e, input_pipeline.FolderError):  # Bad images or CSV, found converting them.
+        return exit_codes.BAD_INPUT, f"FATAL bad input: {e}"
     if isinstance(e, input_pipeline.DataNotFoundError):
         return exit_codes.BAD_INPUT, f"FATAL data not found: {e}"
     if isinstance(e, checkpointing.NoCheckpointError):

@@ -11,6 +11,11 @@ r"""Builds a tfds data set from files on disk, so training needs no network.
     # (the command lists the file names it needs when one is missing):
     python -m ssinfogan_jax.prepare_data --dataset=celeb_a --raw_dir=/data/celeba_raw
 
+    # Your own images (a folder and a CSV, see README "Train on your own images"), converted
+    # for an architecture's shape (infogan_32: 32x32x3; infogan_mnist: 28x28x1):
+    python -m ssinfogan_jax.prepare_data --dataset=folder --images_dir=/tmp/shapes \
+        --labels_csv=/tmp/shapes/labels.csv --arch=infogan_32
+
 Afterwards `tfds.load(name, data_dir=...)` works offline, and so does training with
 --config.data.data_dir=<the same data_dir>.
 """
@@ -19,14 +24,44 @@ from absl import app, flags, logging
 
 from ssinfogan_jax.data import builders
 
-_DATASET = flags.DEFINE_string("dataset", "mnist", "tfds name, or 'digits'.")
+_DATASET = flags.DEFINE_string("dataset", "mnist", "tfds name, 'digits', or 'folder'.")
 _RAW_DIR = flags.DEFINE_string("raw_dir", "", "Folder holding the raw files.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir ('' = ~/tensorflow_datasets).")
+_IMAGES_DIR = flags.DEFINE_string("images_dir", "", "folder: the images (config.data.images_dir).")
+_LABELS_CSV = flags.DEFINE_string("labels_csv", "", "folder: the CSV (config.data.labels_csv).")
+_ARCH = flags.DEFINE_string("arch", "infogan_32", "folder: the architecture whose shape to make.")
+
+
+def _prepare_folder() -> None:
+    from configs import folder as folder_config
+    from ssinfogan_jax import config_checks, experiment, input_pipeline
+
+    config = folder_config.get_config()
+    config.data.images_dir = _IMAGES_DIR.value
+    config.data.labels_csv = _LABELS_CSV.value
+    config.data.data_dir = _DATA_DIR.value
+    config.model.arch = _ARCH.value
+    try:
+        exp = experiment.from_config(config, process_count=1, device_count=1)
+        input_pipeline.ensure_data(exp.config)
+    except (config_checks.ConfigError, input_pipeline.FolderError) as e:
+        raise app.UsageError(str(e)) from None
+    logging.info(
+        "Done: %d train and %d test images of %s at %s, labels %s.",
+        exp.dataset.num_train,
+        exp.dataset.num_test,
+        _IMAGES_DIR.value,
+        exp.dataset.image_shape,
+        exp.dataset.labels,
+    )
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _DATASET.value == "folder":
+        _prepare_folder()
+        return
     try:
         builders.prepare(_DATASET.value, _RAW_DIR.value, _DATA_DIR.value)
     except builders.DataNotFoundError as e:

@@ -39,7 +39,8 @@ from ssinfogan_jax import losses
 from ssinfogan_jax.data import augment
 from ssinfogan_jax.experiment import Consistency, Experiment, InstanceNoise
 
-Batch = Mapping[str, Any]  # image [B, H, W, C] float32, label_mask [B], labels {name: [B]}
+# image [B, H, W, C] float32, label_masks {name: [B]}, labels {name: [B]}
+Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
 TrainStep = Callable[["TrainState", Batch], tuple["TrainState", Metrics]]
 
@@ -132,7 +133,7 @@ def discriminator_loss(
     terms = {
         "d_gan": losses.gan_discriminator_loss(real["logit"], fake["logit"]),
         "d_ss_real": losses.supervised_loss(
-            layout, real["q"], batch["labels"], batch["label_mask"], axis_name
+            layout, real["q"], batch["labels"], batch["label_masks"], axis_name
         ),
         "d_us": losses.codes_loss(layout.unsupervised_codes, fake["q"], codes),
     }
@@ -153,7 +154,11 @@ def discriminator_loss(
     for c in layout.supervised_codes:
         if c.categorical:
             terms[f"q_ss_real_acc/{c.name}"] = losses.code_accuracy(
-                c, real["q"][c.name], batch["labels"][c.label], batch["label_mask"], axis_name
+                c,
+                real["q"][c.name],
+                batch["labels"][c.label],
+                batch["label_masks"][c.label],
+                axis_name,
             )
     return loss, (stats, terms)
 
@@ -219,8 +224,9 @@ def train_step(
 
     Args:
       state: the train state.
-      batch: `image` float32 [B, H, W, C] in G's output range, `label_mask` float32 [B] (1 =
-        labelled), `labels` {label name: [B]} (anything where the mask is 0).
+      batch: `image` float32 [B, H, W, C] in G's output range, `label_masks` {label name:
+        float32 [B]} (1 = labelled for that label), `labels` {label name: [B]} (anything where
+        that label's mask is 0).
     Returns:
       (new state, scalar metrics).
     """
@@ -292,12 +298,20 @@ def train_step(
         **g_terms,
         "d_grad_norm": optax.tree.norm(d_grads),
         "g_grad_norm": optax.tree.norm(g_grads),
-        "labeled_fraction": jnp.mean(batch["label_mask"].astype(jnp.float32)),
+        "labeled_fraction": labeled_fraction(batch["label_masks"]),
         "instance_noise": sigma,
     }
     metrics = _mean_over_devices(metrics, axis_name)
     new_state = state.replace(step=state.step + 1, generator=g, discriminator=d)
     return new_state, metrics
+
+
+def labeled_fraction(label_masks: Mapping[str, jax.Array]) -> jax.Array:
+    """Share of the batch labelled for at least one label (0 when the data has no labels)."""
+    if not label_masks:
+        return jnp.zeros(())
+    masks = [m.astype(jnp.float32) for m in label_masks.values()]
+    return jnp.mean(functools.reduce(jnp.maximum, masks))
 
 
 def bind_train_step(

@@ -56,22 +56,27 @@ def rich_config(batch_size: int = 8) -> ml_collections.ConfigDict:
 def make_batch(
     config: ml_collections.ConfigDict, mask, seed: int = 0, image_shape=(28, 28, 1)
 ) -> dict:
-    """A batch with random images in [0, 1]; labels for every supervised code, -1 where mask 0."""
+    """A batch with random images in [0, 1]; labels for every supervised code, the sentinel
+    (-1, or 0 for a continuous label) where its mask is 0. `mask`: one [B] mask for every
+    label, or {label: [B]}."""
     rng = np.random.default_rng(seed)
-    mask = np.asarray(mask, np.float32)
-    batch_size = mask.shape[0]
-    labels = {}
+    per_label = mask if isinstance(mask, dict) else None
+    labels, masks = {}, {}
     for c in config.latents.codes:
         if not c.label:
             continue
+        mask = np.asarray(per_label[c.label] if per_label else mask, np.float32)
+        masks[c.label] = mask
+        batch_size = mask.shape[0]
         if c.kind == "categorical":
             value = rng.integers(0, c.size, batch_size).astype(np.int32)
             labels[c.label] = np.where(mask > 0, value, -1).astype(np.int32)
         else:
             value = rng.uniform(-1, 1, (batch_size, c.size)).astype(np.float32)
             labels[c.label] = np.where(mask[:, None] > 0, value, 0.0).astype(np.float32)
+    batch_size = len(next(iter(masks.values()))) if masks else len(np.asarray(mask))
     image = rng.uniform(0, 1, (batch_size, *image_shape)).astype(np.float32)
-    return {"image": image, "label_mask": mask, "labels": labels}
+    return {"image": image, "label_masks": masks, "labels": labels}
 
 
 def to_host(tree):

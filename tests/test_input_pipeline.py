@@ -118,10 +118,13 @@ def test_digits_loads_offline_and_matches_sklearn(digits_dir, tmp_path):
     assert data.info.num_train == 1438
     batch = data.batch(0)
     assert batch["image"].shape == (32, 28, 28, 1) and batch["image"].dtype == np.float32
-    assert batch["label_mask"].shape == (32,) and batch["label_mask"].dtype == np.float32
+    assert (
+        batch["label_masks"]["label"].shape == (32,)
+        and batch["label_masks"]["label"].dtype == np.float32
+    )
     assert batch["labels"]["label"].shape == (32,) and batch["labels"]["label"].dtype == np.int32
     assert data.indices(0).shape == (32,) and data.indices(0).dtype == np.int64
-    assert set(batch) == {"image", "label_mask", "labels"}  # What the step reads, no more.
+    assert set(batch) == {"image", "label_masks", "labels"}  # What the step reads, no more.
 
 
 def _lookup(images: np.ndarray) -> dict[bytes, int]:
@@ -153,7 +156,7 @@ def test_real_mnist_prepared_offline_matches_idx(mnist):
     np.testing.assert_array_equal(data._labels["label"], train_labels[found])
     for step in range(3):  # p(labelled) = 1 in the first 100 steps
         batch = data.batch(step)
-        assert batch["label_mask"].sum() == 128
+        assert batch["label_masks"]["label"].sum() == 128
         idx = found[data.indices(step)]
         np.testing.assert_array_equal(
             np.round(batch["image"][..., 0] * 255).astype(np.uint8), train_images[idx]
@@ -246,13 +249,14 @@ def test_mock_data_batches(name, labels, tmp_path, monkeypatch):
             assert batch["image"].dtype == np.float32
             assert -1.0 <= batch["image"].min() < -0.5 and 0.5 < batch["image"].max() <= 1.0
             assert set(batch["labels"]) == set(labels)
-            for values in batch["labels"].values():
+            assert set(batch["label_masks"]) == set(labels)
+            for name, values in batch["labels"].items():
                 assert values.shape == (16,) and values.dtype == np.int32
-                mask = batch["label_mask"] == 1
+                mask = batch["label_masks"][name] == 1
                 assert np.all((values[mask] >= 0) & (values[mask] < 10))
                 assert np.all(values[~mask] == -1)
-            if labelled:
-                assert batch["label_mask"].sum() == 16
+                if labelled:
+                    assert mask.sum() == 16
         images, test_labels = ip.load_split(config, "test")
         assert images.shape == (60, 32, 32, 3) and set(test_labels) == set(labels)
 
@@ -332,7 +336,7 @@ def test_no_unlabelled_label_ever_reaches_a_batch(digits_dir, mode):
     seen_labelled, masked = set(), 0
     for step in range(0, 3000, 3):
         batch = data.batch(step)
-        mask = batch["label_mask"]
+        mask = batch["label_masks"]["label"]
         assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
         on, off = data.indices(step)[mask == 1], data.indices(step)[mask == 0]
         assert subset.issuperset(on.tolist()) and subset.isdisjoint(off.tolist())
@@ -359,13 +363,16 @@ def test_batches_follow_the_schedule(digits_dir):
     config = digits_config(digits_dir, num_labeled=144)  # fraction 144 / 1438
     data = create_train_data(config, None)
     assert data.p_labeled(0) == 1.0 and data.p_labeled(10**7) == 144 / 1438
-    labelled = np.array([data.batch(s)["label_mask"][0] for s in range(20_000)])
+    labelled = np.array([data.batch(s)["label_masks"]["label"][0] for s in range(20_000)])
     assert labelled[:100].all()  # p = 1 in the first 100 steps
     assert labelled[500:600].mean() == pytest.approx(0.5, abs=0.2)
     tail = labelled[1000:]
     assert abs(tail.mean() - 144 / 1438) < 4 * np.sqrt(0.1 * 0.9 / len(tail))
     for s in (0, 700, 5000):  # a batch is all labelled or all unlabelled
-        assert data.batch(s)["label_mask"].min() == data.batch(s)["label_mask"].max()
+        assert (
+            data.batch(s)["label_masks"]["label"].min()
+            == data.batch(s)["label_masks"]["label"].max()
+        )
 
 
 def test_no_labels_means_every_batch_unlabelled(digits_dir):
@@ -373,9 +380,9 @@ def test_no_labels_means_every_batch_unlabelled(digits_dir):
     assert data.p_labeled(0) == 0.0 and len(data.labeled_indices) == 0
     for step in range(0, 500, 7):
         batch = data.batch(step)
-        assert batch["label_mask"].sum() == 0 and np.all(batch["labels"]["label"] == -1)
+        assert batch["label_masks"]["label"].sum() == 0 and np.all(batch["labels"]["label"] == -1)
     full = create_train_data(digits_config(digits_dir, num_labeled=1438), None)
-    assert all(full.batch(s)["label_mask"].all() for s in range(0, 500, 7))
+    assert all(full.batch(s)["label_masks"]["label"].all() for s in range(0, 500, 7))
 
 
 def test_labeled_fraction_when_num_labeled_is_minus_one(digits_dir):
@@ -396,7 +403,7 @@ def test_two_hosts_get_disjoint_shards_and_agree_on_every_decision(digits_dir):
     for step in range(0, 2000, 5):
         b0, b1 = (h.batch(step) for h in hosts)
         assert b0["image"].shape == (16, 28, 28, 1)
-        np.testing.assert_array_equal(b0["label_mask"], b1["label_mask"])
+        np.testing.assert_array_equal(b0["label_masks"]["label"], b1["label_masks"]["label"])
         seen[0].update(hosts[0].indices(step).tolist())
         seen[1].update(hosts[1].indices(step).tolist())
     assert seen[0].isdisjoint(seen[1])
@@ -415,7 +422,7 @@ def test_batch_is_a_pure_function_of_step(digits_dir):
         x, y = a.batch(step), b.batch(step)
         np.testing.assert_array_equal(a.indices(step), b.indices(step))
         np.testing.assert_array_equal(x["image"], y["image"])
-        np.testing.assert_array_equal(x["label_mask"], y["label_mask"])
+        np.testing.assert_array_equal(x["label_masks"]["label"], y["label_masks"]["label"])
     np.testing.assert_array_equal(late["image"], b.batch(20_000)["image"])
     # A resumed iterator yields what the uninterrupted one yields from that step on.
     it = b.iterate(0)
@@ -460,7 +467,7 @@ def test_labeled_max_shift_moves_only_labelled_examples(digits_dir, mode):
     for step in range(0, 200, 7):
         x, y = plain.batch(step), shifted.batch(step)
         np.testing.assert_array_equal(plain.indices(step), shifted.indices(step))
-        on = x["label_mask"] == 1
+        on = x["label_masks"]["label"] == 1
         np.testing.assert_array_equal(x["image"][~on], y["image"][~on])
         # Same pixels, moved: the ink is preserved except what left the 28x28 frame.
         assert np.all(y["image"][on].sum((1, 2, 3)) <= x["image"][on].sum((1, 2, 3)) + 1e-3)

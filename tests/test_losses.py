@@ -285,7 +285,10 @@ FAKE = np.array(
     [[-1.5, 0.0, 2.0, 0.0, 0.2, 0.1], [0.3, 1.0, 1.0, -1.0, -0.3, 0.9], [1.0, 0, 0, 0, 0, 0]],
     np.float32,
 )
-BATCH = {"label_mask": np.array([1, 1, 0], np.float32), "labels": {"label": np.array([0, 2, -1])}}
+BATCH = {
+    "label_masks": {"label": np.array([1, 1, 0], np.float32)},
+    "labels": {"label": np.array([0, 2, -1])},
+}
 CODES = {"digit": np.array([1, 0, 2]), "c_us": np.array([[1.0, -1.0], [0.5, 0.0], [0.1, 0.2]])}
 
 
@@ -329,7 +332,10 @@ def test_discriminator_total_by_hand(weights):
 def test_discriminator_total_of_the_infogan_baseline():
     d = StubDiscriminator()
     variables = d.init(jax.random.PRNGKey(0), REAL)
-    unlabelled = {"label_mask": np.zeros(3, np.float32), "labels": {"label": np.full(3, -1)}}
+    unlabelled = {
+        "label_masks": {"label": np.zeros(3, np.float32)},
+        "labels": {"label": np.full(3, -1)},
+    }
     weights = losses.LossWeights(q_ss_on_fakes=True)
     loss, (_, terms) = train.discriminator_loss(
         variables["params"], variables["batch_stats"], REAL, FAKE, unlabelled, CODES,

@@ -41,28 +41,52 @@ RUNS = ["pmap:2", "shard_map:4"]  # 2 and 4 devices; the 2-process test adds 2 x
 
 
 def _config():
+    """Two supervised codes with a mask each (a categorical and a continuous label)."""
     from configs import default
 
     config = default.get_config()
     config.batch_size = GLOBAL_BATCH
     config.instance_noise.stddev = 0.1  # Exercise the noise path too.
     config.instance_noise.decay = 0.9
-    return config
+    config.latents.codes = [
+        default.code("digit", "categorical", 10, label="label"),
+        default.code("thickness", "continuous", 1, label="thickness"),
+        default.code("c_us", "continuous", 2),
+    ]
+    from ssinfogan_jax import experiment
+
+    return experiment.from_config(config, check=False)  # 'thickness' is not an MNIST label.
+
+
+# One mask per label and step. They differ between the labels and give devices different
+# labelled counts: e.g. step 0's thickness mask is 4/1 on 2 devices and 2/2/1/0 on 4; step
+# 2's label mask 3/0 and 2/1/0/0, its thickness mask 0/2 and 0/0/1/1.
+_MASKS = [
+    {"label": np.ones(GLOBAL_BATCH), "thickness": np.arange(GLOBAL_BATCH) < 5},
+    {"label": np.zeros(GLOBAL_BATCH), "thickness": np.zeros(GLOBAL_BATCH)},
+    {"label": np.arange(GLOBAL_BATCH) < 3, "thickness": np.arange(GLOBAL_BATCH) >= 5},
+]
 
 
 def _batches() -> list[dict]:
-    """Deterministic global batches: all labelled, none labelled, half labelled (alternate)."""
+    """Deterministic global batches with uneven masks per label (sentinels where unlabelled)."""
     rs = np.random.RandomState(0)
-    # The third mask gives devices different labelled counts (3/0 on 2 devices, 2/1/0/0 on 4).
-    masks = [np.ones(GLOBAL_BATCH), np.zeros(GLOBAL_BATCH), np.arange(GLOBAL_BATCH) < 3]
-    return [
-        dict(
-            image=rs.rand(GLOBAL_BATCH, 28, 28, 1),
-            label_mask=masks[i % len(masks)].astype(np.float64),
-            labels={"label": rs.randint(0, 10, GLOBAL_BATCH).astype(np.int32)},
+    batches = []
+    for i in range(STEPS):
+        masks = {k: v.astype(np.float64) for k, v in _MASKS[i % len(_MASKS)].items()}
+        digit = rs.randint(0, 10, GLOBAL_BATCH).astype(np.int32)
+        thickness = rs.uniform(-1, 1, GLOBAL_BATCH)
+        batches.append(
+            dict(
+                image=rs.rand(GLOBAL_BATCH, 28, 28, 1),
+                label_masks=masks,
+                labels={
+                    "label": np.where(masks["label"] > 0, digit, -1).astype(np.int32),
+                    "thickness": np.where(masks["thickness"] > 0, thickness, np.nan),
+                },
+            )
         )
-        for i in range(STEPS)
-    ]
+    return batches
 
 
 def _initial_state(config):

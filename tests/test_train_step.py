@@ -415,6 +415,36 @@ def test_unlabelled_examples_have_no_influence():
         assert not trees_equal(new_state.discriminator.params, reference_state.discriminator.params)
 
 
+def test_each_code_counts_only_the_examples_labelled_for_its_label():
+    """Masks per label: an example labelled for one label but not the other contributes
+    exactly nothing to the other label's code, whatever that label holds (bitwise)."""
+    step, spy = spied_step("rich")
+    config = rich_config()
+    state0 = initial_state("rich")
+    masks = {
+        "label": np.array([1, 0, 1, 1, 0, 0, 1, 0], np.float32),
+        "thickness": np.array([0, 1, 1, 0, 0, 1, 1, 0], np.float32),
+    }
+    base = make_batch(config, masks)
+    reference_state, reference_metrics, _, _ = spy.run(step, state0, base)
+    assert 0 < float(reference_metrics["labeled_fraction"]) < 1
+    np.testing.assert_allclose(reference_metrics["labeled_fraction"], 6 / 8)  # Either label.
+    for name, junk in (("label", 2**30), ("thickness", np.nan), ("thickness", 1e30)):
+        batch = {**base, "labels": dict(base["labels"])}
+        off = masks[name] == 0
+        values = np.array(base["labels"][name])
+        values[off] = junk
+        batch["labels"][name] = values
+        new_state, metrics, _, _ = spy.run(step, state0, batch)
+        assert trees_equal(new_state, reference_state), (name, junk)
+        assert trees_equal(metrics, reference_metrics), (name, junk)
+    # Each code's mean counts its own label's examples: one mask for both labels differs.
+    shared = make_batch(config, masks["label"])
+    shared["labels"] = base["labels"]
+    _, shared_metrics, _, _ = spy.run(step, state0, shared)
+    assert float(shared_metrics["d_ss_real"]) != float(reference_metrics["d_ss_real"])
+
+
 # --- Compilation and randomness ---------------------------------------------------------------
 
 
@@ -555,7 +585,7 @@ def test_readme_research_code_snippet():
     for _ in range(2):
         batch = {
             "image": rng.uniform(0, 1, (B, 28, 28, 1)).astype(np.float32),
-            "label_mask": np.ones(B, np.float32),
+            "label_masks": {"label": np.ones(B, np.float32)},
             "labels": {"label": rng.integers(0, 10, B).astype(np.int32)},
         }
         state, metrics = step(state, batch)

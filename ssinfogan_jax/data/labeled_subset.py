@@ -97,6 +97,17 @@ def save(
     return path
 
 
+def save_json(workdir: str, name: str, payload: dict) -> str:
+    """Writes <workdir>/<name> (host 0 only; via tf.io.gfile so gs:// work dirs work)."""
+    from ssinfogan_jax.data.tf_setup import tf
+
+    path = os.path.join(workdir, name)
+    tf.io.gfile.makedirs(workdir)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(payload, f, indent=2)
+    return path
+
+
 def load(workdir: str) -> tuple[np.ndarray, dict] | None:
     """(indices, the whole record) from a previous run's subset file, or None."""
     from ssinfogan_jax.data.tf_setup import tf

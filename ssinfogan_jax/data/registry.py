@@ -6,6 +6,8 @@
 A data set is one entry of `DATASETS`: its preprocessing kind (how a tfds example becomes a
 training image, see `KINDS` and `input_pipeline`), its split sizes and its labels. Any other
 tfds name with 28x28x1 or 32x32x3 images also works; its facts are read from tfds's metadata.
+`FOLDER` ('folder') is the user's own images: its facts come from the CSV and the folder
+(`data/folder.py`), its kind from the architecture's shape.
 Nothing here imports TensorFlow at module level, so the train step's imports stay light.
 """
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 
 import ml_collections
+import numpy as np
 
-from ssinfogan_jax.data import labeled_subset, sampler
+from ssinfogan_jax.data import folder, labeled_subset, sampler
 
 # Preprocessing kinds: image shape and range after preprocessing.
 #   mnist   28x28x1 in [0, 1] (G ends in a sigmoid, as the reference)
@@ -49,6 +52,7 @@ DATASETS = {
     "celeb_a": Dataset("celeba", 162770, 19962, {}),  # labels: config.data.celeba_attributes
 }
 CELEBA = "celeb_a"
+FOLDER = "folder"  # Your own images; not a table entry (see _from_folder).
 CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
 
 
@@ -103,10 +107,30 @@ def _from_tfds(name: str) -> Dataset:
     )
 
 
+def _from_folder(config: ml_collections.ConfigDict) -> Dataset:
+    """The entry of config.data's folder and CSV; raises folder.FolderError.
+
+    The kind is the one whose shape the architecture makes (the images are converted to it).
+    """
+    from ssinfogan_jax import models  # Only here: the registry stays free of JAX otherwise.
+
+    source = folder.read_source(config.data)
+    arch = models.ARCHITECTURES.get(config.model.arch)
+    shape = arch.image_shape if arch else KINDS["rgb32"][0]
+    kind = "mnist" if shape == KINDS["mnist"][0] else "rgb32"
+    num_test = int(source.is_test.sum())
+    labels = {name: label.num_classes for name, label in source.labels.items()}
+    return Dataset(kind, len(source.files) - num_test, num_test, labels)
+
+
 def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-    """Shapes, ranges, split sizes and labels of config.data.name; raises ValueError if unknown."""
+    """Shapes, ranges, split sizes and labels of config.data.name; raises ValueError if unknown
+    (folder.FolderError for a folder that cannot be used)."""
     name = config.data.name
-    entry = DATASETS.get(name) or _from_tfds(name)
+    if name == FOLDER:
+        entry = _from_folder(config)
+    else:
+        entry = DATASETS.get(name) or _from_tfds(name)
     labels = dict(entry.labels)
     if entry.kind == "celeba":
         # The listed attributes, plus any attribute a code names (so a config that only edits
@@ -122,9 +146,93 @@ def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
 
 
 def num_labeled(config: ml_collections.ConfigDict, num_train: int) -> int:
-    """The labelled subset size: config.data.num_labeled, or the fraction when it is -1."""
+    """The labelled subset size: config.data.num_labeled, or the fraction when it is -1.
+
+    For a folder: the training examples that keep at least one label after the selection per
+    label (`folder_labeled`)."""
     d = config.data
+    if d.name == FOLDER:
+        per_label = folder_labeled(config)
+        return len(np.unique(np.concatenate([np.zeros(0, np.int64), *per_label.values()])))
     return labeled_subset.resolve_num_labeled(d.num_labeled, d.labeled_fraction, num_train)
+
+
+def folder_labeled(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+    """{label: sorted int64 train-split positions that keep that label} for a folder.
+
+    Per label, of the training rows whose cell is filled: all of them when num_labeled is -1
+    and labeled_fraction is 1; else num_labeled (at most all), or that fraction, chosen by
+    labeled_selection (stratified by the label's classes; random for a continuous label) with
+    labeled_seed and the label's position.
+    """
+    d = config.data
+    source = folder.read_source(d)
+    train = source.rows("train")
+    out = {}
+    for i, (name, label) in enumerate(source.labels.items()):
+        values = source.values[name][train]
+        filled = np.flatnonzero(values >= 0 if label.num_classes else ~np.isnan(values))
+        count = labeled_subset.resolve_num_labeled(d.num_labeled, d.labeled_fraction, len(filled))
+        count = min(count, len(filled))
+        if count == len(filled):
+            out[name] = filled.astype(np.int64)
+            continue
+        strata = values[filled] if label.num_classes else None
+        selection = d.labeled_selection if strata is not None else "random"
+        if strata is None:
+            strata = np.zeros(len(filled), np.int64)
+        chosen = labeled_subset.select_labeled(strata, count, selection, [d.labeled_seed, i])
+        out[name] = np.sort(filled[chosen]).astype(np.int64)
+    return out
+
+
+def codes_from_data(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+    """One supervised code per label of the data set, named after it: categorical with the
+    label's classes (binary = 2), or continuous of size 1."""
+    info = get_dataset_info(config)
+    return [
+        ml_collections.ConfigDict(
+            dict(
+                name=name,
+                kind="categorical" if classes else "continuous",
+                size=classes or 1,
+                label=name,
+            )
+        )
+        for name, classes in info.labels.items()
+    ]
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config with what the data decides filled in (a copy; `config` is not changed):
+    latents.codes_from_data's codes, and for a folder the judge's own cache folder (so two
+    folders never share a classifier). Unchanged when the data cannot be read (the checks
+    then say why)."""
+    needs_codes = bool(config.latents.get("codes_from_data", False))
+    is_folder = config.data.name == FOLDER
+    if not needs_codes and not is_folder:
+        return config
+    try:
+        info = get_dataset_info(config)
+        codes = codes_from_data(config) if needs_codes else None
+    except ValueError:
+        return config
+    config = ml_collections.ConfigDict(config.to_dict())
+    if needs_codes:
+        config.latents.codes = [*codes, *config.latents.codes]
+        config.latents.codes_from_data = False
+    if is_folder and not config.eval.classifier_dir:
+        import os
+
+        from ssinfogan_jax.data import builders
+
+        digest = folder.read_source(config.data).digest
+        config.eval.classifier_dir = os.path.join(
+            builders.default_data_dir(config.data.data_dir),
+            "ssinfogan_classifiers",
+            f"{FOLDER}_{digest[:16]}_{info.image_shape[0]}x{info.image_shape[1]}",
+        )
+    return config
 
 
 def find_problems(
@@ -137,8 +245,11 @@ def find_problems(
     d, problems = config.data, []
     try:
         info = get_dataset_info(config)
+    except folder.FolderError as e:
+        return e.problems
     except ValueError as e:
         return [str(e)]
+    is_folder = d.name == FOLDER
     # The labelled subset.
     if not 0.0 <= d.labeled_fraction <= 1.0:
         problems.append(f"config.data.labeled_fraction: {d.labeled_fraction} is not in [0, 1]")
@@ -147,6 +258,8 @@ def find_problems(
             f"config.data.num_labeled: {d.num_labeled} is negative (use -1 for "
             f"labeled_fraction, 0 for no labels = the InfoGAN baseline)"
         )
+    elif is_folder:
+        pass  # At most all of each label's filled cells (folder_labeled).
     elif info.num_train and num_labeled(config, info.num_train) > info.num_train:
         problems.append(
             f"config.data.num_labeled: {d.num_labeled} is larger than the {info.num_train} "
@@ -163,6 +276,15 @@ def find_problems(
             f"{labeled_subset.SELECTIONS}"
         )
     # Codes against labels.
+    if is_folder:
+        coded = {c.get("label", "") or "" for c in config.latents.codes}
+        for name in info.labels:
+            if name not in coded:
+                problems.append(
+                    f"config.data.labels_csv: column {name!r} is neither {folder.FILE_COLUMN!r}, "
+                    f"{folder.SPLIT_COLUMN!r} nor the label of a code in config.latents.codes "
+                    f"(set config.latents.codes_from_data = True for one code per column)"
+                )
     for c in config.latents.codes:
         label = c.get("label", "") or ""
         if not label:
@@ -184,6 +306,14 @@ def find_problems(
         elif c.kind == "continuous" and classes:
             problems.append(f"{where}: {label!r} is categorical, but code {c.name} is continuous")
     # The schedule.
+    if is_folder:
+        if not 0.0 <= d.test_share < 1.0:
+            problems.append(f"config.data.test_share: {d.test_share} is not in [0, 1)")
+        if d.unlisted_images not in ("error", "unlabeled"):
+            problems.append(
+                f"config.data.unlisted_images: {d.unlisted_images!r}, expected 'error' or "
+                f"'unlabeled'"
+            )
     if d.batch_mode not in sampler.MODES:
         problems.append(f"config.data.batch_mode: {d.batch_mode!r} is not one of {sampler.MODES}")
     for field in ("p_labeled_start", "p_labeled_step", "mix_labeled_share"):

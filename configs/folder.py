@@ -1,0 +1,45 @@
+r"""Your own images: a folder of PNG/JPEG files and a CSV with some labels filled in.
+
+  python -m ssinfogan_jax.data.make_example_folder --out=/tmp/shapes     # a small example
+  python -m ssinfogan_jax.main --config=configs/folder.py --workdir=/tmp/shapes_run \
+      --config.data.images_dir=/tmp/shapes --config.data.labels_csv=/tmp/shapes/labels.csv
+
+One supervised code per label column of the CSV (latents.codes_from_data: categorical with the
+classes seen, binary, or continuous), plus two free continuous codes. Every filled cell is used
+(num_labeled = -1, labeled_fraction = 1); set data.num_labeled to keep at most that many per
+label. See README "Train on your own images" for the CSV format.
+
+Arguments (comma-separated): `gray`, 28x28 grey-scale images and the MNIST networks (default:
+32x32 colour and infogan_32); `runlocal`, a 6-step smoke run with a tiny evaluation.
+
+The labelled schedule and Q_ss settings are configs/mnist.py's (labelled examples shifted by up
+to 2 px, one batch in ten labelled after the ramp, Q_ss on fakes from step 1,000). Measured
+(2-core CPU): MNIST exported with benchmarks/export_mnist_folder.py (100 of the 60,000 train
+label cells filled) and run with `:gray` for 2,000 steps reproduces configs/mnist.py with 100
+labels; see README "Train on your own images".
+"""
+
+from configs import default
+
+ARGS = ("gray", "runlocal")
+
+
+def get_config(arg: str | None = None):
+    args = default.parse_arg("configs/folder.py", arg, ARGS)
+    config = default.get_config()
+    config.data.name = "folder"
+    config.data.num_labeled = -1
+    config.data.labeled_fraction = 1.0
+    config.data.labeled_max_shift = 2
+    config.data.p_labeled_final = 0.1
+    config.loss.q_ss_on_fakes = True
+    config.loss.q_ss_on_fakes_start = 1_000
+    config.latents.codes_from_data = True
+    config.latents.codes = [default.code("c_us", "continuous", 2)]
+    if "gray" in args:
+        config.model.arch = "infogan_mnist"
+    else:
+        config.model.arch = "infogan_32"
+    if "runlocal" in args:
+        default.runlocal(config)
+    return config
