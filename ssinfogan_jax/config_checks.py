@@ -100,6 +100,11 @@ def find_problems(
         problems.append(
             f"config.parallel: {config.parallel!r}, expected 'auto', 'jit', 'pmap' or 'shard_map'"
         )
+    if config.data.download not in registry.DOWNLOADS:
+        problems.append(
+            f"config.data.download: {config.data.download!r}, expected 'auto' (download with "
+            f"tfds when not prepared) or 'never' (prepare offline)"
+        )
     if config.sample.checkpoint not in ("latest", "best"):
         problems.append(
             f"config.sample.checkpoint: {config.sample.checkpoint!r}, expected 'latest' or 'best'"

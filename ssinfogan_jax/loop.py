@@ -25,7 +25,14 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from ssinfogan_jax import checkpointing, compilation_cache, evaluation, input_pipeline, parallel
+from ssinfogan_jax import (
+    checkpointing,
+    compilation_cache,
+    evaluation,
+    fileio,
+    input_pipeline,
+    parallel,
+)
 from ssinfogan_jax import experiment as experiment_lib
 from ssinfogan_jax import train as train_lib
 from ssinfogan_jax.data import builders
@@ -108,7 +115,7 @@ def independent_classifier(
     # training seed: every run of a data set is judged by the same classifier.
     steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
     path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
-    if epath.Path(path, evaluation.classifier.INFO_FILE).exists():
+    if fileio.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
         classifier = evaluation.load(path)
         logging.info("Independent classifier from %s (val acc %s).", path, classifier.val_accuracy)
         return classifier
@@ -186,7 +193,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         epath.Path(workdir, "config.json").write_text(config.to_json_best_effort(indent=2))
     # TensorBoard and the log on host 0; the other hosts' writers only log (at INFO, which
     # main.py silences there).
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+    writer = metric_writers.create_default_writer(
+        config.tensorboard_dir or workdir, just_logging=not is_main
+    )
     data = input_pipeline.create_train_data(
         exp, workdir, process_index=jax.process_index(), process_count=jax.process_count()
     )
@@ -230,8 +239,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         eval_metrics = evaluator.evaluate(host_state)
                     writer.write_scalars(step, eval_metrics)
                     if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
-                        with epath.Path(workdir, EVAL_HISTORY).open("a") as f:
-                            f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
+                        record = json.dumps({"step": step, **eval_metrics})
+                        fileio.append_line(os.path.join(workdir, EVAL_HISTORY), record)
                     if config.best_metric in eval_metrics:
                         checkpointer.save_best(step, host_state, eval_metrics)
                 if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
@@ -257,7 +266,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     result = _make_evaluator(exp).evaluate(state)
     if _is_main():
         path = os.path.join(workdir, f"eval_{step}.json")
-        epath.Path(path).write_text(json.dumps({"step": step, **result}, indent=2))
+        fileio.write_json(path, {"step": step, **result}, indent=2)
         logging.info("Wrote %s.", path)
     return result
 

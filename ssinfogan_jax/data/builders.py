@@ -1,11 +1,13 @@
-"""Offline tfds data: the embedded `digits` set and building tfds sets from raw files on disk.
+"""tfds data: the embedded `digits` set, building tfds sets from raw files, and downloads.
 
-Nothing here downloads. `ensure_prepared` either finds the prepared tfds data in `data_dir`,
-prepares it from local files (scikit-learn's digits; an IDX folder for MNIST-format sets and
-for the synthetic digit_scenes rendered from them; the original archives for any other set,
-through tfds's `manual_dir`), or raises `DataNotFoundError` within seconds with what to place
-where. tfds is never asked to fetch a URL: for the manual
-path the presence of every file tfds would fetch is checked first.
+`ensure_prepared` finds the prepared tfds data in `data_dir`, or prepares it: from local files
+(scikit-learn's digits; an IDX folder for MNIST-format sets and for the synthetic digit_scenes
+rendered from them; the original archives for any other set, through tfds's `manual_dir`),
+or, with config.data.download 'auto' and no raw folder, by tfds's own download. Otherwise it
+raises `DataNotFoundError` within seconds with what to place where. For the manual path the
+presence of every file tfds would fetch is checked first; tfds never looks for a prepared copy
+on GCS. tfds writes a set into an `incomplete.*` folder and renames it when complete, so an
+interrupted preparation is never taken as prepared (`is_prepared`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 from absl import logging
 
-from ssinfogan_jax.data import digit_scenes, tf_setup
+from ssinfogan_jax.data import digit_scenes, registry, tf_setup
 
 tf = tf_setup.tf
 tfds = tf_setup.tfds
@@ -40,7 +42,7 @@ PREPARE_COMMAND = (
 
 
 class DataNotFoundError(FileNotFoundError):
-    """The data set is neither prepared nor preparable from local files."""
+    """The data set is neither prepared nor preparable here (from local files or a download)."""
 
 
 def default_data_dir(data_dir: str) -> str:
@@ -242,6 +244,11 @@ def _no_download_config(manual_dir: str | None = None):
     return tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
 
 
+def _download_config():
+    # tfds fetches the original files (its checksummed URLs); never a prepared copy on GCS.
+    return tfds.download.DownloadConfig(try_download_gcs=False)
+
+
 def manual_files(name: str) -> list[str]:
     """File names tfds would download for `name` (what a user must place in a raw folder)."""
     url_infos = tfds.builder_cls(name).url_infos or {}
@@ -314,8 +321,48 @@ def is_prepared(name: str, data_dir: str) -> bool:
     return builder.is_prepared()
 
 
-def ensure_prepared(name: str, data_dir: str, raw_dir: str) -> None:
-    """Makes `tfds.load(name, data_dir)` work offline, or raises DataNotFoundError fast."""
+def download_and_prepare(name: str, data_dir: str) -> None:
+    """Downloads and prepares tfds `name` into `data_dir` with tfds's own download.
+
+    Raises DataNotFoundError, one line saying what failed, where, and the offline route, when
+    the download or the preparation fails (no network, a proxy, a moved URL, a full disk).
+    """
+    data_dir = default_data_dir(data_dir)
+    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    size = builder.info.download_size
+    logging.info(
+        "%s is not prepared in %s: downloading it with tfds (%s; once, then read offline; "
+        "config.data.download='never' stops instead).",
+        name,
+        data_dir,
+        f"{size.GiB:.2f} GiB" if size else "size unknown",
+    )
+    start = time.perf_counter()
+    try:
+        builder.download_and_prepare(download_config=_download_config())
+    except Exception as e:  # Network, HTTP, checksum or disk: each is the user's to fix.
+        reason = " ".join(str(e).split())[:300] or "no message"
+        raise DataNotFoundError(
+            f"config.data.download: downloading {name} with tfds into {data_dir} failed "
+            f"({type(e).__name__}: {reason}); check the network (or proxy) and rerun, or "
+            f"prepare it offline: {what_to_place(name, '', data_dir)}, and set "
+            f"config.data.download='never' to stop instead of downloading"
+        ) from e
+    logging.info(
+        "Downloaded and prepared %s into %s in %.0f s.",
+        name,
+        builder.data_dir,
+        time.perf_counter() - start,
+    )
+
+
+def ensure_prepared(name: str, data_dir: str, raw_dir: str, download: str = "auto") -> None:
+    """Makes `tfds.load(name, data_dir)` work offline, or raises DataNotFoundError.
+
+    Already prepared: nothing to do. Else `digits` is built from scikit-learn's copy, a
+    `raw_dir` is built from (whatever `download` says), else `download` 'auto' downloads with
+    tfds and 'never' raises at once, saying how to prepare offline.
+    """
     if is_prepared(name, data_dir):
         return
     if name == "digits":
@@ -324,8 +371,19 @@ def ensure_prepared(name: str, data_dir: str, raw_dir: str) -> None:
     if raw_dir:
         prepare(name, raw_dir, data_dir)
         return
-    raise DataNotFoundError(
-        f"config.data.name: {name} is not prepared in {default_data_dir(data_dir)} "
-        f"(config.data.data_dir) and cannot be downloaded here; "
-        f"{what_to_place(name, raw_dir, data_dir)}"
+    if download == "auto" and name not in registry.NOT_DOWNLOADABLE:
+        download_and_prepare(name, data_dir)
+        return
+    raise DataNotFoundError(not_prepared_message(name, data_dir, download))
+
+
+def not_prepared_message(name: str, data_dir: str, download: str) -> str:
+    """Why `name` cannot be used here without a raw_dir, and how to prepare it offline."""
+    if name in registry.NOT_DOWNLOADABLE:
+        why = "tfds cannot download it"
+    else:
+        why = f"config.data.download is {download!r}"
+    return (
+        f"config.data.data_dir: {name} is not prepared in {default_data_dir(data_dir)} and "
+        f"{why}; {what_to_place(name, '', data_dir)}"
     )
