@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 from absl import logging
 
+from ssinfogan_jax import fileio
 from ssinfogan_jax.data import digit_scenes, registry, tf_setup
 
 tf = tf_setup.tf
@@ -54,27 +55,27 @@ def default_data_dir(data_dir: str) -> str:
 # IDX reading.
 
 
-def _open_idx(raw_dir: str, stem: str):
+def _read_idx_bytes(raw_dir: str, stem: str) -> bytes:
     for fname in (stem, stem + ".gz"):
-        path = os.path.join(raw_dir, fname)
-        if os.path.exists(path):
-            return gzip.open(path, "rb") if fname.endswith(".gz") else open(path, "rb")
+        path = fileio.Path(raw_dir, fname)
+        if path.exists():
+            data = fileio.read_bytes(path)
+            return gzip.decompress(data) if fname.endswith(".gz") else data
     raise DataNotFoundError(f"{raw_dir}: missing {stem} (or {stem}.gz)")
 
 
 def missing_idx_files(raw_dir: str) -> list[str]:
-    """The IDX files (neither plain nor .gz) absent from `raw_dir`."""
+    """The IDX files (neither plain nor .gz) absent from `raw_dir` (local or gs://)."""
     return [
         stem
         for stem in IDX_FILES.values()
-        if not any(os.path.exists(os.path.join(raw_dir, stem + ext)) for ext in ("", ".gz"))
+        if not any(fileio.exists(fileio.Path(raw_dir, stem + ext)) for ext in ("", ".gz"))
     ]
 
 
 def read_idx(raw_dir: str, key: str) -> np.ndarray:
     """One IDX file as uint8: images [N, 28, 28] or labels [N]. `key` is a key of IDX_FILES."""
-    with _open_idx(raw_dir, IDX_FILES[key]) as f:
-        data = f.read()
+    data = _read_idx_bytes(raw_dir, IDX_FILES[key])
     magic = int.from_bytes(data[0:4], "big")
     ndim = magic & 0xFF
     if magic >> 8 != 0x08 or ndim not in (1, 3):  # 0x08 = unsigned byte
@@ -257,14 +258,14 @@ def manual_files(name: str) -> list[str]:
 
 def missing_raw_files(name: str, raw_dir: str) -> list[str]:
     """What `raw_dir` lacks to prepare `name` offline ([] = complete)."""
-    if not os.path.isdir(raw_dir):
+    if not fileio.Path(raw_dir).is_dir():
         return ["everything (the folder does not exist)"]
     if name in IDX_SOURCED:
         return missing_idx_files(raw_dir)
     wanted = manual_files(name)
     if not wanted:
         return ["(tfds lists no files for this data set; it cannot be prepared offline here)"]
-    return [f for f in wanted if not os.path.exists(os.path.join(raw_dir, f))]
+    return [f for f in wanted if not fileio.exists(fileio.Path(raw_dir, f))]
 
 
 def what_to_place(name: str, raw_dir: str, data_dir: str) -> str:
