@@ -151,13 +151,18 @@ def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, tmp_path):
     # Train until the first checkpoint is in the bucket, then SIGTERM: a checkpoint, an exit.
     start = time.perf_counter()
     process = _main(emulator, local, "--config.num_train_steps=1000")
-    deadline = time.time() + 300
-    while 2 not in _saved_steps(client):
-        assert process.poll() is None, process.communicate()[0].decode()[-4000:]
-        assert time.time() < deadline, "no checkpoint reached the bucket"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    output = _finish(process, PREEMPTED)
+    try:
+        deadline = time.time() + 600  # Generous: a loaded CI machine compiles slowly.
+        while 2 not in _saved_steps(client):
+            assert process.poll() is None, process.communicate()[0].decode()[-4000:]
+            assert time.time() < deadline, "no checkpoint reached the bucket"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output = _finish(process, PREEMPTED)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert "SIGTERM" in output
     assert f"Wrote the labelled subset to gs://{BUCKET}/{RUN}/labeled_subset.json" in output
     (step,) = [s for s in _saved_steps(client) if s > 2]
