@@ -176,4 +176,4 @@ def test_config_check_names_the_download_choices():
     config = default.get_config()
     config.data.download = "always"
     (problem,) = config_checks.find_problems(config)
-    assert problem.startswith("config.data.download: 'always', expected 'auto'")
+    assert problem == "config.data.download: 'always', expected one of auto, never"
