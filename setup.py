@@ -39,7 +39,16 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # What tests/ imports beyond the library, and the linter that CI runs.
-    "test": ["chex>=0.1.92", "pytest>=9.2.0", "ruff>=0.17.6"],
+    # tests/test_gcs_workdir.py runs a gs:// work dir on a local GCS emulator, through etils
+    # epath on gcsfs (TensorFlow's own GCS file system cannot be pointed at an emulator).
+    "test": [
+        "chex>=0.1.92",
+        "gcp-storage-emulator>=2026.7.19",
+        "gcsfs>=2026.10.1",
+        "google-cloud-storage>=3.17.1",
+        "pytest>=9.2.0",
+        "ruff>=0.17.6",
+    ],
     "benchmark": ["torch>=2.13.0", "matplotlib>=3.11.2"],
     # The accelerator, as jax names it; `cpu` adds nothing (jaxlib runs on the CPU). The
     # launch scripts install `.[tpu]` or `.[cuda12]`.

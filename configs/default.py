@@ -70,6 +70,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.name = "mnist"  # A tfds name, or 'digits' (scikit-learn's 8x8 digits, offline).
     config.data.data_dir = ""  # tfds data_dir; '' = tfds's default (~/tensorflow_datasets).
     config.data.raw_dir = ""  # A folder of raw files (e.g. MNIST IDX) to build the tfds set from.
+    # When the set is not prepared in data_dir and no raw_dir is given: 'auto' downloads and
+    # prepares it with tfds (once; needs network), 'never' stops at once and says how to
+    # prepare it offline. A raw_dir always wins (built from those files, nothing fetched).
+    config.data.download = "auto"
     # Labelled training examples; -1 = use labeled_fraction. For name = 'folder': per label, at
     # most this many of the rows whose cell is filled (-1 and fraction 1 = all of them).
     config.data.num_labeled = 600
@@ -171,6 +175,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_train_steps = 5_000  # The reference: 50 "epochs" of 100 iterations.
 
     config.log_every_steps = 100  # Scalars to TensorBoard and a progress line.
+    # Where TensorBoard events go ('' = the work dir). They are written by TensorFlow's own file
+    # system (tf.summary), which reaches real gs:// buckets but not a GCS emulator.
+    config.tensorboard_dir = ""
     config.checkpoint_every_steps = 500
     config.max_checkpoints_to_keep = 2
     config.eval_every_steps = 500  # Conditional accuracy etc.; 0 = only at the end.

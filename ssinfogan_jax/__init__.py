@@ -12,6 +12,7 @@ __all__ = [
     "config_checks",
     "evaluation",
     "experiment",
+    "fileio",
     "input_pipeline",
     "latents",
     "loop",

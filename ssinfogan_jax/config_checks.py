@@ -35,8 +35,10 @@ MAY_CHANGE_ON_RESUME = (
     "images_every_steps",
     "parallel",
     "compilation_cache_dir",
+    "tensorboard_dir",
     "data.data_dir",
     "data.raw_dir",
+    "data.download",
     "data.prefetch",
     "eval.",
     "sample.",
@@ -157,6 +159,7 @@ RANGES = (
 
 # Choices among fixed words: (name, accepted values).
 CHOICES = (
+    ("data.download", registry.DOWNLOADS),
     ("model.dtype", ("float32", "bfloat16")),
     ("model.conv_impl", layers.CONV_IMPLS),
     ("parallel", ("auto", "jit", "pmap", "shard_map")),
@@ -196,6 +199,7 @@ UNCHECKED = {
     "data.raw_dir": "a path: whether its files are there is checked when the data loads",
     "eval.classifier_dir": "a path: read or created when the classifier is first needed",
     "compilation_cache_dir": "a path ('' = off): created when the cache is enabled",
+    "tensorboard_dir": "a path ('' = the work dir): created by the TensorBoard writer",
     "best_metric": "an eval metric name ('' = none); the names depend on the codes, so an "
     "unknown one is reported (a warning) at the first evaluation",
 }

@@ -54,7 +54,8 @@ get_dataset_info = registry.get_dataset_info
 
 
 def availability_problems(config: ml_collections.ConfigDict) -> list[str]:
-    """Why config.data cannot be loaded here (not prepared, raw files missing); [] = it can."""
+    """Why config.data cannot be loaded here (not prepared and not to be downloaded, raw files
+    missing); [] = it can (perhaps after a download)."""
     d = config.data
     if d.name == registry.FOLDER:
         return []  # Always preparable from the folder (registry.find_problems checked it).
@@ -65,11 +66,9 @@ def availability_problems(config: ml_collections.ConfigDict) -> list[str]:
     if prepared or d.name == "digits":
         return []
     if not d.raw_dir:
-        return [
-            f"config.data.data_dir: {d.name} is not prepared in "
-            f"{builders.default_data_dir(d.data_dir)} and cannot be downloaded here; "
-            + builders.what_to_place(d.name, d.raw_dir, d.data_dir)
-        ]
+        if d.download == "auto" and d.name not in registry.NOT_DOWNLOADABLE:
+            return []  # Downloaded when first loaded.
+        return [builders.not_prepared_message(d.name, d.data_dir, d.download)]
     if missing := builders.missing_raw_files(d.name, d.raw_dir):
         return [
             f"config.data.raw_dir: {d.raw_dir} lacks {', '.join(missing)} to prepare "
@@ -103,7 +102,7 @@ def _preprocess_fn(config, info: DatasetInfo):
 
 def _builder(config):
     d = config.data
-    builders.ensure_prepared(d.name, d.data_dir, d.raw_dir)
+    builders.ensure_prepared(d.name, d.data_dir, d.raw_dir, d.download)
     if d.name == "digits":
         return builders.Digits(data_dir=builders.default_data_dir(d.data_dir))
     return tfds.builder(d.name, data_dir=d.data_dir or None, try_gcs=False)
@@ -338,8 +337,9 @@ def create_train_data(
     `exp.num_labeled` examples. It is read back from `workdir` when a previous run wrote it
     there (resume), else chosen from config.data.labeled_seed and written there by process 0
     (labeled_subset.json: indices and count per class; for a folder also the indices per label,
-    and label_map.json, the class names of each label). Raises DataNotFoundError (fast) when
-    the data is absent.
+    and label_map.json, the class names of each label). Downloads the data set first if
+    config.data.download allows; raises DataNotFoundError (fast) when it is absent and not to be
+    downloaded, or when the download fails.
     """
     config = exp.config
     if problems := availability_problems(config):

@@ -38,6 +38,7 @@ from ssinfogan_jax import (
     config_checks,
     evaluation,
     exit_codes,
+    fileio,
     input_pipeline,
     parallel,
 )
@@ -216,7 +217,7 @@ def independent_classifier(
     # training seed: every run of a data set is judged by the same classifier.
     steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
     path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
-    if epath.Path(path, evaluation.classifier.INFO_FILE).exists():
+    if fileio.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
         classifier = evaluation.load(path)
         logging.info("Independent classifier from %s (val acc %s).", path, classifier.val_accuracy)
         return classifier
@@ -341,7 +342,9 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
     is_main = _is_main()
     # TensorBoard and the log on host 0; the other hosts' writers only log (at INFO, which
     # main.py silences there).
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+    writer = metric_writers.create_default_writer(
+        config.tensorboard_dir or workdir, just_logging=not is_main
+    )
     if start_step == 0:
         writer.write_hparams(_hparams(config))
     dp = _data_parallel(exp)
@@ -386,8 +389,8 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
                         eval_metrics = evaluator.evaluate(host_state)
                     writer.write_scalars(step, eval_metrics)
                     if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
-                        with epath.Path(workdir, EVAL_HISTORY).open("a") as f:
-                            f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
+                        record = json.dumps({"step": step, **eval_metrics})
+                        fileio.append_line(os.path.join(workdir, EVAL_HISTORY), record)
                     if config.best_metric and config.best_metric not in eval_metrics:
                         logging.warning(
                             "config.best_metric %r is not an eval metric (%s): no best "
@@ -427,7 +430,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, report=None) -> di
         if report is not None:
             report(step, result)
         path = os.path.join(workdir, f"eval_{step}.json")
-        epath.Path(path).write_text(json.dumps({"step": step, **result}, indent=2))
+        fileio.write_json(path, {"step": step, **result}, indent=2)
         logging.info("Wrote %s.", path)
     return result
 

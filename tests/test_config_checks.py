@@ -39,6 +39,8 @@ def test_the_shipped_configs_have_no_problem_but_missing_data(config, tmp_path):
     for cfg in (default.get_config(), celeba.get_config(), *map(mnist.get_config, MNIST_ARGS)):
         cfg.data.data_dir = str(tmp_path)  # Nothing prepared there.
         assert config_checks.find_problems(cfg) == []  # Reads no data.
+        assert input_pipeline.availability_problems(cfg) == []  # It would be downloaded.
+        cfg.data.download = "never"
         problems = input_pipeline.availability_problems(cfg)  # Checked when the data loads.
         assert len(problems) == 1 and problems[0].startswith("config.data.data_dir:"), problems
 

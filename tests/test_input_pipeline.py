@@ -182,6 +182,7 @@ def test_idx_reader_takes_plain_and_gzipped_files(tmp_path, tiny_idx_dir):
 def test_missing_data_fails_fast_with_what_to_place_where(tmp_path, tiny_idx_dir):
     config = default.get_config()
     config.data.data_dir = str(tmp_path / "tfds")
+    config.data.download = "never"  # (What 'auto' does: tests/test_downloads.py.)
     start = time.perf_counter()
     with pytest.raises(ip.DataNotFoundError) as e:
         create_train_data(config, None)
@@ -234,7 +235,10 @@ def test_mock_data_batches(name, labels, tmp_path, monkeypatch):
     config.batch_size = 16
     if name == "celeb_a":
         config.latents.codes = [default.code(a, "categorical", 2, label=a) for a in labels]
-    # Outside mock_data the set is not prepared, and validation says so.
+    # Outside mock_data the set is not prepared, and validation says so (unless it may be
+    # downloaded).
+    assert validate_data_config(config, process_count=1, device_count=1) == []
+    config.data.download = "never"
     assert validate_data_config(config, process_count=1, device_count=1) != []
     with tfds.testing.mock_data(num_examples=60):
         # mock_data fakes the reading, not the prepared files that tfds would find.

@@ -1,11 +1,13 @@
-"""Offline tfds data: the embedded `digits` set and building tfds sets from raw files on disk.
+"""tfds data: the embedded `digits` set, building tfds sets from raw files, and downloads.
 
-Nothing here downloads. `ensure_prepared` either finds the prepared tfds data in `data_dir`,
-prepares it from local files (scikit-learn's digits; an IDX folder for MNIST-format sets and
-for the synthetic digit_scenes rendered from them; the original archives for any other set,
-through tfds's `manual_dir`), or raises `DataNotFoundError` within seconds with what to place
-where. tfds is never asked to fetch a URL: for the manual
-path the presence of every file tfds would fetch is checked first.
+`ensure_prepared` finds the prepared tfds data in `data_dir`, or prepares it: from local files
+(scikit-learn's digits; an IDX folder for MNIST-format sets and for the synthetic digit_scenes
+rendered from them; the original archives for any other set, through tfds's `manual_dir`),
+or, with config.data.download 'auto' and no raw folder, by tfds's own download. Otherwise it
+raises `DataNotFoundError` within seconds with what to place where. For the manual path the
+presence of every file tfds would fetch is checked first; tfds never looks for a prepared copy
+on GCS. tfds writes a set into an `incomplete.*` folder and renames it when complete, so an
+interrupted preparation is never taken as prepared (`is_prepared`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import ClassVar
 import numpy as np
 from absl import logging
 
-from ssinfogan_jax.data import digit_scenes, tf_setup
+from ssinfogan_jax import fileio
+from ssinfogan_jax.data import digit_scenes, registry, tf_setup
 
 tf = tf_setup.tf
 tfds = tf_setup.tfds
@@ -40,7 +43,7 @@ PREPARE_COMMAND = (
 
 
 class DataNotFoundError(FileNotFoundError):
-    """The data set is neither prepared nor preparable from local files."""
+    """The data set is neither prepared nor preparable here (from local files or a download)."""
 
 
 def default_data_dir(data_dir: str) -> str:
@@ -52,27 +55,27 @@ def default_data_dir(data_dir: str) -> str:
 # IDX reading.
 
 
-def _open_idx(raw_dir: str, stem: str):
+def _read_idx_bytes(raw_dir: str, stem: str) -> bytes:
     for fname in (stem, stem + ".gz"):
-        path = os.path.join(raw_dir, fname)
-        if os.path.exists(path):
-            return gzip.open(path, "rb") if fname.endswith(".gz") else open(path, "rb")
+        path = fileio.Path(raw_dir, fname)
+        if path.exists():
+            data = fileio.read_bytes(path)
+            return gzip.decompress(data) if fname.endswith(".gz") else data
     raise DataNotFoundError(f"{raw_dir}: missing {stem} (or {stem}.gz)")
 
 
 def missing_idx_files(raw_dir: str) -> list[str]:
-    """The IDX files (neither plain nor .gz) absent from `raw_dir`."""
+    """The IDX files (neither plain nor .gz) absent from `raw_dir` (local or gs://)."""
     return [
         stem
         for stem in IDX_FILES.values()
-        if not any(os.path.exists(os.path.join(raw_dir, stem + ext)) for ext in ("", ".gz"))
+        if not any(fileio.exists(fileio.Path(raw_dir, stem + ext)) for ext in ("", ".gz"))
     ]
 
 
 def read_idx(raw_dir: str, key: str) -> np.ndarray:
     """One IDX file as uint8: images [N, 28, 28] or labels [N]. `key` is a key of IDX_FILES."""
-    with _open_idx(raw_dir, IDX_FILES[key]) as f:
-        data = f.read()
+    data = _read_idx_bytes(raw_dir, IDX_FILES[key])
     magic = int.from_bytes(data[0:4], "big")
     ndim = magic & 0xFF
     if magic >> 8 != 0x08 or ndim not in (1, 3):  # 0x08 = unsigned byte
@@ -242,6 +245,11 @@ def _no_download_config(manual_dir: str | None = None):
     return tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
 
 
+def _download_config():
+    # tfds fetches the original files (its checksummed URLs); never a prepared copy on GCS.
+    return tfds.download.DownloadConfig(try_download_gcs=False)
+
+
 def manual_files(name: str) -> list[str]:
     """File names tfds would download for `name` (what a user must place in a raw folder)."""
     url_infos = tfds.builder_cls(name).url_infos or {}
@@ -250,14 +258,14 @@ def manual_files(name: str) -> list[str]:
 
 def missing_raw_files(name: str, raw_dir: str) -> list[str]:
     """What `raw_dir` lacks to prepare `name` offline ([] = complete)."""
-    if not os.path.isdir(raw_dir):
+    if not fileio.Path(raw_dir).is_dir():
         return ["everything (the folder does not exist)"]
     if name in IDX_SOURCED:
         return missing_idx_files(raw_dir)
     wanted = manual_files(name)
     if not wanted:
         return ["(tfds lists no files for this data set; it cannot be prepared offline here)"]
-    return [f for f in wanted if not os.path.exists(os.path.join(raw_dir, f))]
+    return [f for f in wanted if not fileio.exists(fileio.Path(raw_dir, f))]
 
 
 def what_to_place(name: str, raw_dir: str, data_dir: str) -> str:
@@ -314,8 +322,48 @@ def is_prepared(name: str, data_dir: str) -> bool:
     return builder.is_prepared()
 
 
-def ensure_prepared(name: str, data_dir: str, raw_dir: str) -> None:
-    """Makes `tfds.load(name, data_dir)` work offline, or raises DataNotFoundError fast."""
+def download_and_prepare(name: str, data_dir: str) -> None:
+    """Downloads and prepares tfds `name` into `data_dir` with tfds's own download.
+
+    Raises DataNotFoundError, one line saying what failed, where, and the offline route, when
+    the download or the preparation fails (no network, a proxy, a moved URL, a full disk).
+    """
+    data_dir = default_data_dir(data_dir)
+    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    size = builder.info.download_size
+    logging.info(
+        "%s is not prepared in %s: downloading it with tfds (%s; once, then read offline; "
+        "config.data.download='never' stops instead).",
+        name,
+        data_dir,
+        f"{size.GiB:.2f} GiB" if size else "size unknown",
+    )
+    start = time.perf_counter()
+    try:
+        builder.download_and_prepare(download_config=_download_config())
+    except Exception as e:  # Network, HTTP, checksum or disk: each is the user's to fix.
+        reason = " ".join(str(e).split())[:300] or "no message"
+        raise DataNotFoundError(
+            f"config.data.download: downloading {name} with tfds into {data_dir} failed "
+            f"({type(e).__name__}: {reason}); check the network (or proxy) and rerun, or "
+            f"prepare it offline: {what_to_place(name, '', data_dir)}, and set "
+            f"config.data.download='never' to stop instead of downloading"
+        ) from e
+    logging.info(
+        "Downloaded and prepared %s into %s in %.0f s.",
+        name,
+        builder.data_dir,
+        time.perf_counter() - start,
+    )
+
+
+def ensure_prepared(name: str, data_dir: str, raw_dir: str, download: str = "auto") -> None:
+    """Makes `tfds.load(name, data_dir)` work offline, or raises DataNotFoundError.
+
+    Already prepared: nothing to do. Else `digits` is built from scikit-learn's copy, a
+    `raw_dir` is built from (whatever `download` says), else `download` 'auto' downloads with
+    tfds and 'never' raises at once, saying how to prepare offline.
+    """
     if is_prepared(name, data_dir):
         return
     if name == "digits":
@@ -324,8 +372,19 @@ def ensure_prepared(name: str, data_dir: str, raw_dir: str) -> None:
     if raw_dir:
         prepare(name, raw_dir, data_dir)
         return
-    raise DataNotFoundError(
-        f"config.data.name: {name} is not prepared in {default_data_dir(data_dir)} "
-        f"(config.data.data_dir) and cannot be downloaded here; "
-        f"{what_to_place(name, raw_dir, data_dir)}"
+    if download == "auto" and name not in registry.NOT_DOWNLOADABLE:
+        download_and_prepare(name, data_dir)
+        return
+    raise DataNotFoundError(not_prepared_message(name, data_dir, download))
+
+
+def not_prepared_message(name: str, data_dir: str, download: str) -> str:
+    """Why `name` cannot be used here without a raw_dir, and how to prepare it offline."""
+    if name in registry.NOT_DOWNLOADABLE:
+        why = "tfds cannot download it"
+    else:
+        why = f"config.data.download is {download!r}"
+    return (
+        f"config.data.data_dir: {name} is not prepared in {default_data_dir(data_dir)} and "
+        f"{why}; {what_to_place(name, '', data_dir)}"
     )

@@ -8,11 +8,12 @@ there rather than recomputed, so a run keeps its labels even if this code change
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 from absl import logging
+
+from ssinfogan_jax import fileio
 
 SUBSET_FILE = "labeled_subset.json"
 SELECTIONS = ("stratified", "random")
@@ -81,19 +82,12 @@ def class_counts(labels: dict[str, np.ndarray], indices: np.ndarray) -> dict[str
     return counts
 
 
-def save(
-    workdir: str, indices: np.ndarray, counts: dict, description: dict
-) -> str:  # pragma: no cover - trivial
-    """Writes the subset file (host 0 only; via tf.io.gfile so gs:// work dirs work)."""
-    from ssinfogan_jax.data.tf_setup import tf
-
+def save(workdir: str, indices: np.ndarray, counts: dict, description: dict) -> str:
+    """Writes the subset file into `workdir` (local or gs://; host 0 only); returns its path."""
     path = os.path.join(workdir, SUBSET_FILE)
-    tf.io.gfile.makedirs(workdir)
     payload = dict(description, num_labeled=len(indices), count_per_class=counts)
     payload["indices"] = [int(i) for i in indices]
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(payload, f)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    fileio.write_json(path, payload)
     return path
 
 
@@ -110,12 +104,9 @@ def save_json(workdir: str, name: str, payload: dict) -> str:
 
 def load(workdir: str) -> tuple[np.ndarray, dict] | None:
     """(indices, the whole record) from a previous run's subset file, or None."""
-    from ssinfogan_jax.data.tf_setup import tf
-
     path = os.path.join(workdir, SUBSET_FILE)
-    if not tf.io.gfile.exists(path):
+    if not fileio.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
-        payload = json.load(f)
+    payload = fileio.read_json(path)
     logging.info("Read the labelled subset (%d examples) from %s.", payload["num_labeled"], path)
     return np.asarray(payload["indices"], np.int64), payload

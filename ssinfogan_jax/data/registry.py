@@ -51,6 +51,10 @@ DATASETS = {
     "cifar10": Dataset("rgb32", 50000, 10000, {"label": 10}),
     "celeb_a": Dataset("celeba", 162770, 19962, {}),  # labels: config.data.celeba_attributes
 }
+# config.data.download: what happens when a set is not prepared and no raw_dir is given.
+DOWNLOADS = ("auto", "never")  # tfds's download_and_prepare; stop with how to prepare offline
+# Sets that tfds cannot download: built from files only (see data/builders.py).
+NOT_DOWNLOADABLE = ("digit_scenes",)
 CELEBA = "celeb_a"
 FOLDER = "folder"  # Your own images; not a table entry (see _from_folder).
 CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.

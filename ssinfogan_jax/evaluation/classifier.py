@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +31,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from ssinfogan_jax import fileio
 from ssinfogan_jax.evaluation import batching
 
 VARIABLES_FILE = "variables.msgpack"
@@ -170,25 +169,23 @@ class Classifier:
         return float(np.mean(self.predict_classes(images, batch_size) == np.asarray(labels)))
 
     def save(self, path: str) -> str:
-        """Writes `path`/variables.msgpack and `path`/classifier.json; returns `path`."""
-        os.makedirs(path, exist_ok=True)
+        """Writes `path`/variables.msgpack, then `path`/classifier.json (whose presence marks a
+        complete cache; local or gs://); returns `path`."""
         variables = jax.tree_util.tree_map(np.asarray, self.variables)
-        with open(os.path.join(path, VARIABLES_FILE), "wb") as f:
-            f.write(
-                flax.serialization.msgpack_serialize(flax.serialization.to_state_dict(variables))
-            )
-        with open(os.path.join(path, INFO_FILE), "w") as f:
-            json.dump({"spec": self.spec.to_json(), "info": self.info}, f, indent=2, sort_keys=True)
+        state = flax.serialization.to_state_dict(variables)
+        fileio.write_bytes(
+            fileio.Path(path, VARIABLES_FILE), flax.serialization.msgpack_serialize(state)
+        )
+        record = {"spec": self.spec.to_json(), "info": self.info}
+        fileio.write_json(fileio.Path(path, INFO_FILE), record, indent=2, sort_keys=True)
         return path
 
 
 def load(path: str) -> Classifier:
     """Reads a classifier written by `Classifier.save`."""
-    with open(os.path.join(path, INFO_FILE)) as f:
-        record = json.load(f)
+    record = fileio.read_json(fileio.Path(path, INFO_FILE))
     spec = ClassifierSpec.from_json(record["spec"])
-    with open(os.path.join(path, VARIABLES_FILE), "rb") as f:
-        state = flax.serialization.msgpack_restore(f.read())
+    state = flax.serialization.msgpack_restore(fileio.read_bytes(fileio.Path(path, VARIABLES_FILE)))
     # Check the tree against a fresh init so a mismatched file fails here, not at predict time.
     template = jax.eval_shape(
         lambda: spec.module().init(jax.random.key(0), jnp.zeros((1, *spec.image_shape)))

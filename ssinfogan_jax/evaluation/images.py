@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import io
 
 import numpy as np
 from PIL import Image
+
+from ssinfogan_jax import fileio
 
 
 def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -71,15 +73,15 @@ def make_grid(
 
 
 def save_image(path: str, image: np.ndarray) -> str:
-    """Writes a uint8 [H, W, 1 or 3] array as a PNG (grayscale or RGB); returns the path."""
+    """Writes a uint8 [H, W, 1 or 3] array as a PNG (grayscale or RGB) to a local or gs://
+    path, making its folder; returns the path."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise ValueError(f"image: expected uint8 [H, W, 1 or 3], got {image.dtype} {image.shape}")
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    # uint8 [H, W] -> mode L, [H, W, 3] -> RGB.
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+    # uint8 [H, W] -> mode L, [H, W, 3] -> RGB; encoded in memory, written whole (or gs://).
+    png = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(png, format="PNG")
+    fileio.write_bytes(path, png.getvalue())
     return path
 
 

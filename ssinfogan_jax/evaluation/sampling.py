@@ -10,6 +10,7 @@ writes, under <workdir>/samples/:
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from ssinfogan_jax import fileio
 from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax.evaluation import batching
 from ssinfogan_jax.evaluation import images as images_lib
@@ -68,8 +70,8 @@ def write_samples(
     traversal_rows: int = 8,
     traversal_values: int = 10,
 ) -> dict[str, str]:
-    """Writes samples.npz and the PNG grids; returns {what: path}."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Writes samples.npz and the PNG grids into `out_dir` (local or gs://); returns {what:
+    path}."""
     written: dict[str, str] = {}
     all_latents, all_images = [], []
     for i, code in enumerate(layout.supervised_codes):
@@ -89,7 +91,9 @@ def write_samples(
     for name in all_latents[0]:
         arrays[name] = np.concatenate([np.asarray(la[name]) for la in all_latents])
     written["samples"] = os.path.join(out_dir, "samples.npz")
-    np.savez(written["samples"], **arrays)
+    npz = io.BytesIO()
+    np.savez(npz, **arrays)
+    fileio.write_bytes(written["samples"], npz.getvalue())
 
     traversal_rng = jax.random.fold_in(rng, 1_000)
     for code in layout.codes:

@@ -1,0 +1,100 @@
+"""The one file layer: every file the project reads or writes, local or on a bucket (gs://).
+
+    path = fileio.Path(workdir, "samples", "digit.png")     # an etils.epath.Path
+    fileio.write_bytes(path, data); fileio.read_bytes(path)
+    fileio.write_json(path, record); fileio.read_json(path)
+    fileio.append_line(path, line)                           # eval_history.jsonl
+
+A local path and a gs:// URL behave alike: parent folders are made as needed, and a file is
+written whole or not at all (locally through a temporary file and a rename; an object store
+publishes an object only when its upload completes, so there it is written in place, since a
+"rename" on GCS is a copy and a delete). Images and arrays are encoded in memory and written
+in one call (`images.save_image`, `sampling.write_samples`).
+
+What does not go through here: orbax's checkpoints (orbax uses epath and tensorstore itself),
+TensorBoard events (clu's writer is tf.summary: TensorFlow's own file system) and tfds's data
+sets (tf.data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from etils import epath
+
+Path = epath.Path
+PathLike = epath.PathLike
+
+
+def is_remote(path: PathLike) -> bool:
+    """True for a URL such as gs://bucket/x (an object store: no appends, no cheap renames)."""
+    return "://" in os.fspath(path)
+
+
+def makedirs(path: PathLike) -> Path:
+    """Makes the folder `path` and its parents (a no-op on an object store); returns it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_bytes(path: PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` whole (a reader never sees part of it); returns the path."""
+    path = Path(path)
+    if is_remote(path):
+        path.write_bytes(data)
+        return path
+    makedirs(path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"  # Created with the umask's mode.
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def read_bytes(path: PathLike) -> bytes:
+    return Path(path).read_bytes()
+
+
+def read_text(path: PathLike) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def write_json(path: PathLike, record: Any, **dump_kwargs) -> Path:
+    """`record` as JSON (json.dumps's keyword arguments, e.g. indent=2)."""
+    return write_text(path, json.dumps(record, **dump_kwargs))
+
+
+def read_json(path: PathLike) -> Any:
+    return json.loads(read_text(path))
+
+
+def exists(path: PathLike) -> bool:
+    return Path(path).exists()
+
+
+def append_line(path: PathLike, line: str) -> Path:
+    """Appends `line` and a newline to the text file `path` (made if absent).
+
+    An object cannot be appended to: on a bucket the file is read and written back whole,
+    which is fine for the small logs this is for (one line per evaluation).
+    """
+    path = Path(path)
+    if not is_remote(path):
+        makedirs(path.parent)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        return path
+    before = read_text(path) if path.exists() else ""
+    return write_text(path, before + line + "\n")

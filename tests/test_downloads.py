@@ -1,0 +1,179 @@
+"""config.data.download: tfds's own download when a set is not prepared, and its failures.
+
+Nothing here reaches the network: the download is either replaced by a recorder, or runs for
+real down to tfds's HTTP call, which is replaced by a failing one.
+"""
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from tensorflow_datasets.core.download import downloader
+
+from configs import default
+from ssinfogan_jax import config_checks
+from ssinfogan_jax import input_pipeline as ip
+from ssinfogan_jax.data import builders
+from ssinfogan_jax.data.tf_setup import tfds
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tfds's real download step, taken before conftest's guard replaces it in each test.
+REAL_DOWNLOAD = tfds.download.DownloadManager._download
+
+
+@pytest.fixture
+def recorded_downloads(monkeypatch):
+    """tfds's download_and_prepare replaced by a recorder: [(builder, download_config)]."""
+    calls = []
+
+    def record(self, *, download_config=None, **kwargs):
+        calls.append((self, download_config))
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", record)
+    return calls
+
+
+def _mnist_config(data_dir, **data):
+    config = default.get_config()
+    config.data.data_dir = str(data_dir)
+    config.data.update(data)
+    return config
+
+
+def test_auto_downloads_with_tfds_into_the_data_dir(tmp_path, recorded_downloads, caplog):
+    config = _mnist_config(tmp_path / "tfds")
+    assert config.data.download == "auto"  # The default.
+    assert ip.availability_problems(config) == []  # Not prepared, but it may be downloaded.
+    caplog.set_level("INFO")
+    builders.ensure_prepared("mnist", config.data.data_dir, "", config.data.download)
+    ((builder, download_config),) = recorded_downloads
+    assert builder.name == "mnist"
+    assert os.fspath(builder.data_dir).startswith(str(tmp_path / "tfds" / "mnist"))
+    assert download_config.try_download_gcs is False  # The original files, not a GCS copy.
+    assert download_config.manual_dir is None
+    (line,) = [
+        r.getMessage() for r in caplog.records if "downloading it with tfds" in r.getMessage()
+    ]
+    assert line.startswith(f"mnist is not prepared in {tmp_path / 'tfds'}: downloading")
+
+
+def test_never_fails_fast_and_says_how_to_prepare_offline(tmp_path, recorded_downloads):
+    config = _mnist_config(tmp_path / "tfds", download="never")
+    (problem,) = ip.availability_problems(config)
+    with pytest.raises(builders.DataNotFoundError) as error:
+        ip.load_split(config, "test")
+    assert str(error.value) == problem
+    assert problem.startswith(
+        f"config.data.data_dir: mnist is not prepared in {tmp_path / 'tfds'} and "
+        "config.data.download is 'never'; place train-images-idx3-ubyte[.gz]"
+    )
+    assert "python -m ssinfogan_jax.prepare_data --dataset=mnist" in problem
+    assert recorded_downloads == []
+
+
+def test_a_raw_dir_wins_over_a_download(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 5), ("t10k", 3)):
+        with gzip.open(raw / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(np.array([0x803, n, 28, 28], ">u4").tobytes())
+            f.write(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8).tobytes())
+        with gzip.open(raw / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(np.array([0x801, n], ">u4").tobytes() + bytes(range(n)))
+
+    def refuse(name, data_dir):
+        pytest.fail(f"downloaded {name} although a raw_dir was given")
+
+    monkeypatch.setattr(builders, "download_and_prepare", refuse)
+    config = _mnist_config(tmp_path / "tfds", raw_dir=str(raw), download="auto")
+    images, labels = ip.load_split(config, "test")
+    assert images.shape == (3, 28, 28, 1)
+    assert sorted(labels["label"]) == [0, 1, 2]  # (tfds stores them shuffled by key.)
+
+
+def test_a_network_failure_is_one_clear_line(tmp_path, monkeypatch):
+    """The real tfds download path, down to its HTTP request, which fails as without network."""
+    monkeypatch.setattr(tfds.download.DownloadManager, "_download", REAL_DOWNLOAD)
+    urls = []
+
+    def no_network(url, **kwargs):
+        urls.append(url)
+        raise requests.exceptions.ConnectionError(
+            f"HTTPSConnectionPool(host='storage.googleapis.com', port=443): Max retries "
+            f"exceeded with url: {url}\n(Caused by NameResolutionError: Failed to resolve)"
+        )
+
+    monkeypatch.setattr(downloader, "_open_with_requests", no_network)
+    data_dir = tmp_path / "tfds"
+    config = _mnist_config(data_dir)
+    start = time.perf_counter()
+    with pytest.raises(builders.DataNotFoundError) as error:
+        ip.load_split(config, "test")
+    assert time.perf_counter() - start < 30
+    assert urls and all(u.startswith("https://") for u in urls)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"config.data.download: downloading mnist with tfds into {data_dir} failed "
+        "(ConnectionError: HTTPSConnectionPool(host='storage.googleapis.com'"
+    )
+    assert "check the network (or proxy) and rerun" in message
+    assert f"--dataset=mnist --raw_dir=/path/to/raw --data_dir={data_dir}" in message
+    assert "config.data.download='never'" in message
+    assert not builders.is_prepared("mnist", str(data_dir))
+
+
+_INTERRUPTED_PREPARE = """
+import sys, time
+from ssinfogan_jax.data import builders
+
+examples = builders.Digits._generate_examples
+
+def slow(self, split):
+    for i, example in enumerate(examples(self, split)):
+        if i == 100:
+            open(sys.argv[2], "w").close()  # Half written: the test kills us now.
+            time.sleep(600)
+        yield example
+
+builders.Digits._generate_examples = slow
+builders.prepare("digits", "", sys.argv[1])
+"""
+
+
+def test_an_interrupted_preparation_is_never_taken_as_prepared(tmp_path):
+    """A preparation killed half-way (SIGKILL: no clean-up) leaves tfds's `incomplete.*`
+    folder; the set is not prepared, and the next use prepares it afresh."""
+    data_dir, marker = tmp_path / "tfds", tmp_path / "half_written"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_PREPARE, str(data_dir), str(marker)], cwd=ROOT
+    )
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = os.listdir(data_dir / "digits")
+    assert len(left) == 1 and left[0].startswith("incomplete.") and left[0].endswith("_1.0.0")
+    assert not builders.is_prepared("digits", str(data_dir))
+
+    config = default.get_config()
+    config.data.name, config.data.data_dir = "digits", str(data_dir)
+    assert ip.availability_problems(config) == []
+    images, _ = ip.load_split(config, "test")
+    assert len(images) == 359 and builders.is_prepared("digits", str(data_dir))
+
+
+def test_config_check_names_the_download_choices():
+    config = default.get_config()
+    config.data.download = "always"
+    (problem,) = config_checks.find_problems(config)
+    assert problem == "config.data.download: 'always', expected one of auto, never"

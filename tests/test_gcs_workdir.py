@@ -1,0 +1,223 @@
+"""A gs:// work dir end to end, against a real GCS emulator (PyPI gcp-storage-emulator).
+
+`python -m ssinfogan_jax.main --workdir=gs://bucket/run` trains, is stopped by SIGTERM,
+resumes, evaluates and samples; then the bucket is listed. Everything the project writes goes
+to the bucket through its file layer (etils epath, here on gcsfs) and orbax (epath and
+tensorstore), and nothing lands in a local `./gs:` folder.
+
+What cannot be pointed at the emulator: TensorFlow's own GCS file system, whose endpoint is
+compiled in. It carries tf.summary (so clu's TensorBoard writer) and tf.data (tfds). The run
+therefore keeps TensorBoard events (config.tensorboard_dir) and the tfds data_dir local; on
+real GCS both work with gs:// too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gcsfs", reason="gs:// through etils epath needs gcsfs ([test] extra)")
+emulator_server = pytest.importorskip(
+    "gcp_storage_emulator.server", reason="the GCS emulator is in the [test] extra"
+)
+storage = pytest.importorskip("google.cloud.storage")
+from gcp_storage_emulator.handlers import objects as emulator_objects  # noqa: E402
+from google.auth.credentials import AnonymousCredentials  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUCKET, RUN = "bucket", "run"
+# How a preempted run ends: 75 where this checkout defines exit codes, else 0. (Checked by
+# file: an editable install elsewhere may lend the package modules this checkout lacks.)
+PREEMPTED = 75 if os.path.exists(os.path.join(ROOT, "ssinfogan_jax", "exit_codes.py")) else 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def emulator(monkeypatch_module):
+    """The emulator on a free port, with an in-memory bucket; yields its URL."""
+    download = emulator_objects.download
+
+    def download_with_generation(request, response, storage_, *args, **kwargs):
+        # Real GCS sends the object's generation with its bytes; the emulator does not, and
+        # tensorstore needs it to update orbax's OCDBT manifests (conditional writes).
+        try:
+            obj = storage_.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+            response["x-goog-generation"] = str(obj["generation"])
+            response["x-goog-metageneration"] = str(obj["metageneration"])
+        except Exception:  # Not found: the emulator's own handler answers 404.
+            pass
+        return download(request, response, storage_, *args, **kwargs)
+
+    monkeypatch_module.setattr(emulator_objects, "download", download_with_generation)
+    port = _free_port()
+    server = emulator_server.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def _env(url: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        JAX_DISABLE_MOST_OPTIMIZATIONS="true",  # Cheap compiles; nothing here is numerical.
+        # google-cloud-storage and gcsfs (etils epath's backend for gs:// once EPATH_USE_TF
+        # is false; otherwise it would take TensorFlow's, which cannot reach the emulator).
+        STORAGE_EMULATOR_HOST=url,
+        GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false",  # Else each bucket lookup stalls 60 s.
+        EPATH_USE_TF="false",
+        # tensorstore (orbax's array writer).
+        TENSORSTORE_GCS_HTTP_URL=url,
+        GOOGLE_AUTH_TOKEN_FOR_TESTING="dummy",
+    )
+
+
+def _main(url, local, *flags: str) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-m",
+        "ssinfogan_jax.main",
+        f"--config={ROOT}/configs/digits.py:runlocal",
+        f"--workdir=gs://{BUCKET}/{RUN}",
+        f"--config.data.data_dir={local / 'tfds'}",  # tf.data: TensorFlow's file system.
+        f"--config.tensorboard_dir={local / 'tensorboard'}",  # tf.summary: the same.
+        f"--config.compilation_cache_dir={local / 'xla'}",
+        f"--config.eval.classifier_dir=gs://{BUCKET}/classifiers",
+        "--config.eval.classifier_steps=5",
+        "--config.checkpoint_every_steps=2",
+        "--config.log_every_steps=1",
+        *flags,
+    ]
+    # The working directory is a fresh folder, so a path mistaken for a local one shows there.
+    return subprocess.Popen(
+        args, cwd=local, env=_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def _finish(process: subprocess.Popen, code: int = 0, timeout: float = 300) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    text = output.decode(errors="replace")
+    assert process.returncode == code, text[-4000:]
+    return text
+
+
+def _client(url: str):
+    return storage.Client(
+        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+    )
+
+
+def _names(client) -> list[str]:
+    return sorted(blob.name for blob in client.list_blobs(BUCKET))
+
+
+def _saved_steps(client, directory: str = "checkpoints") -> list[int]:
+    prefix = f"{RUN}/{directory}/"
+    steps = {
+        int(name[len(prefix) :].split("/")[0])
+        for name in _names(client)
+        if name.startswith(prefix) and name.endswith("/commit_success.txt")
+    }
+    return sorted(steps)
+
+
+def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, tmp_path):
+    client, local = _client(emulator), tmp_path
+    timings = {}
+
+    # Train until the first checkpoint is in the bucket, then SIGTERM: a checkpoint, an exit.
+    start = time.perf_counter()
+    process = _main(emulator, local, "--config.num_train_steps=1000")
+    try:
+        deadline = time.time() + 600  # Generous: a loaded CI machine compiles slowly.
+        while 2 not in _saved_steps(client):
+            assert process.poll() is None, process.communicate()[0].decode()[-4000:]
+            assert time.time() < deadline, "no checkpoint reached the bucket"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output = _finish(process, PREEMPTED)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "SIGTERM" in output
+    assert f"Wrote the labelled subset to gs://{BUCKET}/{RUN}/labeled_subset.json" in output
+    (step,) = [s for s in _saved_steps(client) if s > 2]
+    timings["train + SIGTERM"] = time.perf_counter() - start
+
+    # Resume from the bucket's checkpoint, with the bucket's labelled subset and classifier.
+    start = time.perf_counter()
+    final = step + 2
+    output = _finish(
+        _main(emulator, local, f"--config.num_train_steps={final}", "--config.eval_every_steps=1")
+    )
+    assert f"Resumed from step {step} in gs://{BUCKET}/{RUN}" in output
+    assert f"Read the labelled subset (100 examples) from gs://{BUCKET}/{RUN}/" in output
+    assert f"Independent classifier from gs://{BUCKET}/classifiers/" in output
+    assert "Training the independent classifier" not in output
+    timings["resume"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    _finish(_main(emulator, local, "--mode=eval"))
+    timings["eval"] = time.perf_counter() - start
+    start = time.perf_counter()
+    _finish(_main(emulator, local, "--mode=sample", "--config.sample.per_value=2"))
+    timings["sample"] = time.perf_counter() - start
+
+    names = _names(client)
+    print(f"\nBucket {BUCKET} after the runs ({len(names)} objects):\n  " + "\n  ".join(names))
+    print("Seconds per run:", {k: round(v, 1) for k, v in timings.items()})
+    in_run = {name[len(RUN) + 1 :] for name in names if name.startswith(f"{RUN}/")}
+    for expected in (
+        "config.json",
+        "labeled_subset.json",
+        "eval_history.jsonl",
+        f"eval_{final}.json",
+        f"checkpoints/{final}/commit_success.txt",
+        f"checkpoints/{final}/state/manifest.ocdbt",
+        "samples/samples.npz",
+        "samples/digit.png",
+        "samples/traversal_digit.png",
+        "samples/traversal_c_us_0.png",
+        "samples/traversal_c_us_1.png",
+    ):
+        assert expected in in_run, f"{expected} missing from gs://{BUCKET}/{RUN}: {names}"
+    saved = _saved_steps(client)
+    assert len(saved) == 2 and saved[-1] == final and 2 not in saved  # Pruned to the last 2.
+    assert _saved_steps(client, "checkpoints_best")[0] in (final - 1, final)
+    assert any(n.startswith("classifiers/") and n.endswith("/classifier.json") for n in names)
+    assert any(n.startswith("classifiers/") and n.endswith("/variables.msgpack") for n in names)
+
+    # What was written reads back: eval history (appended on the bucket), the eval, samples.
+    bucket = client.bucket(BUCKET)
+    history = bucket.blob(f"{RUN}/eval_history.jsonl").download_as_text().splitlines()
+    assert [json.loads(line)["step"] for line in history] == [final - 1, final]
+    assert json.loads(bucket.blob(f"{RUN}/eval_{final}.json").download_as_text())["step"] == final
+    samples = np.load(io.BytesIO(bucket.blob(f"{RUN}/samples/samples.npz").download_as_bytes()))
+    assert samples["images"].shape == (20, 28, 28, 1)
+    png = bucket.blob(f"{RUN}/samples/digit.png").download_as_bytes()
+    assert png.startswith(b"\x89PNG")
+
+    # TensorBoard events went to the local folder; nothing went to a local "gs:" folder.
+    assert any("tfevents" in f for f in os.listdir(local / "tensorboard"))
+    assert not os.path.exists(local / "gs:") and not os.path.exists(os.path.join(ROOT, "gs:"))
