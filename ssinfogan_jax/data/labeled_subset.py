@@ -92,13 +92,9 @@ def save(workdir: str, indices: np.ndarray, counts: dict, description: dict) -> 
 
 
 def save_json(workdir: str, name: str, payload: dict) -> str:
-    """Writes <workdir>/<name> (host 0 only; via tf.io.gfile so gs:// work dirs work)."""
-    from ssinfogan_jax.data.tf_setup import tf
-
+    """Writes <workdir>/<name> (local or gs://; host 0 only); returns its path."""
     path = os.path.join(workdir, name)
-    tf.io.gfile.makedirs(workdir)
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(payload, f, indent=2)
+    fileio.write_json(path, payload)
     return path
 
 
