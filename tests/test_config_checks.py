@@ -197,6 +197,7 @@ def _fields(node, prefix: str = "") -> list[str]:
 # A value that each checked field must reject, and the config it is tried on.
 BAD_VALUES = {
     "seed": -1,
+    "data.download": "always",
     "data.name": "mnsit",
     "data.num_labeled": -2,
     "data.labeled_fraction": 1.5,
@@ -214,6 +215,7 @@ BAD_VALUES = {
     "data.celeba_crop": (0, 0, 300, 10),
     "model.arch": "resnet",
     "model.dtype": "float16",
+    "model.conv_impl": "cudnn",
     "latents.codes": [default.code("digit", "categorical", 1)],
     "latents.noise_size": -1,
     "latents.noise_distribution": "laplace",
