@@ -197,6 +197,7 @@ def _fields(node, prefix: str = "") -> list[str]:
 # A value that each checked field must reject, and the config it is tried on.
 BAD_VALUES = {
     "seed": -1,
+    "data.download": "always",
     "data.name": "mnsit",
     "data.num_labeled": -2,
     "data.labeled_fraction": 1.5,
