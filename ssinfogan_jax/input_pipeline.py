@@ -18,7 +18,8 @@ Design (why it looks like this):
     image       float32 [b, H, W, C], in info.image_range
     label_mask  float32 [b], 1 = labelled (drawn from the labelled subset)
     labels      {name: int32 [b] (categorical; -1 where mask is 0) or float32 [b]
-                 (continuous; NaN where mask is 0)}
+                 (continuous; NaN where mask is 0; mapped from the data set's label range
+                 onto the codes' range [-r, r])}
     index       int32 [b], global train-split index of each example (for checks; not needed
                  by the train step)
   An unlabelled example never carries its label: its entries are the sentinel.
@@ -79,6 +80,15 @@ def _preprocess_fn(config, info: DatasetInfo):
     """tf example -> (uint8 image in the final geometry, {label: value})."""
     kind, label_names = info.kind, list(info.labels)
 
+    r = float(config.latents.continuous_range)
+
+    def _label(name, value):
+        if info.labels[name]:
+            return tf.cast(value, tf.int32)
+        # Continuous: float32, mapped from its stored range onto the codes' range [-r, r].
+        low, high = info.label_ranges.get(name, (-r, r))
+        return (tf.cast(value, tf.float32) - (low + high) / 2) * (2 * r / (high - low))
+
     def fn(example):
         image = example["image"]
         if kind == "celeba":
@@ -88,7 +98,7 @@ def _preprocess_fn(config, info: DatasetInfo):
             image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
             labels = {a: tf.cast(example["attributes"][a], tf.int32) for a in label_names}
         else:
-            labels = {n: tf.cast(example[n], tf.int32) for n in label_names}
+            labels = {n: _label(n, example[n]) for n in label_names}
         return {"image": tf.ensure_shape(image, info.image_shape), "labels": labels}
 
     return fn

@@ -15,7 +15,7 @@ import dataclasses
 
 import ml_collections
 
-from ssinfogan_jax.data import labeled_subset, sampler
+from ssinfogan_jax.data import digit_scenes, labeled_subset, sampler
 
 # Preprocessing kinds: image shape and range after preprocessing.
 #   mnist   28x28x1 in [0, 1] (G ends in a sigmoid, as the reference)
@@ -37,6 +37,9 @@ class Dataset:
     num_train: int
     num_test: int
     labels: dict[str, int]
+    # A continuous label's range as stored, (low, high); the pipeline maps it linearly onto the
+    # codes' range [-r, r] (config.latents.continuous_range).
+    label_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
 
 DATASETS = {
@@ -47,6 +50,15 @@ DATASETS = {
     "svhn_cropped": Dataset("rgb32", 73257, 26032, {"label": 10}),
     "cifar10": Dataset("rgb32", 50000, 10000, {"label": 10}),
     "celeb_a": Dataset("celeba", 162770, 19962, {}),  # labels: config.data.celeba_attributes
+    # Synthetic, rendered from an IDX folder (data/digit_scenes.py); the sizes are the source's
+    # (MNIST's here: another IDX source gives its own).
+    "digit_scenes": Dataset(
+        "rgb32",
+        digit_scenes.SPLIT_SIZES["train"],
+        digit_scenes.SPLIT_SIZES["test"],
+        dict(digit_scenes.LABELS),
+        {"rotation": digit_scenes.ROTATION_RANGE},
+    ),
 }
 CELEBA = "celeb_a"
 CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
@@ -61,6 +73,7 @@ class DatasetInfo:
     num_train: int
     num_test: int
     labels: dict[str, int]  # label name -> number of classes (0 = continuous)
+    label_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
 
 def celeba_attributes() -> tuple[str, ...]:
@@ -116,7 +129,14 @@ def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
         labels = dict.fromkeys(names, 2)
     shape, value_range = KINDS[entry.kind]
     return DatasetInfo(
-        name, entry.kind, shape, value_range, entry.num_train, entry.num_test, labels
+        name,
+        entry.kind,
+        shape,
+        value_range,
+        entry.num_train,
+        entry.num_test,
+        labels,
+        dict(entry.label_ranges),
     )
 
 
