@@ -96,10 +96,16 @@ def independent_classifier(
     exp: experiment_lib.Experiment, test_split, train_split
 ) -> evaluation.Classifier | None:
     """The classifier that judges samples: loaded, or trained on the *test* split and
-    validated on the *train* split (the paper's protocol), then saved for later runs."""
+    validated on the *train* split (the paper's protocol), then saved for later runs.
+
+    One head per label of the c_ss codes and per other label of the data set
+    (`evaluator.judged_labels`); a single label keeps the single-head network of before. A
+    continuous label turns the affine augmentation off: it may be geometric (an angle, a size, a
+    position), which a random affine map would falsify.
+    """
     config = exp.config
-    code = evaluator_lib.classifier_code(exp.layout)
-    if code is None:
+    heads = evaluator_lib.judged_labels(exp.layout, exp.dataset.labels)
+    if not heads:
         return None
     root = config.eval.classifier_dir or os.path.join(
         builders.default_data_dir(config.data.data_dir), "ssinfogan_classifiers"
@@ -107,29 +113,46 @@ def independent_classifier(
     # Keyed by what shapes it (a smoke run's never stands in for a real one); never by the
     # training seed: every run of a data set is judged by the same classifier.
     steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
-    path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
+    labels = "+".join(sorted(heads))
+    path = os.path.join(root, f"{config.data.name}_{labels}_steps{steps}_seed{seed}")
     if epath.Path(path, evaluation.classifier.INFO_FILE).exists():
         classifier = evaluation.load(path)
-        logging.info("Independent classifier from %s (val acc %s).", path, classifier.val_accuracy)
+        logging.info(
+            "Independent classifier from %s (validation %s).",
+            path,
+            classifier.info.get("val_by_head") or classifier.val_accuracy,
+        )
         return classifier
     logging.info(
-        "Training the independent classifier for %r on the test split (%d steps; cached in %s).",
-        code.label,
+        "Training the independent classifier for %s on the test split (%d steps; cached in %s).",
+        ", ".join(heads),
         steps,
         path,
     )
     (test_images, test_labels), (train_images, train_labels) = test_split, train_split
-    classifier, val_accuracy = evaluation.train_classifier(
-        test_images,
-        test_labels[code.label],
-        train_images,
-        train_labels[code.label],
-        num_classes=code.size,
-        seed=seed,
-        num_steps=steps,
-        log_every=max(steps // 10, 1),
-    )
-    logging.info("Independent classifier: %.4f accuracy on the train split.", val_accuracy)
+    options = dict(seed=seed, num_steps=steps, log_every=max(steps // 10, 1))
+    if not all(heads.values()):
+        options.update(max_shift=0.0, max_rotation=0.0, max_scale=0.0)
+    if len(heads) == 1 and all(heads.values()):
+        ((label, classes),) = heads.items()
+        classifier, val = evaluation.train_classifier(
+            test_images,
+            test_labels[label],
+            train_images,
+            train_labels[label],
+            num_classes=classes,
+            **options,
+        )
+    else:
+        classifier, val = evaluation.train_classifier(
+            test_images,
+            {k: test_labels[k] for k in heads},
+            train_images,
+            {k: train_labels[k] for k in heads},
+            num_classes=heads,
+            **options,
+        )
+    logging.info("Independent classifier on the train split (accuracy or correlation): %s.", val)
     if _is_main():
         classifier.save(path)
     return classifier
@@ -151,7 +174,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str):
 def _make_evaluator(exp: experiment_lib.Experiment) -> evaluator_lib.Evaluator:
     test_split = input_pipeline.load_split(exp.config, "test")
     classifier = None
-    if evaluator_lib.classifier_code(exp.layout):
+    if evaluator_lib.judged_labels(exp.layout):
         train_split = input_pipeline.load_split(exp.config, "train")
         classifier = independent_classifier(exp, test_split, train_split)
     return evaluator_lib.Evaluator(exp, *test_split, classifier)
@@ -193,7 +216,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start_step = int(state.step)
     if start_step == 0:
         writer.write_hparams(_hparams(config))
-    evaluator = _make_evaluator(exp)
+    # Made at the first evaluation, so training starts at once even when the independent
+    # classifier has yet to be trained (or is being trained by another process meanwhile).
+    evaluator = None
     dp = _data_parallel(exp)
     state = dp.replicate(state)
     report_progress = periodic_actions.ReportProgress(
@@ -227,6 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
                     host_state = host_state or dp.unreplicate(state)
                     with report_progress.timed("eval"):
+                        evaluator = evaluator or _make_evaluator(exp)
                         eval_metrics = evaluator.evaluate(host_state)
                     writer.write_scalars(step, eval_metrics)
                     if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
@@ -236,6 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         checkpointer.save_best(step, host_state, eval_metrics)
                 if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
                     host_state = host_state or dp.unreplicate(state)
+                    evaluator = evaluator or _make_evaluator(exp)
                     writer.write_images(step, evaluator.image_grids(host_state))
     finally:  # Pending async saves complete even when a NaN or an error stops the loop.
         checkpointer.wait_until_finished()
