@@ -490,3 +490,27 @@ def test_evaluator_judges_every_supervised_code():
         assert -1.0 <= result[key] <= 1.0, key
     assert "cond_acc_direct/style" not in result  # A free code is not judged.
     assert np.isfinite(result["frechet_distance"])
+
+
+def test_judged_labels_are_the_supervised_ones_then_the_data_sets_others():
+    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+    config = default.get_config()
+    config.latents.codes = [
+        default.code("rotation", "continuous", 1, label="rotation"),
+        default.code("thick", "categorical", 2, label="thick_stroke"),
+        default.code("c_us", "continuous", 2),
+    ]
+    layout = latents_lib.LatentLayout.from_config(config.latents)
+    data = {"label": 10, "thick_stroke": 2, "rotation": 0, "neighbours": 2}
+    heads = evaluator_lib.judged_labels(layout, data)
+    assert list(heads.items()) == [
+        ("rotation", 0),
+        ("thick_stroke", 2),
+        ("label", 10),
+        ("neighbours", 2),
+    ]
+    assert evaluator_lib.judged_labels(layout) == {"rotation": 0, "thick_stroke": 2}
+    config.latents.codes = [default.code("c_us", "continuous", 2)]
+    free = latents_lib.LatentLayout.from_config(config.latents)
+    assert evaluator_lib.judged_labels(free, data) == {}  # Nothing to judge: no classifier.
