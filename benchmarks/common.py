@@ -30,14 +30,18 @@ def mnist_batch(batch_size: int, seed: int = 0) -> dict:
     }
 
 
-def jax_step(batch_size: int, donate: bool | None = None, dtype: str = "float32"):
-    """(jitted step, state, batch) for the reference MNIST config, its matmuls in `dtype`.
+def jax_step(
+    batch_size: int, donate: bool | None = None, dtype: str = "float32", conv_impl: str = "auto"
+):
+    """(jitted step, state, batch) for the reference MNIST config, its matmuls in `dtype`, its
+    convolutions by `conv_impl`.
 
-    The state (float32 parameters) is the same for both dtypes; only the modules bound into
-    the step differ (`config.model.dtype`).
+    The state (float32 parameters) is the same for both dtypes and all conv_impls; only the
+    modules bound into the step differ (`config.model.dtype`, `config.model.conv_impl`).
     """
     config = mnist_config(batch_size)
     config.model.dtype = dtype
+    config.model.conv_impl = conv_impl
     state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
     return train.make_train_step(config, donate=donate), state, mnist_batch(batch_size)
 
@@ -45,8 +49,8 @@ def jax_step(batch_size: int, donate: bool | None = None, dtype: str = "float32"
 class JaxRunner:
     """Runs `n` train steps per call, threading the state through."""
 
-    def __init__(self, batch_size: int, dtype: str = "float32"):
-        self.step, self.state, self.batch = jax_step(batch_size, dtype=dtype)
+    def __init__(self, batch_size: int, dtype: str = "float32", conv_impl: str = "auto"):
+        self.step, self.state, self.batch = jax_step(batch_size, dtype=dtype, conv_impl=conv_impl)
 
     def __call__(self, n: int) -> None:
         state, metrics = self.state, None

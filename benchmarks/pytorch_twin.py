@@ -2,7 +2,7 @@
 
     pip install torch==2.13.0   # CPU build; the `benchmark` extra of setup.py
     python -m benchmarks.pytorch_twin [--batch_sizes 128,256] [--rounds 5] [--steps 5]
-        [--states quiet,busy] [--busy 1] [--dtype float32|bfloat16]
+        [--states quiet,busy] [--busy 1] [--dtype float32|bfloat16] [--device cpu|cuda]
 
 The twin is the same network (reference section 4: layers, init, BN eps/momentum, LeakyReLU
 0.01) and the same update (sections 5-6): one G forward whose output serves both steps; the D
@@ -26,6 +26,8 @@ background processes stream memory (a reproducible stand-in for a busy machine: 
 bandwidth is the first thing a busy machine loses; on 2 cores a streamer also takes a core's
 share of time). `--dtype bfloat16` runs ours with bfloat16 matmuls (models' `dtype`) and the
 twin under `torch.autocast("cpu", dtype=torch.bfloat16)`: the same precision on both sides.
+`--device cuda` runs the twin on the GPU (ours then runs on JAX's default device, with the
+convolutions `conv_impl='auto'` picks there); timings wait for the device to finish.
 """
 
 from __future__ import annotations
@@ -113,32 +115,36 @@ class Discriminator(nn.Module):
 class TorchRunner:
     """The twin's train step; `runner(n)` runs n iterations."""
 
-    def __init__(self, batch_size: int, seed: int = 1, dtype: str = "float32"):
+    def __init__(self, batch_size: int, seed: int = 1, dtype: str = "float32", device: str = "cpu"):
         torch.manual_seed(seed)
         self.batch_size = batch_size
         self.dtype = dtype
-        self.g, self.d = Generator(), Discriminator()
+        self.device = torch.device(device)
+        self.g, self.d = Generator().to(self.device), Discriminator().to(self.device)
         self.g.apply(_init)
         self.d.apply(_init)
         self.g_opt = torch.optim.Adam(self.g.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-8)
         self.d_opt = torch.optim.Adam(self.d.parameters(), lr=1e-4, betas=(0.5, 0.999), eps=1e-8)
         self.supervised = True  # False: an unlabelled batch, no Q_ss loss on the reals.
-        self.images = torch.rand(batch_size, 1, 28, 28)
-        self.labels = torch.randint(0, NUM_CLASSES, (batch_size,))
+        self.images = torch.rand(batch_size, 1, 28, 28, device=self.device)
+        self.labels = torch.randint(0, NUM_CLASSES, (batch_size,), device=self.device)
         self.num_params = tuple(sum(p.numel() for p in m.parameters()) for m in (self.g, self.d))
 
     def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16")
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"
+        )
 
     def step(self) -> dict[str, torch.Tensor]:
         with self._autocast():
             return self._step()
 
     def _step(self) -> dict[str, torch.Tensor]:
-        b = self.batch_size
-        c_ss = torch.randint(0, NUM_CLASSES, (b,))
-        c_us = torch.rand(b, NUM_CONT) * 2 - 1
-        z = torch.cat([F.one_hot(c_ss, NUM_CLASSES).float(), c_us, torch.randn(b, NUM_NOISE)], 1)
+        b, device = self.batch_size, self.device
+        c_ss = torch.randint(0, NUM_CLASSES, (b,), device=device)
+        c_us = torch.rand(b, NUM_CONT, device=device) * 2 - 1
+        noise = torch.randn(b, NUM_NOISE, device=device)
+        z = torch.cat([F.one_hot(c_ss, NUM_CLASSES).float(), c_us, noise], 1)
         fake = self.g(z)  # One G forward, reused by both steps.
 
         # D/Q step: real and fake in separate passes (own batch statistics).
@@ -172,6 +178,8 @@ class TorchRunner:
     def __call__(self, n: int) -> None:
         for _ in range(n):
             self.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def _seconds_per_step(run, steps: int) -> float:
@@ -180,19 +188,27 @@ def _seconds_per_step(run, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _make_runner(framework: str, batch_size: int, torch_threads: int = 0, dtype: str = "float32"):
+def _make_runner(
+    framework: str,
+    batch_size: int,
+    torch_threads: int = 0,
+    dtype: str = "float32",
+    device: str = "cpu",
+):
     if torch_threads:
         torch.set_num_threads(torch_threads)
     if framework == "jax":
         from benchmarks import common  # JAX only in the JAX worker.
 
         return common.JaxRunner(batch_size, dtype=dtype)
-    return TorchRunner(batch_size, dtype=dtype)
+    return TorchRunner(batch_size, dtype=dtype, device=device)
 
 
-def _worker(framework: str, batch_size: int, torch_threads: int, dtype: str, conn) -> None:
+def _worker(
+    framework: str, batch_size: int, torch_threads: int, dtype: str, device: str, conn
+) -> None:
     """One framework in its own process: warm up, then time `steps` per request."""
-    run = _make_runner(framework, batch_size, torch_threads, dtype)
+    run = _make_runner(framework, batch_size, torch_threads, dtype, device)
     run(2)  # Warm-up: compile, allocate.
     conn.send("ready")
     while (steps := conn.recv()) is not None:
@@ -206,17 +222,18 @@ def compare(
     same_process: bool = False,
     torch_threads: int = 0,
     dtype: str = "float32",
+    device: str = "cpu",
 ) -> dict:
     """Median s/step of both, in alternating rounds (which goes first alternates too).
 
     By default each framework lives in its own worker process and only one of them runs at a
     time, so neither pays for the other's thread pools or runtime libraries; with
     `same_process` both run in this process. `torch_threads` > 0 sets PyTorch's thread count
-    (default: PyTorch's own, one per core).
+    (default: PyTorch's own, one per core). `device`: the twin's ('cpu' or 'cuda').
     """
     frameworks = ("jax", "torch")
     if same_process:
-        runners = {f: _make_runner(f, batch_size, torch_threads, dtype) for f in frameworks}
+        runners = {f: _make_runner(f, batch_size, torch_threads, dtype, device) for f in frameworks}
         for run in runners.values():
             run(2)
         timers = {f: (lambda run=runners[f]: _seconds_per_step(run, steps)) for f in frameworks}
@@ -227,7 +244,7 @@ def compare(
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker,
-                args=(f, batch_size, torch_threads if f == "torch" else 0, dtype, child),
+                args=(f, batch_size, torch_threads if f == "torch" else 0, dtype, device, child),
                 daemon=True,
             )
             proc.start()
@@ -264,6 +281,7 @@ def main() -> None:
     parser.add_argument("--states", default="quiet", help="comma-separated: quiet, busy")
     parser.add_argument("--busy", type=int, default=1, help="memory streamers in state busy")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--device", default="cpu", help="the twin's: cpu or cuda")
     args = parser.parse_args()
     threads = args.torch_threads or torch.get_num_threads()
     print(f"machine: {machine()}; torch {torch.__version__} ({threads} threads); {args.dtype}")
@@ -281,6 +299,7 @@ def main() -> None:
                     args.same_process,
                     args.torch_threads,
                     args.dtype,
+                    args.device,
                 )
                 after = machine_state.measure()
                 rows.append((state, batch_size, res, before, after))

@@ -102,6 +102,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # parameters, optimizer state, batch-norm statistics and losses stay float32). Not yet
     # measured to converge like float32: see benchmarks/README.md.
     config.model.dtype = "float32"
+    # How the k4 s2 convolutions are computed: 'cpu_fast' (ssinfogan_jax/layers.py, tuned for
+    # XLA:CPU), 'flax' (Flax's nn.Conv / nn.ConvTranspose: XLA's own, what GPUs and TPUs are
+    # built for) or 'auto' ('cpu_fast' on CPU, 'flax' elsewhere). Same parameters either way.
+    config.model.conv_impl = "auto"
 
     config.latents = ml_collections.ConfigDict()
     config.latents.codes = [

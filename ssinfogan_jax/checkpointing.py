@@ -8,8 +8,9 @@ Layout under the work dir:
 states, step and base RNG key); `meta` is JSON (step, metrics, anything the loop wants to
 check on resume). Saving is asynchronous; call `wait_until_finished` before exiting.
 
-A checkpoint that cannot be restored is reported with its path and step (`CheckpointError`);
-nothing is deleted or silently replaced by a fresh start.
+A checkpoint that cannot be restored is reported with its path and step, and the older intact
+ones (`CheckpointError`); nothing is deleted or silently replaced by a fresh start. Nothing is
+created in the work dir until the first save, so reading a mistyped work dir leaves no trace.
 """
 
 from __future__ import annotations
@@ -27,7 +28,19 @@ BEST_DIR = "checkpoints_best"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be restored into the expected state."""
+    """A checkpoint exists but cannot be restored into the expected state, or a save failed."""
+
+
+class NoCheckpointError(FileNotFoundError):
+    """The work dir holds no checkpoint of the kind asked for."""
+
+
+def _cause(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception, shortened: orbax's messages run to many lines."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 @jax.jit
@@ -48,16 +61,24 @@ class Checkpointer:
       max_to_keep: how many latest checkpoints to keep.
       best_metric: the metric that ranks best checkpoints ('' = no best checkpoint).
       best_mode: 'max' or 'min'.
+      read_only: only restore (eval, sample); saving is refused.
     """
 
     def __init__(
-        self, workdir: str, max_to_keep: int = 2, best_metric: str = "", best_mode: str = "max"
+        self,
+        workdir: str,
+        max_to_keep: int = 2,
+        best_metric: str = "",
+        best_mode: str = "max",
+        read_only: bool = False,
     ):
         self.workdir = workdir
         self.best_metric = best_metric
+        self.read_only = read_only
+        # create=False: the directories appear with the first save, not when a run starts.
         self._latest = ocp.CheckpointManager(
             os.path.join(workdir, LATEST_DIR),
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False),
         )
         self._best = None
         if best_metric:
@@ -65,7 +86,7 @@ class Checkpointer:
                 os.path.join(workdir, BEST_DIR),
                 options=ocp.CheckpointManagerOptions(
                     max_to_keep=1,
-                    create=True,
+                    create=False,
                     best_fn=lambda metrics: metrics[best_metric],
                     best_mode=best_mode,
                 ),
@@ -73,26 +94,70 @@ class Checkpointer:
 
     @staticmethod
     def _save_args(state, meta: dict) -> ocp.args.Composite:
+        if jax.process_count() > 1:
+            # Each host holds its own replica (host-local arrays, which orbax refuses across
+            # processes): save host copies, identical on every host.
+            state = jax.device_get(state)
         return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
     def save(self, step: int, state, meta: dict | None = None) -> None:
-        """Saves the latest checkpoint (async). Refuses a state with NaN or inf."""
+        """Saves the latest checkpoint (async). Refuses a state with NaN or inf.
+
+        Raises CheckpointError when the save cannot start or an earlier one failed (a full
+        disk, a write error).
+        """
+        self._check_writable(step)
         if not _is_finite(state):
             raise FloatingPointError(f"refusing to checkpoint a non-finite state at step {step}")
-        self._latest.save(step, args=self._save_args(state, {"step": step, **(meta or {})}))
+        args = self._save_args(state, {"step": step, **(meta or {})})
+        self._guard(step, LATEST_DIR, lambda: self._latest.save(step, args=args))
 
     def save_best(self, step: int, state, metrics: dict[str, float], meta: dict | None = None):
         """Offers the state as the best checkpoint; kept if its metric beats the kept one."""
         if self._best is None:
             return
+        self._check_writable(step)
         if not _is_finite(state):
             raise FloatingPointError(f"refusing to checkpoint a non-finite state at step {step}")
         metrics = {k: float(v) for k, v in metrics.items()}
         meta = {"step": step, "metrics": metrics, **(meta or {})}
-        self._best.save(step, args=self._save_args(state, meta), metrics=metrics)
+        args = self._save_args(state, meta)
+        self._guard(step, BEST_DIR, lambda: self._best.save(step, args=args, metrics=metrics))
+
+    def _check_writable(self, step: int) -> None:
+        if self.read_only:
+            raise CheckpointError(f"{self.workdir} was opened read-only; not saving step {step}")
+
+    def _guard(self, step: int | None, kind: str, fn) -> None:
+        """Runs a save (or a wait for one); any failure becomes a CheckpointError with the path."""
+        try:
+            fn()
+        except FloatingPointError:
+            raise
+        except Exception as e:  # orbax and tensorstore raise many types for one failed write.
+            where = os.path.join(self.workdir, kind)
+            what = f"saving step {step} to {where}" if step is not None else f"a save to {where}"
+            try:
+                intact = self.all_steps()
+            except Exception:  # The directory itself may be what failed.
+                intact = "unknown"
+            raise CheckpointError(
+                f"{what} failed ({_cause(e)}); intact checkpoints: {intact or 'none'}. Free "
+                "space or fix the directory, then run again to resume."
+            ) from e
 
     def latest_step(self, which: str = "latest") -> int | None:
         return self._manager(which).latest_step()
+
+    def all_steps(self, which: str = "latest") -> list[int]:
+        """The steps of `which` on disk, oldest first."""
+        return sorted(self._manager(which).all_steps())
+
+    def reached_preemption(self, step: int) -> bool:
+        """True at the step that every host has agreed to save after a preemption notice
+        (orbax's multi-host sync); always False without `jax.distributed`. Call it at every
+        step, on every host."""
+        return self._latest.reached_preemption(step)
 
     def restore(self, template, which: str = "latest", step: int | None = None) -> tuple[Any, dict]:
         """Restores (state, meta) from the latest (or a given) step of `which`.
@@ -102,14 +167,22 @@ class Checkpointer:
           which: 'latest' or 'best'.
           step: a step of that directory; default its latest.
         Raises:
-          FileNotFoundError: no checkpoint there.
+          NoCheckpointError: no checkpoint there.
           CheckpointError: one exists but cannot be read or does not match the template.
         """
         manager = self._manager(which)
         step = manager.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+            raise NoCheckpointError(
+                f"no checkpoint in {manager.directory}: check --workdir, or train first"
+            )
         path = os.path.join(str(manager.directory), str(step))
+        older = [s for s in self.all_steps(which) if s < step]
+        advice = (
+            f"older checkpoints there: {older} (move {path} away to resume from step {older[-1]})"
+            if older
+            else "no older checkpoint there (move it away to start over, or use a fresh --workdir)"
+        )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
             restored = manager.restore(
@@ -120,15 +193,15 @@ class Checkpointer:
             )
         except Exception as e:  # orbax raises many types; all mean "this one is unusable".
             raise CheckpointError(
-                f"checkpoint at step {step} in {path} cannot be restored: "
-                f"{type(e).__name__}: {e}. It was left untouched; move it away to start over, "
-                "or point --workdir elsewhere."
+                f"checkpoint step {step} in {path} cannot be restored ({_cause(e)}); it was "
+                f"left untouched; {advice}"
             ) from e
         state = restored.state
         mismatch = _structure_mismatch(template, state)
         if mismatch:
             raise CheckpointError(
-                f"checkpoint at step {step} in {path} does not match this config: {mismatch}"
+                f"checkpoint step {step} in {path} does not match this config: {mismatch}; "
+                f"it was left untouched; {advice}"
             )
         return state, dict(restored.meta)
 
@@ -140,9 +213,10 @@ class Checkpointer:
         raise ValueError(f"unknown checkpoint kind {which!r} (or no best metric configured)")
 
     def wait_until_finished(self) -> None:
-        self._latest.wait_until_finished()
+        """Blocks until pending saves are written; CheckpointError if one of them failed."""
+        self._guard(None, LATEST_DIR, self._latest.wait_until_finished)
         if self._best is not None:
-            self._best.wait_until_finished()
+            self._guard(None, BEST_DIR, self._best.wait_until_finished)
 
     def close(self) -> None:
         self._latest.close()

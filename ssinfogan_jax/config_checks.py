@@ -9,16 +9,86 @@ loaded. `experiment.from_config` runs this once, at start-up.
 from __future__ import annotations
 
 import difflib
+import json
+import math
 
 import ml_collections
 
 from configs import default as default_config
-from ssinfogan_jax import latents, models
+from ssinfogan_jax import latents, layers, models
 from ssinfogan_jax.data import registry
 
 
 class ConfigError(ValueError):
     """The config cannot run; the message lists every problem found."""
+
+
+# What a resumed run (and eval or sample on a run) may change against the work dir's
+# config.json: cadences, lengths, paths and evaluation settings, which leave the trained state
+# and the data it was trained on as they were. A field name, or a prefix ending in '.'.
+MAY_CHANGE_ON_RESUME = (
+    "num_train_steps",
+    "log_every_steps",
+    "checkpoint_every_steps",
+    "max_checkpoints_to_keep",
+    "eval_every_steps",
+    "images_every_steps",
+    "parallel",
+    "compilation_cache_dir",
+    "data.data_dir",
+    "data.raw_dir",
+    "data.prefetch",
+    "eval.",
+    "sample.",
+)
+
+
+def record(config: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON data (what the work dir's config.json holds)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _may_change(name: str) -> bool:
+    return any(
+        name == field or (field.endswith(".") and name.startswith(field))
+        for field in MAY_CHANGE_ON_RESUME
+    )
+
+
+def compare_with_saved(saved: dict, config: ml_collections.ConfigDict) -> tuple[dict, list[str]]:
+    """Compares a config with the work dir's saved one (`record` of it).
+
+    Returns ({field: [saved, new]} of the changes allowed on resume, ["config.x: a -> b", ...]
+    for every other difference). A field the saved record lacks (added to the project since)
+    counts as unchanged when it has its default value; one only the record has is ignored.
+    """
+    old, new = _flatten(saved), _flatten(record(config))
+    defaults = _flatten(record(default_config.get_config()))
+    allowed, problems = {}, []
+    for name, value in new.items():
+        if name not in old:
+            if name in defaults and value == defaults[name]:
+                continue
+            before = "(absent)"
+        elif old[name] == value:
+            continue
+        else:
+            before = json.dumps(old[name])
+        if _may_change(name) and name in old:
+            allowed[name] = [old[name], value]
+        else:
+            problems.append(f"config.{name}: {before} -> {json.dumps(value)}")
+    return allowed, problems
 
 
 def _unknown_fields(config, reference, prefix: str = "config") -> list[str]:
@@ -37,16 +107,144 @@ def _unknown_fields(config, reference, prefix: str = "config") -> list[str]:
     return problems
 
 
-def _positive(config, names: tuple[str, ...], allow_zero: bool = False) -> list[str]:
+def _get(config, name: str):
+    value = config
+    for part in name.split("."):
+        value = value[part]
+    return value
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
+# Numeric fields and their valid ranges: (name, low, high, low excluded, high excluded, integer).
+# None is unbounded. Fields checked elsewhere (the data set's, by `registry.find_problems`;
+# `latents.*` by `latents.LatentLayout`) are listed in `CHECKED_ELSEWHERE`.
+RANGES = (
+    ("seed", 0, 2**32, False, True, True),
+    ("data.labeled_seed", 0, 2**32, False, True, True),
+    ("latents.continuous_range", 0.0, None, True, True, False),
+    ("loss.lambda_ss_d", 0.0, None, False, True, False),
+    ("loss.lambda_us_d", 0.0, None, False, True, False),
+    ("loss.lambda_ss_g", 0.0, None, False, True, False),
+    ("loss.lambda_us_g", 0.0, None, False, True, False),
+    ("loss.q_ss_on_fakes_start", 0, None, False, True, True),
+    ("loss.lambda_consistency", 0.0, None, False, True, False),
+    ("loss.consistency_max_shift", 0, None, False, True, True),
+    ("optimizer.g_learning_rate", 0.0, None, True, True, False),
+    ("optimizer.d_learning_rate", 0.0, None, True, True, False),
+    ("optimizer.b1", 0.0, 1.0, False, True, False),
+    ("optimizer.b2", 0.0, 1.0, False, True, False),
+    ("optimizer.eps", 0.0, None, True, True, False),
+    ("instance_noise.stddev", 0.0, None, False, True, False),
+    ("instance_noise.decay", 0.0, 1.0, True, False, False),
+    ("num_train_steps", 1, None, False, True, True),
+    ("log_every_steps", 1, None, False, True, True),
+    ("checkpoint_every_steps", 1, None, False, True, True),
+    ("max_checkpoints_to_keep", 1, None, False, True, True),
+    ("eval_every_steps", 0, None, False, True, True),
+    ("images_every_steps", 0, None, False, True, True),
+    ("eval.samples_per_value", 1, None, False, True, True),
+    ("eval.classifier_steps", 1, None, False, True, True),
+    ("eval.classifier_seed", 0, 2**32, False, True, True),
+    ("sample.per_value", 1, None, False, True, True),
+    ("sample.traversal_rows", 1, None, False, True, True),
+    ("sample.traversal_values", 2, None, False, True, True),
+)
+
+# Choices among fixed words: (name, accepted values).
+CHOICES = (
+    ("model.dtype", ("float32", "bfloat16")),
+    ("model.conv_impl", layers.CONV_IMPLS),
+    ("parallel", ("auto", "jit", "pmap", "shard_map")),
+    ("sample.checkpoint", ("latest", "best")),
+)
+
+# Fields checked elsewhere, and where (tests/test_config_checks.py holds every field of
+# configs/default.py to a check that fires, or to a reason in UNCHECKED).
+CHECKED_ELSEWHERE = {
+    "data.name": "registry.find_problems: a known data set or a tfds name (with 'did you mean')",
+    "data.num_labeled": "registry.find_problems: -1, 0 or up to the train split's size; the "
+    "stratified count here",
+    "data.labeled_fraction": "registry.find_problems: in [0, 1]",
+    "data.labeled_selection": "registry.find_problems: one of labeled_subset.SELECTIONS",
+    "data.batch_mode": "registry.find_problems: one of sampler.MODES",
+    "data.p_labeled_start": "registry.find_problems: in [0, 1]",
+    "data.p_labeled_step": "registry.find_problems: in [0, 1]",
+    "data.p_labeled_every": "registry.find_problems: >= 1",
+    "data.p_labeled_final": "registry.find_problems: -1 or in [0, 1]",
+    "data.mix_labeled_share": "registry.find_problems: in [0, 1]",
+    "data.labeled_max_shift": "registry.find_problems: below half the image size",
+    "data.prefetch": "registry.find_problems: >= 0",
+    "data.celeba_attributes": "registry.find_problems (celeb_a only): CelebA's attribute names",
+    "data.celeba_crop": "registry.find_problems (celeb_a only): inside the 218x178 images",
+    "batch_size": "registry.find_problems: a positive multiple of the processes and devices",
+    "latents.codes": "latents.LatentLayout: unique names, known kinds, sizes; "
+    "registry.find_problems: labels and class counts",
+    "latents.noise_size": "latents.LatentLayout: >= 0",
+    "latents.noise_distribution": "latents.LatentLayout: one of NOISE_DISTRIBUTIONS",
+    "model.arch": "find_problems: a known architecture whose images fit the data set",
+}
+
+# Fields with no check at start-up, and why.
+UNCHECKED = {
+    "loss.q_ss_on_fakes": "None, True or False; ml_collections enforces the type",
+    "data.data_dir": "a path: whether the data is there is checked when it loads",
+    "data.raw_dir": "a path: whether its files are there is checked when the data loads",
+    "eval.classifier_dir": "a path: read or created when the classifier is first needed",
+    "compilation_cache_dir": "a path ('' = off): created when the cache is enabled",
+    "best_metric": "an eval metric name ('' = none); the names depend on the codes, so an "
+    "unknown one is reported (a warning) at the first evaluation",
+}
+
+
+def _range_problems(config) -> list[str]:
     problems = []
-    for name in names:
-        value = config
-        for part in name.split("."):
-            value = value[part]
-        if value < 0 or (value == 0 and not allow_zero):
-            bound = "non-negative" if allow_zero else "positive"
-            problems.append(f"config.{name}: {value} must be {bound}")
+    for name, lo, hi, lo_open, hi_open, integer in RANGES:
+        value = _get(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(f"config.{name}: {value!r} is not a number")
+            continue
+        if integer and value != int(value):
+            problems.append(f"config.{name}: {value} is not a whole number")
+            continue
+        inside = math.isfinite(value)
+        if lo is not None:
+            inside = inside and (value > lo if lo_open else value >= lo)
+        if hi is not None:
+            inside = inside and (value < hi if hi_open else value <= hi)
+        if not inside:
+            problems.append(
+                f"config.{name}: {value} is not in {_interval(lo, hi, lo_open, hi_open)}"
+            )
+    for name, accepted in CHOICES:
+        value = _get(config, name)
+        if value not in accepted:
+            problems.append(f"config.{name}: {value!r}, expected one of {', '.join(accepted)}")
     return problems
+
+
+def _stratification_problem(config, info: registry.DatasetInfo) -> list[str]:
+    """Stratified selection with fewer labels than classes leaves classes without any."""
+    d = config.data
+    if d.labeled_selection != "stratified":
+        return []
+    n = registry.num_labeled(config, info.num_train)
+    label = next(
+        (c.label for c in config.latents.codes if c.get("label") and info.labels.get(c.label)),
+        next((name for name, k in info.labels.items() if k), None),
+    )
+    classes = info.labels.get(label, 0) if label else 0
+    if 0 < n < classes:
+        return [
+            f"config.data.num_labeled: {n} stratified labels cannot cover the {classes} classes "
+            f"of {label!r} ({classes - n} would have none); use at least {classes}, 0 for "
+            "none, or labeled_selection='random'"
+        ]
+    return []
 
 
 def find_problems(
@@ -68,44 +266,12 @@ def find_problems(
     try:
         latents.LatentLayout.from_config(config.latents)
     except (ValueError, KeyError, TypeError) as e:
-        problems.append(str(e) if str(e).startswith("latents") else f"config.latents: {e}")
-    problems += _positive(config, ("batch_size", "num_train_steps", "log_every_steps"))
-    problems += _positive(config, ("optimizer.g_learning_rate", "optimizer.d_learning_rate"))
-    problems += _positive(
-        config,
-        (
-            "checkpoint_every_steps",
-            "eval_every_steps",
-            "images_every_steps",
-            "loss.lambda_ss_d",
-            "loss.lambda_us_d",
-            "loss.lambda_ss_g",
-            "loss.lambda_us_g",
-            "loss.q_ss_on_fakes_start",
-            "loss.lambda_consistency",
-            "loss.consistency_max_shift",
-            "instance_noise.stddev",
-        ),
-        allow_zero=True,
-    )
-    if not 0.0 < config.instance_noise.decay <= 1.0:
-        problems.append(
-            f"config.instance_noise.decay: {config.instance_noise.decay} must be in (0, 1]"
-        )
-    if config.model.dtype not in ("float32", "bfloat16"):
-        problems.append(
-            f"config.model.dtype: {config.model.dtype!r}, expected 'float32' or 'bfloat16'"
-        )
-    if config.parallel not in ("auto", "jit", "pmap", "shard_map"):
-        problems.append(
-            f"config.parallel: {config.parallel!r}, expected 'auto', 'jit', 'pmap' or 'shard_map'"
-        )
-    if config.sample.checkpoint not in ("latest", "best"):
-        problems.append(
-            f"config.sample.checkpoint: {config.sample.checkpoint!r}, expected 'latest' or 'best'"
-        )
+        problems.append(f"config.{e}" if str(e).startswith("latents") else f"config.latents: {e}")
+    problems += _range_problems(config)
     data_problems = registry.find_problems(config, process_count, device_count)
     problems += data_problems
+    if not data_problems:
+        problems += _stratification_problem(config, registry.get_dataset_info(config))
     if not data_problems and config.model.arch in models.ARCHITECTURES:
         info = registry.get_dataset_info(config)
         arch = models.get_architecture(config.model.arch)

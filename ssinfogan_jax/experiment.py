@@ -85,7 +85,9 @@ class Experiment:
     def models(self, axis_name: str | None = None):
         """(G, D) Flax modules; under pmap/shard_map pass the device axis for batch norm."""
         model = self.config.model
-        return models.create_models(model.arch, self.layout, axis_name, model.dtype)
+        return models.create_models(
+            model.arch, self.layout, axis_name, model.dtype, model.conv_impl
+        )
 
 
 def from_config(

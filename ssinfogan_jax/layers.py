@@ -27,6 +27,12 @@ bias, batch norm and activation functions stay float32. On XLA:CPU only the dot 
 float32 result reaches the bfloat16 matrix units (AMX/AVX512-BF16: 300-1250 GFLOP/s here
 against 75-280 for float32); a bfloat16-result dot or a bfloat16 convolution runs at
 40-80. So in bfloat16 every convolution, the deeper ones included, is patches + matmul.
+
+All of this is tuned for XLA:CPU. On GPU and TPU, XLA's own convolutions are what the
+compiler is built for, so `conv_impl='auto'` (models.create_models, `config.model.conv_impl`)
+uses Flax's `nn.Conv` / `nn.ConvTranspose` there, with `flax_precision(dtype)` for bfloat16.
+The two give the same parameter tree (names, shapes, initial values), so a checkpoint moves
+between them.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ import jax.numpy as jnp
 
 KERNEL = 4
 DTYPES = ("float32", "bfloat16")
+# How the k4 s2 convolutions are computed: 'cpu_fast' (this module's layers), 'flax' (Flax's
+# own `nn.Conv` / `nn.ConvTranspose`, what XLA's GPU and TPU compilers are built for) or
+# 'auto' ('cpu_fast' on the CPU backend, 'flax' elsewhere). All give the same parameters.
+CONV_IMPLS = ("auto", "flax", "cpu_fast")
 PATCHES_MAX_CHANNELS = 4  # Conv inputs with at most this many channels use patches + matmul.
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -45,6 +55,35 @@ def check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise ValueError(f"model.dtype: {dtype!r} is not one of {DTYPES}")
     return dtype
+
+
+def check_conv_impl(conv_impl: str) -> str:
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"model.conv_impl: {conv_impl!r} is not one of {CONV_IMPLS}")
+    return conv_impl
+
+
+def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
+    """'flax' or 'cpu_fast': 'auto' picks 'cpu_fast' on the CPU backend (`backend`, default
+    JAX's default backend) and 'flax' on any other."""
+    if check_conv_impl(conv_impl) != "auto":
+        return conv_impl
+    return "cpu_fast" if (backend or jax.default_backend()) == "cpu" else "flax"
+
+
+def _promote_operands(inputs, kernel, bias=None, *, dtype=None):
+    """A Flax `promote_dtype` for mixed precision: `inputs` and `kernel` in `dtype` (the
+    convolution's operands), `bias` left float32, so that the layer's output is float32."""
+    cast = lambda x: None if x is None else jnp.asarray(x, dtype or jnp.float32)
+    return cast(inputs), cast(kernel), None if bias is None else jnp.asarray(bias, jnp.float32)
+
+
+def flax_precision(dtype: str) -> dict:
+    """Keyword arguments that make a Flax `nn.Conv` / `nn.ConvTranspose` compute in `dtype` the
+    way this module's layers do: bfloat16 operands; float32 parameters and output."""
+    if check_dtype(dtype) == "float32":
+        return {}
+    return {"dtype": jnp.bfloat16, "promote_dtype": _promote_operands}
 
 
 def _dot_f32(a: jax.Array, b: jax.Array) -> jax.Array:

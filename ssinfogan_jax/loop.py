@@ -8,10 +8,17 @@ The loop ties the pieces together and owns the chores: data, the data-parallel s
 checkpoints (orbax), TensorBoard (clu's writer, hparams, progress with steps/s and ETA),
 evaluation, SIGTERM (TPU preemption) and NaN stops, and the independent classifier's cache.
 The pieces know nothing of it.
+
+The work dir's record: `config.json` is the config of the run, written only once every check
+has passed (the config's, the data's, the saved config's and the checkpoint's); a resumed run
+may change only `config_checks.MAY_CHANGE_ON_RESUME`, and each accepted start is appended to
+`config_history.jsonl` with what it changed. Eval and sample only read the work dir.
 """
 
 from __future__ import annotations
 
+import collections
+import datetime
 import json
 import os
 import signal
@@ -25,31 +32,73 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from ssinfogan_jax import checkpointing, compilation_cache, evaluation, input_pipeline, parallel
+from ssinfogan_jax import (
+    checkpointing,
+    compilation_cache,
+    config_checks,
+    evaluation,
+    exit_codes,
+    input_pipeline,
+    parallel,
+)
 from ssinfogan_jax import experiment as experiment_lib
 from ssinfogan_jax import train as train_lib
-from ssinfogan_jax.data import builders
+from ssinfogan_jax.data import builders, labeled_subset
 from ssinfogan_jax.evaluation import evaluator as evaluator_lib
 from ssinfogan_jax.evaluation import sampling
 
-EVAL_HISTORY = "eval_history.jsonl"  # One JSON line of eval metrics per evaluation.
+EVAL_HISTORY = "eval_history.jsonl"  # One JSON line of eval metrics per evaluated step.
+CONFIG_FILE = "config.json"  # The run's config (as last accepted).
+CONFIG_HISTORY = "config_history.jsonl"  # One line per accepted start: step, time, changes.
+# How many train steps the host may dispatch ahead of the device. It bounds how late a SIGTERM
+# is acted on (the step saved is at most this many steps after the one running at the signal)
+# while still queueing the next step before the device finishes the current one.
+MAX_STEPS_AHEAD = 2
 
 
-class _PreemptionFlag:
-    """Set by SIGTERM (a TPU preemption notice); the loop then saves and exits."""
+class AlreadyFinished(exit_codes.RunStopped):
+    """The work dir's latest checkpoint is at (or past) num_train_steps: nothing to train."""
 
-    def __init__(self):
+    exit_code = exit_codes.FINISHED
+
+    def __init__(self, step: int, config, workdir: str, metrics: dict[str, float]):
+        self.step, self.metrics = step, metrics
+        super().__init__(
+            f"already finished: {workdir} holds step {step} (num_train_steps="
+            f"{config.num_train_steps}); nothing to do (raise --config.num_train_steps to "
+            "train further)"
+        )
+
+
+class _Preemption:
+    """The decision to stop for a preemption notice (SIGTERM), taken jointly by all hosts.
+
+    One process: a Python SIGTERM handler sets a flag, read at every step. With
+    `jax.distributed`, JAX's preemption service catches SIGTERM on whichever host receives it
+    and the hosts agree on a step to save, a step after every host's current one (orbax's
+    `reached_preemption`); each host asks at every step and all of them stop at that step.
+    """
+
+    def __init__(self, checkpointer: checkpointing.Checkpointer):
+        self._checkpointer = checkpointer
         self.raised = False
         self._previous = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # Under jax.distributed the preemption service owns SIGTERM: a Python handler would
+        # replace its handler and the other hosts would never hear of the notice.
+        own = not jax.distributed.is_initialized()
+        if own and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM: saving a checkpoint and exiting.")
         self.raised = True
+
+    def should_stop(self, step: int) -> bool:
+        """Call once per step, on every host."""
+        return self._checkpointer.reached_preemption(step) or self.raised
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -65,13 +114,72 @@ def _check_finite(metrics: dict[str, float], step: int, checkpointer) -> None:
     if bad:
         last = checkpointer.latest_step()
         where = (
-            f"the last good checkpoint is step {last} in {checkpointer.workdir}"
+            f"the last good checkpoint is step {last} in {checkpointer.workdir} (a rerun resumes "
+            "from it; the same config will likely diverge again)"
             if last is not None
             else "no checkpoint was written"
         )
+        names = ", ".join(sorted(bad))
         raise FloatingPointError(
-            f"non-finite metrics at step {step}: {bad}; training stopped without saving; {where}"
+            f"non-finite metrics at step {step} ({names}); training stopped without saving; {where}"
         )
+
+
+def _saved_config(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict | None, dict]:
+    """(the work dir's config.json or None, {field: [saved, new]} allowed changes).
+
+    Raises ConfigError naming every field that differs and may not change on resume.
+    """
+    path = epath.Path(workdir, CONFIG_FILE)
+    if not path.exists():
+        return None, {}
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise config_checks.ConfigError(
+            f"{path} is not valid JSON ({e}); restore it, or use a fresh --workdir"
+        ) from None
+    allowed, problems = config_checks.compare_with_saved(saved, config)
+    if problems:
+        raise config_checks.ConfigError(
+            f"{workdir} was trained with another config: {'; '.join(problems)}; these "
+            "cannot change on resume (only cadences, lengths, paths and eval settings can): pass "
+            f"the saved values (in {path}) or use a fresh --workdir"
+        )
+    return saved, allowed
+
+
+def _write_config_record(config, workdir: str, saved: dict | None, changes: dict, step: int):
+    """config.json and a line of config_history.jsonl (process 0; after every check)."""
+    if not _is_main():
+        return
+    if saved is None or changes:
+        epath.Path(workdir, CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+    line = {
+        "step": step,
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "changed": changes,
+    }
+    path = epath.Path(workdir, CONFIG_HISTORY)
+    previous = path.read_text() if path.exists() else ""
+    path.write_text(previous + json.dumps(line) + "\n")
+
+
+def _read_eval_history(workdir: str) -> list[dict]:
+    path = epath.Path(workdir, EVAL_HISTORY)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _trim_eval_history(workdir: str, step: int) -> None:
+    """Drops rows after `step` (evaluated after the checkpoint that a run resumes from: the
+    resumed run evaluates those steps again), so the file keeps one row per step."""
+    rows = _read_eval_history(workdir)
+    kept = [row for row in rows if row["step"] <= step]
+    if _is_main() and len(kept) < len(rows):
+        text = "".join(json.dumps(row) + "\n" for row in kept)
+        epath.Path(workdir, EVAL_HISTORY).write_text(text)
 
 
 def _hparams(config: ml_collections.ConfigDict) -> dict:
@@ -158,17 +266,21 @@ def independent_classifier(
     return classifier
 
 
-def _setup(config: ml_collections.ConfigDict, workdir: str):
-    """What every mode needs: the experiment (config checked once), the compilation cache, a
-    fresh state and the checkpointer."""
+def _setup(config: ml_collections.ConfigDict, workdir: str, read_only: bool = False):
+    """What every mode needs, checked before anything is written: the experiment (config
+    checked once), the data's availability, the work dir's saved config, the compilation
+    cache, a fresh state and the checkpointer (which creates nothing until it saves)."""
     exp = experiment_lib.from_config(config)
+    if problems := input_pipeline.availability_problems(config):
+        raise input_pipeline.DataNotFoundError("\n".join(problems))
+    saved = _saved_config(config, workdir)
     if config.compilation_cache_dir:
         compilation_cache.enable(config.compilation_cache_dir)
     checkpointer = checkpointing.Checkpointer(
-        workdir, config.max_checkpoints_to_keep, config.best_metric
+        workdir, config.max_checkpoints_to_keep, config.best_metric, read_only=read_only
     )
     state = train_lib.create_train_state(jax.random.PRNGKey(config.seed), exp)
-    return exp, state, checkpointer
+    return exp, state, checkpointer, saved
 
 
 def _make_evaluator(exp: experiment_lib.Experiment) -> evaluator_lib.Evaluator:
@@ -196,29 +308,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains from scratch, or resumes from the latest checkpoint in `workdir`.
 
     Writes TensorBoard events, the latest and best checkpoints, the labelled subset and the
-    config into `workdir`; returns the final evaluation metrics.
-    """
-    exp, state, checkpointer = _setup(config, workdir)
-    if checkpointer.latest_step() is not None:  # Before writing anything into the work dir.
-        state, meta = checkpointer.restore(state)
-        logging.info("Resumed from step %d in %s.", meta["step"], workdir)
+    config record into `workdir`; returns the final evaluation metrics.
 
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    Raises (see main.py for what each becomes): config_checks.ConfigError (also for a config
+    that differs from the work dir's where it may not), input_pipeline.DataNotFoundError,
+    checkpointing.CheckpointError, FloatingPointError (a NaN), OSError, AlreadyFinished, and
+    exit_codes.Preempted after saving the step that all hosts agreed on.
+    """
+    exp, state, checkpointer, (saved, changes) = _setup(config, workdir)
+    try:
+        if checkpointer.latest_step() is not None:
+            state, meta = checkpointer.restore(state)
+            logging.info("Resumed from step %d in %s.", meta["step"], workdir)
+        start_step = int(state.step)
+        if start_step >= config.num_train_steps:
+            rows = _read_eval_history(workdir)
+            last = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
+            raise AlreadyFinished(start_step, config, workdir, last)
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+        try:
+            data = input_pipeline.create_train_data(
+                exp, workdir, process_index=jax.process_index(), process_count=jax.process_count()
+            )
+        except ValueError as e:
+            if labeled_subset.SUBSET_FILE in str(e):  # The work dir's subset is another one.
+                raise config_checks.ConfigError(str(e)) from e
+            raise
+        evaluator = _make_evaluator(exp)
+        # Every check has passed: from here on the run writes its record.
+        _write_config_record(config, workdir, saved, changes, start_step)
+        _trim_eval_history(workdir, start_step)
+        return _train(exp, workdir, state, start_step, checkpointer, data, evaluator)
+    finally:  # Pending async saves complete even when a NaN or an error stops the loop.
+        try:
+            checkpointer.wait_until_finished()
+        finally:
+            checkpointer.close()
+
+
+def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> dict[str, float]:
+    config = exp.config
     is_main = _is_main()
-    if is_main:
-        epath.Path(workdir, "config.json").write_text(config.to_json_best_effort(indent=2))
     # TensorBoard and the log on host 0; the other hosts' writers only log (at INFO, which
     # main.py silences there).
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
-    data = input_pipeline.create_train_data(
-        exp, workdir, process_index=jax.process_index(), process_count=jax.process_count()
-    )
-    start_step = int(state.step)
     if start_step == 0:
         writer.write_hparams(_hparams(config))
-    # Made at the first evaluation, so training starts at once even when the independent
-    # classifier has yet to be trained (or is being trained by another process meanwhile).
-    evaluator = None
     dp = _data_parallel(exp)
     state = dp.replicate(state)
     report_progress = periodic_actions.ReportProgress(
@@ -227,62 +362,80 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     eval_metrics: dict[str, float] = {}
     history = []
+    in_flight = collections.deque()  # The metrics of dispatched steps, not yet waited for.
     batches = data.iterate(start_step)
     logging.info("Training from step %d to %d.", start_step, config.num_train_steps)
     try:
-        with _PreemptionFlag() as preemption:
+        with _Preemption(checkpointer) as preemption:
             for step in range(start_step + 1, config.num_train_steps + 1):
                 state, metrics = dp.train_step(state, dp.shard(next(batches)))
                 history.append(metrics)
+                in_flight.append(metrics)
+                if len(in_flight) > MAX_STEPS_AHEAD:  # Bounded lead over the device.
+                    jax.block_until_ready(in_flight.popleft())
                 report_progress(step, time.monotonic())
+                preempted = preemption.should_stop(step)
                 is_last = step == config.num_train_steps
-                if step % config.log_every_steps == 0 or is_last or preemption.raised:
+                if step % config.log_every_steps == 0 or is_last or preempted:
                     summary = jax.device_get(history)
                     summary = {k: float(np.mean([m[k] for m in summary])) for k in summary[0]}
                     history = []
                     _check_finite(summary, step, checkpointer)
                     writer.write_scalars(step, summary)
                 host_state = None
-                if preemption.raised or is_last or step % config.checkpoint_every_steps == 0:
+                if preempted or is_last or step % config.checkpoint_every_steps == 0:
                     host_state = dp.unreplicate(state)
                     checkpointer.save(step, host_state)
-                if preemption.raised:
-                    logging.warning("Saved step %d after SIGTERM; exiting.", step)
-                    break
+                if preempted:
+                    checkpointer.wait_until_finished()
+                    logging.warning("Saved step %d after a preemption notice; exiting.", step)
+                    raise exit_codes.Preempted(step, workdir)
                 if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
                     host_state = host_state or dp.unreplicate(state)
                     with report_progress.timed("eval"):
-                        evaluator = evaluator or _make_evaluator(exp)
                         eval_metrics = evaluator.evaluate(host_state)
                     writer.write_scalars(step, eval_metrics)
                     if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
                         with epath.Path(workdir, EVAL_HISTORY).open("a") as f:
                             f.write(json.dumps({"step": step, **eval_metrics}) + "\n")
+                    if config.best_metric and config.best_metric not in eval_metrics:
+                        logging.warning(
+                            "config.best_metric %r is not an eval metric (%s): no best "
+                            "checkpoint is kept.",
+                            config.best_metric,
+                            ", ".join(sorted(eval_metrics)),
+                        )
                     if config.best_metric in eval_metrics:
                         checkpointer.save_best(step, host_state, eval_metrics)
                 if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
                     host_state = host_state or dp.unreplicate(state)
-                    evaluator = evaluator or _make_evaluator(exp)
                     writer.write_images(step, evaluator.image_grids(host_state))
-    finally:  # Pending async saves complete even when a NaN or an error stops the loop.
-        checkpointer.wait_until_finished()
-        checkpointer.close()
+    finally:
         writer.flush()
     return eval_metrics
 
 
 def _restore_for_inference(config, workdir: str, which: str):
-    exp, state, checkpointer = _setup(config, workdir)
-    state, meta = checkpointer.restore(state, which=which)
-    checkpointer.close()
+    """The checkpoint's (experiment, state, step); reads the work dir and writes nothing."""
+    exp, state, checkpointer, _ = _setup(config, workdir, read_only=True)
+    try:
+        state, meta = checkpointer.restore(state, which=which)
+    finally:
+        checkpointer.close()
     return exp, state, meta["step"]
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Evaluates the latest (or `config.sample.checkpoint`) checkpoint; writes eval_<step>.json."""
+def evaluate(config: ml_collections.ConfigDict, workdir: str, report=None) -> dict[str, float]:
+    """Evaluates the latest (or `config.sample.checkpoint`) checkpoint; writes eval_<step>.json.
+
+    `report(step, metrics)`, if given, is called (on process 0) before anything is written, so
+    the metrics are shown even when the work dir cannot be written.
+    """
     exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
     result = _make_evaluator(exp).evaluate(state)
     if _is_main():
+        if report is not None:
+            report(step, result)
         path = os.path.join(workdir, f"eval_{step}.json")
         epath.Path(path).write_text(json.dumps({"step": step, **result}, indent=2))
         logging.info("Wrote %s.", path)

@@ -5,12 +5,18 @@
 
 Multi-host: on TPU VMs the processes find each other by themselves; on CPU/GPU clusters pass
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I on every process.
+
+Exit codes (ssinfogan_jax/exit_codes.py): 0 finished, 2 bad config or input, 3 a fault that
+needs a person, 75 preempted (run the same command again to resume). Every known failure is
+one line on stderr, starting with FATAL; --verbose adds its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import logging as std_logging
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -21,6 +27,7 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of a known failure too.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -32,6 +39,34 @@ def _parse_flags(argv: list[str]) -> list[str]:
         message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
         print(f"FATAL config error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _known_failure(e: BaseException) -> tuple[int, str] | None:
+    """(exit code, one-line message) for a failure the project knows; None for a bug."""
+    import tensorflow as tf
+
+    from ssinfogan_jax import checkpointing, config_checks, exit_codes, input_pipeline
+
+    if isinstance(e, exit_codes.RunStopped):
+        return e.exit_code, str(e)
+    if isinstance(e, config_checks.ConfigError):
+        return exit_codes.BAD_INPUT, f"FATAL {e}"
+    if isinstance(e, input_pipeline.DataNotFoundError):
+        return exit_codes.BAD_INPUT, f"FATAL data not found: {e}"
+    if isinstance(e, checkpointing.NoCheckpointError):
+        return exit_codes.BAD_INPUT, f"FATAL {e}"
+    if isinstance(e, checkpointing.CheckpointError):
+        return exit_codes.NEEDS_A_PERSON, f"FATAL {e}"
+    if isinstance(e, FloatingPointError):
+        return exit_codes.NEEDS_A_PERSON, f"FATAL diverged: {e}"
+    if isinstance(e, OSError):
+        what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
+        where = f" ({e.filename})" if e.filename else ""
+        reason = e.strerror or str(e)
+        return exit_codes.NEEDS_A_PERSON, f"FATAL {what}: {reason}{where}; fix it and run again"
+    if isinstance(e, tf.errors.OpError):  # TensorFlow's file layer (TensorBoard, tf.io).
+        return exit_codes.NEEDS_A_PERSON, f"FATAL I/O error: {e.message.splitlines()[0]}"
+    return None
 
 
 def _quiet_orbax(record) -> bool:
@@ -47,7 +82,7 @@ def main(argv: list[str]) -> None:
     import jax
     import tensorflow as tf
 
-    from ssinfogan_jax import config_checks, loop, parallel
+    from ssinfogan_jax import exit_codes, loop, parallel
 
     tf.config.experimental.set_visible_devices([], "GPU")  # TF only reads data; JAX owns GPUs.
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -59,17 +94,37 @@ def main(argv: list[str]) -> None:
         jax.process_count(),
         jax.local_devices(),
     )
+    is_main = jax.process_index() == 0
+
+    def report(step, metrics):
+        print(f"step: {step}")
+        for name, value in sorted(metrics.items()):
+            print(f"{name}: {value}", flush=True)
+
     try:
         if _MODE.value == "train":
             metrics = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         elif _MODE.value == "eval":
-            metrics = loop.evaluate(_CONFIG.value, _WORKDIR.value)
+            metrics = loop.evaluate(_CONFIG.value, _WORKDIR.value, report=report)
         else:
             metrics = loop.sample(_CONFIG.value, _WORKDIR.value)
-    except config_checks.ConfigError as e:
-        print(f"FATAL {e}", file=sys.stderr)
-        sys.exit(2)
-    if jax.process_index() == 0:
+    except Exception as e:  # Sorted into known failures and bugs below.
+        known = _known_failure(e)
+        if known is None:
+            raise  # A bug: the traceback is what helps.
+        code, message = known
+        if _VERBOSE.value:
+            traceback.print_exc()
+        if isinstance(e, loop.AlreadyFinished) and is_main:
+            print(message, flush=True)
+            for name, value in sorted(e.metrics.items()):
+                print(f"{name}: {value}")
+        elif code == exit_codes.PREEMPTED:
+            print(message, flush=True)
+        else:
+            print(message, file=sys.stderr, flush=True)
+        sys.exit(code)
+    if is_main and _MODE.value != "eval":
         for name, value in sorted(metrics.items()):
             print(f"{name}: {value}")
 

@@ -14,6 +14,9 @@ every layer take bfloat16 operands and accumulate in float32; parameters, batch 
 statistics included), activation functions and the outputs (G's images, D's logits and Q's
 predictions, hence the losses) stay float32, so the parameter tree and the train step are the
 same in both.
+
+Every module also takes `conv_impl` ('auto', 'flax' or 'cpu_fast'; see layers.py): how its
+k4 s2 convolutions are computed. The parameter tree is the same for all three.
 """
 
 from __future__ import annotations
@@ -67,11 +70,38 @@ Conv = functools.partial(layers.Conv, kernel_init=WEIGHT_INIT)
 # name, parameters and values) computed as one matmul + overlap-add (see layers.py): XLA's own
 # transposed convolution has a very slow weight gradient on CPU.
 ConvTranspose = functools.partial(layers.ConvTranspose, kernel_init=WEIGHT_INIT)
+# The same two layers as Flax computes them (conv_impl 'flax'): XLA's own convolutions. Their
+# class names (hence parameter names), parameters and initialisers are those above.
+FLAX_LAYERS = {
+    "Conv": functools.partial(
+        nn.Conv,
+        kernel_size=(4, 4),
+        strides=(2, 2),
+        padding=((1, 1), (1, 1)),
+        kernel_init=WEIGHT_INIT,
+    ),
+    "ConvTranspose": functools.partial(
+        nn.ConvTranspose,
+        kernel_size=(4, 4),
+        strides=(2, 2),
+        padding=((2, 2), (2, 2)),
+        kernel_init=WEIGHT_INIT,
+    ),
+}
 
 
-def _layers(dtype: str, *names: str) -> tuple:
-    """The module-level layers named, computing in `dtype`."""
+def _layers(dtype: str, conv_impl: str, *names: str) -> tuple:
+    """The module-level layers named, computing in `dtype`, their convolutions by
+    `conv_impl` (Dense is the same for all)."""
     layers.check_dtype(dtype)
+    if layers.resolve_conv_impl(conv_impl) == "flax":
+        flax_kwargs = layers.flax_precision(dtype)
+        return tuple(
+            functools.partial(FLAX_LAYERS[name], **flax_kwargs)
+            if name in FLAX_LAYERS
+            else functools.partial(globals()[name], dtype=dtype)
+            for name in names
+        )
     return tuple(functools.partial(globals()[name], dtype=dtype) for name in names)
 
 
@@ -80,11 +110,12 @@ class MnistGenerator(nn.Module):
 
     axis_name: str | None = None
     dtype: str = "float32"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
-        Dense, ConvTranspose = _layers(self.dtype, "Dense", "ConvTranspose")
+        Dense, ConvTranspose = _layers(self.dtype, self.conv_impl, "Dense", "ConvTranspose")
         x = nn.relu(bn()(Dense(1024)(z)))
         x = nn.relu(bn()(Dense(7 * 7 * 128)(x)))
         x = x.reshape(x.shape[0], 7, 7, 128)
@@ -97,11 +128,12 @@ class MnistTrunk(nn.Module):
 
     axis_name: str | None = None
     dtype: str = "float32"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
-        Dense, Conv = _layers(self.dtype, "Dense", "Conv")
+        Dense, Conv = _layers(self.dtype, self.conv_impl, "Dense", "Conv")
         x = leaky_relu(Conv(64)(x))
         x = leaky_relu(bn()(Conv(128)(x)))
         x = x.reshape(x.shape[0], -1)
@@ -113,11 +145,12 @@ class Generator32(nn.Module):
 
     axis_name: str | None = None
     dtype: str = "float32"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
-        Dense, ConvTranspose = _layers(self.dtype, "Dense", "ConvTranspose")
+        Dense, ConvTranspose = _layers(self.dtype, self.conv_impl, "Dense", "ConvTranspose")
         x = nn.relu(bn()(Dense(2 * 2 * 448)(z)))
         x = x.reshape(x.shape[0], 2, 2, 448)
         x = nn.relu(bn()(ConvTranspose(256)(x)))
@@ -131,11 +164,12 @@ class Trunk32(nn.Module):
 
     axis_name: str | None = None
     dtype: str = "float32"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
-        (Conv,) = _layers(self.dtype, "Conv")
+        (Conv,) = _layers(self.dtype, self.conv_impl, "Conv")
         x = leaky_relu(Conv(64)(x))
         x = leaky_relu(bn()(Conv(128)(x)))
         x = leaky_relu(bn()(Conv(256)(x)))
@@ -172,7 +206,7 @@ class QusHead(nn.Module):
 
     @nn.compact
     def __call__(self, h: jax.Array, train: bool = True) -> jax.Array:
-        (Dense,) = _layers(self.dtype, "Dense")
+        (Dense,) = _layers(self.dtype, "cpu_fast", "Dense")  # Dense: the same for all.
         h = leaky_relu(_batch_norm(train, self.axis_name)(Dense(128)(h)))
         return Dense(self.features)(h)
 
@@ -188,12 +222,13 @@ class Discriminator(nn.Module):
     layout: latents_lib.LatentLayout
     axis_name: str | None = None
     dtype: str = "float32"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = True) -> dict:
-        (Dense,) = _layers(self.dtype, "Dense")
+        (Dense,) = _layers(self.dtype, self.conv_impl, "Dense")
         trunk = get_architecture(self.arch).trunk(
-            axis_name=self.axis_name, dtype=self.dtype, name="trunk"
+            axis_name=self.axis_name, dtype=self.dtype, conv_impl=self.conv_impl, name="trunk"
         )
         h = trunk(images, train)
         q = {}
@@ -214,10 +249,14 @@ def create_models(
     layout: latents_lib.LatentLayout,
     axis_name: str | None = None,
     dtype: str = "float32",
+    conv_impl: str = "auto",
 ) -> tuple[nn.Module, Discriminator]:
     """G and D for an architecture and latent layout; `dtype` of their matmuls ('float32' or
-    'bfloat16'; parameters and outputs are float32 either way)."""
+    'bfloat16'; parameters and outputs are float32 either way); `conv_impl` of their
+    convolutions ('auto': 'cpu_fast' on the CPU backend, 'flax' elsewhere; the parameter tree
+    is the same for all)."""
     spec = get_architecture(arch)
     layers.check_dtype(dtype)
-    generator = spec.generator(axis_name=axis_name, dtype=dtype)
-    return generator, Discriminator(arch, layout, axis_name, dtype)
+    conv_impl = layers.resolve_conv_impl(conv_impl)
+    generator = spec.generator(axis_name=axis_name, dtype=dtype, conv_impl=conv_impl)
+    return generator, Discriminator(arch, layout, axis_name, dtype, conv_impl)

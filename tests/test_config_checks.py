@@ -99,6 +99,16 @@ def test_unknown_architecture(config):
     assert _only_problem(config).startswith("config.model.arch: unknown architecture 'resnet50'")
 
 
+def test_unknown_conv_impl(config):
+    config.model.conv_impl = "cudnn"
+    assert _only_problem(config) == (
+        "config.model.conv_impl: 'cudnn', expected one of auto, flax, cpu_fast"
+    )
+    for impl in ("auto", "flax", "cpu_fast"):
+        config.model.conv_impl = impl
+        assert config_checks.find_problems(config) == []
+
+
 def test_architecture_that_does_not_fit_the_data(config):
     config.model.arch = "infogan_32"
     message = _only_problem(config)
@@ -170,3 +180,111 @@ def test_invalid_value_on_the_command_line_stops_before_training(tmp_path, digit
     assert "config.data.num_labeled: -4 is negative" in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def _fields(node, prefix: str = "") -> list[str]:
+    names = []
+    for key, value in node.items():
+        if isinstance(value, type(node)):
+            names += _fields(value, f"{prefix}{key}.")
+        else:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+# A value that each checked field must reject, and the config it is tried on.
+BAD_VALUES = {
+    "seed": -1,
+    "data.name": "mnsit",
+    "data.num_labeled": -2,
+    "data.labeled_fraction": 1.5,
+    "data.labeled_selection": "best",
+    "data.labeled_seed": -1,
+    "data.batch_mode": "both",
+    "data.p_labeled_start": 1.5,
+    "data.p_labeled_step": -0.1,
+    "data.p_labeled_every": 0,
+    "data.p_labeled_final": 2.0,
+    "data.mix_labeled_share": 1.5,
+    "data.labeled_max_shift": 14,
+    "data.prefetch": -1,
+    "data.celeba_attributes": ("Smiling", "Smilling"),
+    "data.celeba_crop": (0, 0, 300, 10),
+    "model.arch": "resnet",
+    "model.dtype": "float16",
+    "latents.codes": [default.code("digit", "categorical", 1)],
+    "latents.noise_size": -1,
+    "latents.noise_distribution": "laplace",
+    "latents.continuous_range": 0.0,
+    "loss.lambda_ss_d": -1.0,
+    "loss.lambda_us_d": float("nan"),
+    "loss.lambda_ss_g": -1.0,
+    "loss.lambda_us_g": float("inf"),
+    "loss.q_ss_on_fakes_start": -1,
+    "loss.lambda_consistency": -1.0,
+    "loss.consistency_max_shift": -1,
+    "optimizer.g_learning_rate": 0.0,
+    "optimizer.d_learning_rate": -1e-4,
+    "optimizer.b1": 1.0,
+    "optimizer.b2": -0.1,
+    "optimizer.eps": 0.0,
+    "instance_noise.stddev": -0.1,
+    "instance_noise.decay": 0.0,
+    "batch_size": 0,
+    "parallel": "pjit",
+    "num_train_steps": 0,
+    "log_every_steps": 0,
+    "checkpoint_every_steps": 0,
+    "max_checkpoints_to_keep": 0,
+    "eval_every_steps": -1,
+    "images_every_steps": -1,
+    "eval.samples_per_value": 0,
+    "eval.classifier_steps": 0,
+    "eval.classifier_seed": -1,
+    "sample.checkpoint": "first",
+    "sample.per_value": 0,
+    "sample.traversal_rows": 0,
+    "sample.traversal_values": 1,
+}
+CELEBA_ONLY = ("data.celeba_attributes", "data.celeba_crop")
+
+
+def test_every_field_has_a_check_that_fires_or_a_reason(config):
+    fields = _fields(default.get_config())
+    checked = {name for name, *_ in config_checks.RANGES}
+    checked |= {name for name, _ in config_checks.CHOICES} | set(config_checks.CHECKED_ELSEWHERE)
+    assert set(config_checks.UNCHECKED).isdisjoint(checked)
+    assert sorted(checked | set(config_checks.UNCHECKED)) == sorted(fields)
+    assert sorted(BAD_VALUES) == sorted(checked)
+    for name, bad in BAD_VALUES.items():
+        cfg = celeba.get_config() if name in CELEBA_ONLY else digits.get_config()
+        cfg.data.data_dir = config.data.data_dir
+        node, leaf = cfg, name.split(".")[-1]
+        for part in name.split(".")[:-1]:
+            node = node[part]
+        node[leaf] = bad
+        problems = config_checks.find_problems(cfg)
+        where = "config.latents.codes[" if name == "latents.codes" else f"config.{name}:"
+        assert any(p.startswith(where) for p in problems), (name, bad, problems)
+
+
+def test_stratified_labels_fewer_than_classes(config):
+    config.data.num_labeled = 7
+    assert _only_problem(config).startswith(
+        "config.data.num_labeled: 7 stratified labels cannot cover the 10 classes"
+    )
+    config.data.labeled_selection = "random"
+    assert config_checks.find_problems(config) == []
+
+
+def test_saved_config_comparison_allows_cadences_and_names_the_rest(config):
+    saved = config_checks.record(config)
+    config.num_train_steps = 800
+    config.eval.samples_per_value = 4
+    config.latents.noise_size = 10
+    config.optimizer.b1 = 0.9
+    allowed, problems = config_checks.compare_with_saved(saved, config)
+    assert allowed == {"num_train_steps": [400, 800], "eval.samples_per_value": [128, 4]}
+    assert problems == ["config.latents.noise_size: 62 -> 10", "config.optimizer.b1: 0.5 -> 0.9"]
+    del saved["model"]["dtype"]  # A record older than the field: its default is what it ran.
+    assert config_checks.compare_with_saved(saved, config)[1] == problems

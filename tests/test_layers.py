@@ -119,3 +119,32 @@ def test_col2im_is_the_adjoint_of_im2col(shape):
     np.testing.assert_allclose(jnp.vdot(patches, p), jnp.vdot(x, layers.col2im_k4s2(p)), rtol=1e-5)
     # patches[b, i, j, kh, kw] = x[b, 2 i + kh, 2 j + kw].
     np.testing.assert_array_equal(patches[:, 1, 0, 3, 2], x[:, 5, 2])
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith("dense")])
+def test_flax_precision_gives_float32_outputs_near_float32(name):
+    """Flax's own layer (conv_impl 'flax') in bfloat16: float32 parameters and outputs, values
+    and gradients within bfloat16 rounding of float32."""
+    plain, _, shape = CASES[name]
+    mixed = plain.clone(**layers.flax_precision("bfloat16"))
+    assert layers.flax_precision("float32") == {}
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    params = plain.init(jax.random.PRNGKey(1), x)
+    jax.tree.map(np.testing.assert_array_equal, mixed.init(jax.random.PRNGKey(1), x), params)
+    y_plain, y_mixed = plain.apply(params, x), mixed.apply(params, x)
+    assert y_mixed.dtype == jnp.float32
+    _assert_close(y_mixed, y_plain, 2e-2)
+    grad = lambda m: jax.grad(lambda p: jnp.sum(m.apply(p, x) ** 2))(params)
+    g_plain, g_mixed = grad(plain), grad(mixed)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g_mixed))
+    jax.tree.map(lambda a, e: _assert_close(a, e, 3e-2), g_mixed, g_plain)
+
+
+def test_conv_impl_auto_is_cpu_fast_on_cpu_only():
+    assert layers.resolve_conv_impl("auto", backend="cpu") == "cpu_fast"
+    assert layers.resolve_conv_impl("auto", backend="gpu") == "flax"
+    assert layers.resolve_conv_impl("auto", backend="tpu") == "flax"
+    assert layers.resolve_conv_impl("flax", backend="cpu") == "flax"
+    assert layers.resolve_conv_impl("cpu_fast", backend="gpu") == "cpu_fast"
+    with pytest.raises(ValueError, match=r"model\.conv_impl"):
+        layers.resolve_conv_impl("cudnn")

@@ -283,3 +283,71 @@ def test_unknown_dtype_is_a_clear_model_error():
     layout = latents.LatentLayout.from_config(default.get_config().latents)
     with pytest.raises(ValueError, match=r"model\.dtype"):
         models.create_models("infogan_mnist", layout, dtype="float16")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("arch", ["infogan_mnist", "infogan_32"])
+def test_conv_impls_share_parameters_values_and_gradients(arch, dtype):
+    """conv_impl 'flax' (Flax's nn.Conv / nn.ConvTranspose) and 'cpu_fast' (layers.py): the
+    same parameter tree and initial values (a checkpoint moves between them), and the same
+    outputs, batch statistics and gradients (parameters and input) from the same variables:
+    to float32 summation order, or in bfloat16 to 3% of each array's norm."""
+    layout = latents.LatentLayout.from_config(default.get_config().latents)
+    shape = models.get_architecture(arch).image_shape
+    z = latents.generator_input(layout, latents.sample(jax.random.PRNGKey(2), layout, 8))
+    images = jax.random.uniform(jax.random.PRNGKey(3), (8, *shape))
+    nets = {
+        impl: models.create_models(arch, layout, dtype=dtype, conv_impl=impl)
+        for impl in ("flax", "cpu_fast")
+    }
+    inits = {}
+    for impl, (generator, discriminator) in nets.items():
+        g_vars = jit(generator.init, train=False)(jax.random.PRNGKey(0), z)
+        d_vars = jit(discriminator.init, train=False)(jax.random.PRNGKey(1), images)
+        inits[impl] = (g_vars, d_vars)
+    for a, b in zip(inits["flax"], inits["cpu_fast"], strict=True):
+        assert jax.tree.structure(a) == jax.tree.structure(b)
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+
+    def outputs_and_grads(module, variables, x, cotangent_seed):
+        def f(params, x):
+            out, new = module.apply(
+                {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+            )
+            leaves = jax.tree.leaves(out)
+            keys = jax.random.split(jax.random.PRNGKey(cotangent_seed), len(leaves))
+            loss = sum(
+                jnp.vdot(leaf, jax.random.normal(k, leaf.shape))
+                for leaf, k in zip(leaves, keys, strict=True)
+            )
+            return loss, (out, new)
+
+        grads, aux = jax.jit(jax.grad(f, argnums=(0, 1), has_aux=True))(variables["params"], x)
+        return aux, grads
+
+    for which, x in ((0, z), (1, images)):
+        variables = inits["cpu_fast"][which]  # Equal to the 'flax' ones (checked above).
+        got = {
+            impl: outputs_and_grads(nets[impl][which], variables, x, which)
+            for impl in ("flax", "cpu_fast")
+        }
+        expected, actual = jax.tree.leaves(got["flax"]), jax.tree.leaves(got["cpu_fast"])
+        # Each leaf relative to its largest entry, floored at a thousandth of the largest entry
+        # of all: a conv bias right before batch norm has a zero gradient, up to rounding.
+        floor = 1e-3 * max(float(np.abs(np.asarray(a)).max()) for a in expected)
+        for a, b in zip(expected, actual, strict=True):
+            assert a.dtype == b.dtype == jnp.float32
+            a, b = np.asarray(a), np.asarray(b)
+            scale = max(float(np.abs(a).max()), floor)
+            if dtype == "float32":
+                np.testing.assert_allclose(b / scale, a / scale, rtol=0, atol=1e-4)
+            else:  # Rounded differently (and amplified by batch norm) in single entries.
+                assert np.linalg.norm(b - a) <= 3e-2 * max(np.linalg.norm(a), scale)
+
+
+def test_auto_conv_impl_on_cpu_is_cpu_fast_and_unknown_is_an_error():
+    layout = latents.LatentLayout.from_config(default.get_config().latents)
+    generator, discriminator = models.create_models("infogan_mnist", layout)
+    assert generator.conv_impl == discriminator.conv_impl == "cpu_fast"
+    with pytest.raises(ValueError, match=r"model\.conv_impl"):
+        models.create_models("infogan_mnist", layout, conv_impl="cudnn")

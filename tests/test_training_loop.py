@@ -15,7 +15,7 @@ from conftest import experiment_of
 from PIL import Image
 
 from configs import digits
-from ssinfogan_jax import checkpointing, input_pipeline, loop, train
+from ssinfogan_jax import checkpointing, exit_codes, input_pipeline, loop, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 4  # Steps before the kill; the uninterrupted run makes 2K.
@@ -60,10 +60,10 @@ def _main(shared, workdir, *flags: str) -> subprocess.Popen:
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _finish(process: subprocess.Popen, timeout: float = 400) -> str:
+def _finish(process: subprocess.Popen, timeout: float = 400, code: int = 0) -> str:
     output, _ = process.communicate(timeout=timeout)
     text = output.decode(errors="replace")
-    assert process.returncode == 0, text[-3000:]
+    assert process.returncode == code, text[-3000:]
     return text
 
 
@@ -113,12 +113,12 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(shared, straight_run, 
     _assert_bitwise_equal(resumed, straight)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(shared, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_for_a_resume(shared, tmp_path):
     process = _main(shared, tmp_path, "--config.num_train_steps=100000")
     _wait_for(tmp_path / checkpointing.LATEST_DIR / str(K), process)
     process.send_signal(signal.SIGTERM)
-    output = _finish(process, timeout=120)
-    assert "SIGTERM" in output
+    output = _finish(process, timeout=120, code=exit_codes.PREEMPTED)
+    assert "SIGTERM" in output and "preempted: saved step" in output
     state, meta = _restore(shared, tmp_path)
     assert K < meta["step"] < 100000
     assert int(state.step) == meta["step"]

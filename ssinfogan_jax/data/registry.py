@@ -91,7 +91,8 @@ def _from_tfds(name: str) -> Dataset:
     try:
         builder_cls = tfds.builder_cls(name)
     except Exception:
-        close = difflib.get_close_matches(name, [*DATASETS, *tfds.list_builders()], n=1)
+        names = tfds.list_builders(with_community_datasets=False)  # No network.
+        close = difflib.get_close_matches(name, [*DATASETS, *names], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(
             f"config.data.name: unknown data set {name!r}{hint} (known here: "

@@ -1,0 +1,142 @@
+"""Several hosts decide a preemption together: two CPU processes (`jax.distributed` on
+127.0.0.1) train the digits smoke run; only one of them receives SIGTERM. Both must save the
+same step and exit with the preemption code, and resuming must give exactly the run that was
+never interrupted."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ssinfogan_jax import checkpointing, exit_codes, input_pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXTRA = 4  # Steps the resumed and the straight runs make after the preempted step.
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shared")
+    input_pipeline.prepare("digits", "", str(root / "tfds"))
+    return root
+
+
+def _launch(shared, workdir, steps: int) -> list[subprocess.Popen]:
+    """The digits smoke run as 2 processes of one job; stdout and stderr merged."""
+    port = _free_port()
+    # Cheap compiles: every run here compiles the same way, so they still compare bit for bit.
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_DISABLE_MOST_OPTIMIZATIONS="1"
+    )
+    env.pop("XLA_FLAGS", None)
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ssinfogan_jax.main",
+                "--config=configs/digits.py:runlocal",
+                f"--workdir={workdir}",
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+                f"--config.num_train_steps={steps}",
+                f"--config.data.data_dir={shared / 'tfds'}",
+                f"--config.eval.classifier_dir={shared / 'classifiers'}",
+                f"--config.compilation_cache_dir={shared / 'xla'}",
+                "--config.checkpoint_every_steps=4",
+                "--config.log_every_steps=1",
+                "--config.best_metric=",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+
+
+def _outputs(processes, timeout: float = 600) -> list[str]:
+    outputs = []
+    for p in processes:
+        try:
+            outputs.append(p.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for q in processes:
+                q.kill()
+            raise AssertionError(f"a process hung:\n{p.communicate()[0][-4000:]}") from None
+    return outputs
+
+
+def _final_state(workdir):
+    """The latest checkpoint's arrays and step, read without a template (as saved)."""
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(os.path.join(workdir, checkpointing.LATEST_DIR))
+    step = manager.latest_step()
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    manager.close()
+    import jax
+
+    return step, [np.asarray(x) for x in jax.tree.leaves(restored.state)]
+
+
+def test_one_host_sigterm_stops_both_at_the_same_step_and_resume_is_exact(shared, tmp_path):
+    start = time.time()
+    run = tmp_path / "preempted"
+    processes = _launch(shared, run, steps=100_000)
+    deadline = time.time() + 480
+    try:
+        while not (run / checkpointing.LATEST_DIR / "4").exists():
+            assert all(p.poll() is None for p in processes), _outputs(processes)[0][-4000:]
+            assert time.time() < deadline, "no checkpoint at step 4"
+            time.sleep(0.05)
+    except AssertionError:
+        for p in processes:
+            p.kill()  # SIGTERM would only start the preemption protocol.
+        raise
+    processes[1].send_signal(signal.SIGTERM)  # Only process 1 hears of the preemption.
+    outputs = _outputs(processes)
+    codes = [p.returncode for p in processes]
+    assert codes == [exit_codes.PREEMPTED] * 2, [o[-3000:] for o in outputs]
+    saved = []
+    for output in outputs:
+        lines = [line for line in output.splitlines() if line.startswith("preempted: ")]
+        assert len(lines) == 1, output[-3000:]
+        saved.append(int(re.search(r"saved step (\d+)", lines[0]).group(1)))
+    assert saved[0] == saved[1] > 4, saved
+    step = saved[0]
+    assert sorted(int(s) for s in os.listdir(run / checkpointing.LATEST_DIR))[-1] == step
+    print(f"both processes saved step {step} and exited {codes}: {lines[0]}")
+
+    straight = tmp_path / "straight"
+    straight_run = _launch(shared, straight, steps=step + EXTRA)
+    resumed_run = _launch(shared, run, steps=step + EXTRA)
+    for name, procs in (("straight", straight_run), ("resumed", resumed_run)):
+        outputs = _outputs(procs)
+        assert [p.returncode for p in procs] == [0, 0], (name, [o[-3000:] for o in outputs])
+    resumed_step, resumed = _final_state(run)
+    straight_step, reference = _final_state(straight)
+    assert resumed_step == straight_step == step + EXTRA
+    assert len(resumed) == len(reference)
+    for a, b in zip(resumed, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
+    last = [(p / "eval_history.jsonl").read_text().splitlines()[-1] for p in (run, straight)]
+    assert last[0] == last[1]
+    print(f"resumed == straight at step {step + EXTRA}; {time.time() - start:.0f} s in all")
