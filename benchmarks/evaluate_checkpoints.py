@@ -4,8 +4,7 @@
         --workdir=/tmp/run [--out=/tmp/run/eval_history.jsonl] [--grids=/tmp/run/grids]
 
 For a run trained with `--config.eval_every_steps=0 --config.max_checkpoints_to_keep=100`, so
-that training never waits for an evaluation (or for the independent classifier to be trained
-by another process): each checkpoint not yet in `--out` is restored and evaluated as the loop
+that training never stops for an evaluation (on a slow, shared machine): each checkpoint not yet in `--out` is restored and evaluated as the loop
 would (one JSON line per step, the loop's eval_history format), and the sample and traversal
 grids of the latest one are written as PNGs. Run it again to add the newer checkpoints.
 """
