@@ -20,7 +20,8 @@ Design (why it looks like this):
                  labelled for that label (drawn from the labelled subset and, for a folder,
                  its cell for that label filled and kept)
     labels       {name: int32 [b] (categorical; -1 where its mask is 0) or float32 [b]
-                 (continuous; NaN where its mask is 0)}
+                 (continuous; NaN where its mask is 0; mapped from the data set's label range
+                 onto the codes' range [-r, r])}
   An example never carries a label whose mask is 0: its entry is the sentinel. The labelled
   pool (what labelled batches draw from) is every example that carries any label.
 - A folder (config.data.name = 'folder', data/folder.py): the images are converted once into a
@@ -85,6 +86,15 @@ def _preprocess_fn(config, info: DatasetInfo):
     """tf example -> (uint8 image in the final geometry, {label: value})."""
     kind, label_names = info.kind, list(info.labels)
 
+    r = float(config.latents.continuous_range)
+
+    def _label(name, value):
+        if info.labels[name]:
+            return tf.cast(value, tf.int32)
+        # Continuous: float32, mapped from its stored range onto the codes' range [-r, r].
+        low, high = info.label_ranges.get(name, (-r, r))
+        return (tf.cast(value, tf.float32) - (low + high) / 2) * (2 * r / (high - low))
+
     def fn(example):
         image = example["image"]
         if kind == "celeba":
@@ -94,7 +104,7 @@ def _preprocess_fn(config, info: DatasetInfo):
             image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
             labels = {a: tf.cast(example["attributes"][a], tf.int32) for a in label_names}
         else:
-            labels = {n: tf.cast(example[n], tf.int32) for n in label_names}
+            labels = {n: _label(n, example[n]) for n in label_names}
         return {"image": tf.ensure_shape(image, info.image_shape), "labels": labels}
 
     return fn

@@ -205,10 +205,16 @@ def independent_classifier(
     exp: experiment_lib.Experiment, test_split, train_split
 ) -> evaluation.Classifier | None:
     """The classifier that judges samples: loaded, or trained on the *test* split and
-    validated on the *train* split (the paper's protocol), then saved for later runs."""
+    validated on the *train* split (the paper's protocol), then saved for later runs.
+
+    One head per label of the c_ss codes and per other label of the data set
+    (`evaluator.judged_labels`); a single label keeps the single-head network of before. A
+    continuous label turns the affine augmentation off: it may be geometric (an angle, a size, a
+    position), which a random affine map would falsify.
+    """
     config = exp.config
-    code = evaluator_lib.classifier_code(exp.layout)
-    if code is None:
+    heads = evaluator_lib.judged_labels(exp.layout, exp.dataset.labels)
+    if not heads:
         return None
     root = config.eval.classifier_dir or os.path.join(
         builders.default_data_dir(config.data.data_dir), "ssinfogan_classifiers"
@@ -216,29 +222,46 @@ def independent_classifier(
     # Keyed by what shapes it (a smoke run's never stands in for a real one); never by the
     # training seed: every run of a data set is judged by the same classifier.
     steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
-    path = os.path.join(root, f"{config.data.name}_{code.label}_steps{steps}_seed{seed}")
+    labels = "+".join(sorted(heads))
+    path = os.path.join(root, f"{config.data.name}_{labels}_steps{steps}_seed{seed}")
     if fileio.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
         classifier = evaluation.load(path)
-        logging.info("Independent classifier from %s (val acc %s).", path, classifier.val_accuracy)
+        logging.info(
+            "Independent classifier from %s (validation %s).",
+            path,
+            classifier.info.get("val_by_head") or classifier.val_accuracy,
+        )
         return classifier
     logging.info(
-        "Training the independent classifier for %r on the test split (%d steps; cached in %s).",
-        code.label,
+        "Training the independent classifier for %s on the test split (%d steps; cached in %s).",
+        ", ".join(heads),
         steps,
         path,
     )
     (test_images, test_labels), (train_images, train_labels) = test_split, train_split
-    classifier, val_accuracy = evaluation.train_classifier(
-        test_images,
-        test_labels[code.label],
-        train_images,
-        train_labels[code.label],
-        num_classes=code.size,
-        seed=seed,
-        num_steps=steps,
-        log_every=max(steps // 10, 1),
-    )
-    logging.info("Independent classifier: %.4f accuracy on the train split.", val_accuracy)
+    options = dict(seed=seed, num_steps=steps, log_every=max(steps // 10, 1))
+    if not all(heads.values()):
+        options.update(max_shift=0.0, max_rotation=0.0, max_scale=0.0)
+    if len(heads) == 1 and all(heads.values()):
+        ((label, classes),) = heads.items()
+        classifier, val = evaluation.train_classifier(
+            test_images,
+            test_labels[label],
+            train_images,
+            train_labels[label],
+            num_classes=classes,
+            **options,
+        )
+    else:
+        classifier, val = evaluation.train_classifier(
+            test_images,
+            {k: test_labels[k] for k in heads},
+            train_images,
+            {k: train_labels[k] for k in heads},
+            num_classes=heads,
+            **options,
+        )
+    logging.info("Independent classifier on the train split (accuracy or correlation): %s.", val)
     if _is_main():
         classifier.save(path)
     return classifier
@@ -263,10 +286,14 @@ def _setup(config: ml_collections.ConfigDict, workdir: str, read_only: bool = Fa
     return exp, state, checkpointer, saved
 
 
-def _labelled_only(split, label: str):
-    """The examples of (images, labels) that carry `label` (a folder's rows may lack it)."""
+def _labelled_only(split, names):
+    """The examples of (images, labels) that carry every label in `names` (a folder's rows may
+    lack some)."""
     images, labels = split
-    keep = labels[label] >= 0
+    keep = np.ones(len(images), bool)
+    for name in names:
+        values = np.asarray(labels[name])
+        keep &= ~np.isnan(values) if values.dtype.kind == "f" else values >= 0
     if keep.all():
         return split
     return images[keep], {name: values[keep] for name, values in labels.items()}
@@ -275,10 +302,10 @@ def _labelled_only(split, label: str):
 def _make_evaluator(exp: experiment_lib.Experiment) -> evaluator_lib.Evaluator:
     test_split = input_pipeline.load_split(exp.config, "test")
     classifier = None
-    if code := evaluator_lib.classifier_code(exp.layout):
+    if heads := evaluator_lib.judged_labels(exp.layout, exp.dataset.labels):
         train_split = input_pipeline.load_split(exp.config, "train")
         classifier = independent_classifier(
-            exp, _labelled_only(test_split, code.label), _labelled_only(train_split, code.label)
+            exp, _labelled_only(test_split, heads), _labelled_only(train_split, heads)
         )
     return evaluator_lib.Evaluator(exp, *test_split, classifier)
 

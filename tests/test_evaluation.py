@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from configs import default
 from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax.evaluation import classifier as classifier_lib
 from ssinfogan_jax.evaluation import frechet, images, metrics
@@ -381,3 +382,135 @@ def test_a_second_evaluation_compiles_nothing():
     assert [e for e in compiles if e == "/jax/core/compile/backend_compile_duration"] == []
     assert set(first) == set(second) and first != second
     assert 0.0 <= second["q_ss_test_acc"] <= 1.0
+
+
+# --- every supervised code judged ---------------------------------------------------------------
+
+
+def _digit_heads():
+    """The 8x8 digits with three labels: the digit, a binary one (digit >= 5) and a
+    continuous one (the digit mapped onto [-1, 1])."""
+    x, y = _digits()
+    labels = {"label": y, "big": (y >= 5).astype(np.int32), "value": (y / 4.5 - 1).astype("f4")}
+    return x, labels
+
+
+def test_multi_head_classifier_learns_each_label_and_round_trips(tmp_path):
+    x, labels = _digit_heads()
+    train = {k: v[:1200] for k, v in labels.items()}
+    val = {k: v[1200:] for k, v in labels.items()}
+    heads = {"label": 10, "big": 2, "value": 0}
+    clf, scores = classifier_lib.train_classifier(
+        x[:1200], train, x[1200:], val, num_classes=heads, seed=0, num_steps=300, **SMALL
+    )
+    assert set(scores) == set(heads) and clf.heads == heads
+    assert scores["label"] >= 0.9 and scores["big"] >= 0.9 and scores["value"] >= 0.8, scores
+    assert clf.val_accuracy == scores["label"] and clf.info["val_by_head"] == scores
+    assert clf.predict(x[1200:]).shape == (len(x) - 1200, 10)  # The first head.
+    assert clf.predict(x[1200:], head="big").shape == (len(x) - 1200, 2)
+    assert clf.predict(x[1200:], head="value").shape == (len(x) - 1200,)
+    loaded = classifier_lib.load(clf.save(str(tmp_path / "heads")))
+    assert loaded.spec == clf.spec
+    for name, out in clf.predict_heads(x[1200:]).items():
+        np.testing.assert_array_equal(loaded.predict(x[1200:], head=name), out)
+    with pytest.raises(ValueError, match="heads"):
+        clf.predict(x[:2], head="nope")
+
+
+def _value_generator(z):
+    """A fake G: an 8x8 image whose brightness is the 'thickness' code and whose first row
+    shows the digit code (so a judge can read both)."""
+    images = jnp.broadcast_to(z["thickness"][:, :, None, None], (len(z["thickness"]), 8, 8, 1))
+    return images.at[:, 0, :, 0].set(jax.nn.one_hot(z["digit"], 8))
+
+
+def test_continuous_sweep_correlates_with_a_judge_that_reads_the_code():
+    config = default.get_config()
+    config.latents.codes = [
+        default.code("digit", "categorical", 8, label="label"),
+        default.code("thickness", "continuous", 1, label="thickness"),
+    ]
+    layout = latents_lib.LatentLayout.from_config(config.latents)
+    z, values = metrics.continuous_sweep_latents(jax.random.key(0), layout, "thickness", 5, 3)
+    np.testing.assert_allclose(values, np.repeat(np.linspace(-1, 1, 5), 3), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(z["thickness"])[:, 0], values, atol=1e-6)
+    assert len(set(np.asarray(z["digit"]).tolist())) > 1  # Other codes from the prior.
+    reads = lambda images: -3 * np.asarray(images)[:, 4, 4, 0] + 1  # Any linear read-out.
+    corr = metrics.evaluate_continuous(
+        _value_generator, reads, layout, "thickness", 20, jax.random.key(1)
+    )
+    assert corr == pytest.approx(-1.0, abs=1e-6)
+    blind = lambda images: np.asarray(images)[:, 0, :, 0].argmax(-1).astype(np.float32)
+    corr = metrics.evaluate_continuous(
+        _value_generator, blind, layout, "thickness", 50, jax.random.key(1)
+    )
+    assert abs(corr) < 0.2
+
+
+def test_evaluator_judges_every_supervised_code():
+    from conftest import experiment_of, rich_config
+
+    from ssinfogan_jax import train
+    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+    config = rich_config()
+    config.latents.codes.insert(1, default.code("odd", "categorical", 2, label="odd"))
+    config.eval.samples_per_value = 4
+    exp = experiment_of(config)
+    assert evaluator_lib.judged_labels(exp.layout) == {"label": 10, "odd": 2, "thickness": 0}
+    rng = np.random.default_rng(0)
+    n = 64
+    test_images = rng.uniform(0, 1, (n, 28, 28, 1)).astype(np.float32)
+    test_labels = {
+        "label": rng.integers(0, 10, n).astype(np.int32),
+        "odd": rng.integers(0, 2, n).astype(np.int32),
+        "thickness": rng.uniform(-1, 1, n).astype(np.float32),
+    }
+    clf, _ = classifier_lib.train_classifier(
+        test_images,
+        test_labels,
+        num_classes=evaluator_lib.judged_labels(exp.layout),
+        num_steps=2,
+        **dict(SMALL, widths=(8,), feature_size=16, batch_size=16),
+    )
+    evaluator = evaluator_lib.Evaluator(exp, test_images, test_labels, clf)
+    result = evaluator.evaluate(train.create_train_state(jax.random.PRNGKey(0), exp))
+    for key in (
+        "cond_acc_direct/digit",
+        "cond_acc_mapped/digit",
+        "cond_acc_direct/odd",
+        "q_ss_test_acc/odd",
+    ):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["cond_acc_direct"] == result["cond_acc_direct/digit"]
+    assert result["cond_acc_mapped"] == result["cond_acc_mapped/digit"]
+    mean = (result["cond_acc_direct/digit"] + result["cond_acc_direct/odd"]) / 2
+    assert result["cond_acc_direct_mean"] == pytest.approx(mean)
+    for key in ("cond_corr/thickness", "q_ss_test_corr/thickness"):
+        assert -1.0 <= result[key] <= 1.0, key
+    assert "cond_acc_direct/style" not in result  # A free code is not judged.
+    assert np.isfinite(result["frechet_distance"])
+
+
+def test_judged_labels_are_the_supervised_ones_then_the_data_sets_others():
+    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+    config = default.get_config()
+    config.latents.codes = [
+        default.code("rotation", "continuous", 1, label="rotation"),
+        default.code("thick", "categorical", 2, label="thick_stroke"),
+        default.code("c_us", "continuous", 2),
+    ]
+    layout = latents_lib.LatentLayout.from_config(config.latents)
+    data = {"label": 10, "thick_stroke": 2, "rotation": 0, "neighbours": 2}
+    heads = evaluator_lib.judged_labels(layout, data)
+    assert list(heads.items()) == [
+        ("rotation", 0),
+        ("thick_stroke", 2),
+        ("label", 10),
+        ("neighbours", 2),
+    ]
+    assert evaluator_lib.judged_labels(layout) == {"rotation": 0, "thick_stroke": 2}
+    config.latents.codes = [default.code("c_us", "continuous", 2)]
+    free = latents_lib.LatentLayout.from_config(config.latents)
+    assert evaluator_lib.judged_labels(free, data) == {}  # Nothing to judge: no classifier.

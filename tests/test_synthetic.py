@@ -252,3 +252,24 @@ def test_missing_idx_files_fail_fast_with_what_to_place(tmp_path):
     )
     with pytest.raises(builders.DataNotFoundError, match="train-images-idx3-ubyte"):
         builders.prepare("digit_scenes", str(tmp_path), str(tmp_path / "tfds"))
+
+
+def test_pipeline_loads_every_label_and_maps_rotation_onto_the_code_range(tiny_idx_dir, tmp_path):
+    from configs import digit_scenes as scenes_config
+    from ssinfogan_jax import input_pipeline
+
+    config = scenes_config.get_config("celeba")
+    config.data.data_dir = str(tmp_path / "tfds")
+    config.data.raw_dir = tiny_idx_dir
+    images, labels = input_pipeline.load_split(config, "test")
+    assert images.shape == (12, 32, 32, 3) and images.dtype == np.float32
+    assert set(labels) == set(digit_scenes.LABELS)
+    for name, classes in digit_scenes.LABELS.items():
+        assert labels[name].dtype == (np.int32 if classes else np.float32), name
+    glyphs = builders.read_idx(tiny_idx_dir, "test_images")
+    raw = digit_scenes.render(
+        glyphs, builders.read_idx(tiny_idx_dir, "test_labels"), digit_scenes.BUILD_SEED, "test"
+    )
+    # Degrees in [-30, 30] -> the codes' [-1, 1] (the order of examples may differ).
+    np.testing.assert_allclose(np.sort(labels["rotation"]), np.sort(raw["rotation"] / 30), 1e-6)
+    assert np.abs(labels["rotation"]).max() <= 1.0

@@ -18,7 +18,7 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from ssinfogan_jax.data import folder, labeled_subset, sampler
+from ssinfogan_jax.data import digit_scenes, folder, labeled_subset, sampler
 
 # Preprocessing kinds: image shape and range after preprocessing.
 #   mnist   28x28x1 in [0, 1] (G ends in a sigmoid, as the reference)
@@ -40,6 +40,9 @@ class Dataset:
     num_train: int
     num_test: int
     labels: dict[str, int]
+    # A continuous label's range as stored, (low, high); the pipeline maps it linearly onto the
+    # codes' range [-r, r] (config.latents.continuous_range).
+    label_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
 
 DATASETS = {
@@ -50,6 +53,15 @@ DATASETS = {
     "svhn_cropped": Dataset("rgb32", 73257, 26032, {"label": 10}),
     "cifar10": Dataset("rgb32", 50000, 10000, {"label": 10}),
     "celeb_a": Dataset("celeba", 162770, 19962, {}),  # labels: config.data.celeba_attributes
+    # Synthetic, rendered from an IDX folder (data/digit_scenes.py); the sizes are the source's
+    # (MNIST's here: another IDX source gives its own).
+    "digit_scenes": Dataset(
+        "rgb32",
+        digit_scenes.SPLIT_SIZES["train"],
+        digit_scenes.SPLIT_SIZES["test"],
+        dict(digit_scenes.LABELS),
+        {"rotation": digit_scenes.ROTATION_RANGE},
+    ),
 }
 # config.data.download: what happens when a set is not prepared and no raw_dir is given.
 DOWNLOADS = ("auto", "never")  # tfds's download_and_prepare; stop with how to prepare offline
@@ -69,6 +81,7 @@ class DatasetInfo:
     num_train: int
     num_test: int
     labels: dict[str, int]  # label name -> number of classes (0 = continuous)
+    label_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
 
 def celeba_attributes() -> tuple[str, ...]:
@@ -145,7 +158,14 @@ def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
         labels = dict.fromkeys(names, 2)
     shape, value_range = KINDS[entry.kind]
     return DatasetInfo(
-        name, entry.kind, shape, value_range, entry.num_train, entry.num_test, labels
+        name,
+        entry.kind,
+        shape,
+        value_range,
+        entry.num_train,
+        entry.num_test,
+        labels,
+        dict(entry.label_ranges),
     )
 
 

@@ -10,6 +10,16 @@ conditional accuracy of G's samples and its penultimate features a Frechet dista
     logits = clf.predict(fakes)          # float32 [N, num_classes]
     feats = clf.features(fakes)          # float32 [N, feature_size]
 
+Several labels at once: one network, a head per label on the shared features (a softmax head
+per categorical label, a regression head, trained with squared error, per continuous one):
+
+    clf, val = train_classifier(test_x, {"label": y, "rotation": r}, train_x, {...},
+                                num_classes={"label": 10, "rotation": 0}, seed=0)
+    val                                  # {"label": accuracy, "rotation": correlation}
+    clf.predict(fakes, head="label")     # float32 [N, 10] logits
+    clf.predict(fakes, head="rotation")  # float32 [N] regression
+    clf.predict_heads(fakes)             # {head: outputs}
+
 Images are NHWC float in whatever range the training images had (G's output range, so fakes
 and data match); the classifier standardises them per channel with the training set's mean and
 standard deviation, which are saved with it. Training is deterministic given `seed`.
@@ -20,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -44,10 +54,13 @@ class ClassifierCNN(nn.Module):
     `feature_size` [- BN] - ReLU (the features), dropout and Dense `num_classes`.
     28x28x1 -> 7x7x32 and 32x32x3 -> 8x8x32 with the default two widths.
 
-    Returns (logits float32 [B, num_classes], features float32 [B, feature_size]).
+    Returns (logits float32 [B, num_classes], features float32 [B, feature_size]). With
+    `heads` ((name, classes), ...; classes 0 = a regression head), one Dense per head instead
+    of the single one, and the first output is {name: [B, classes] logits or [B] values}.
     """
 
     num_classes: int
+    heads: tuple[tuple[str, int], ...] = ()
     widths: Sequence[int] = (16, 32)
     convs_per_stage: int = 2
     feature_size: int = 256
@@ -68,7 +81,13 @@ class ClassifierCNN(nn.Module):
         x = x.reshape(x.shape[0], -1)
         features = nn.relu(norm(nn.Dense(self.feature_size, use_bias=not self.batch_norm)(x)))
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
-        return nn.Dense(self.num_classes)(h), features
+        if not self.heads:
+            return nn.Dense(self.num_classes)(h), features
+        outputs = {}
+        for name, classes in self.heads:
+            out = nn.Dense(max(classes, 1), name=f"head_{name}")(h)
+            outputs[name] = out if classes else out[:, 0]
+        return outputs, features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +96,7 @@ class ClassifierSpec:
 
     num_classes: int
     image_shape: tuple[int, int, int]
+    heads: tuple[tuple[str, int], ...] = ()  # (name, classes; 0 = regression); () = one head
     widths: tuple[int, ...] = (16, 32)
     convs_per_stage: int = 2
     feature_size: int = 256
@@ -88,6 +108,7 @@ class ClassifierSpec:
     def module(self) -> ClassifierCNN:
         return ClassifierCNN(
             num_classes=self.num_classes,
+            heads=self.heads,
             widths=self.widths,
             convs_per_stage=self.convs_per_stage,
             feature_size=self.feature_size,
@@ -102,6 +123,7 @@ class ClassifierSpec:
     def from_json(cls, data: dict) -> ClassifierSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        kwargs["heads"] = tuple((str(n), int(c)) for n, c in kwargs.get("heads", ()))
         return cls(**kwargs)
 
 
@@ -136,6 +158,11 @@ class Classifier:
     def val_accuracy(self) -> float | None:
         return self.info.get("val_accuracy")
 
+    @property
+    def heads(self) -> dict[str, int]:
+        """{head: classes (0 = regression)}; {} for a single-head classifier."""
+        return dict(self.spec.heads)
+
     def _run(self, images: np.ndarray, batch_size: int, index: int) -> np.ndarray:
         images = np.asarray(images, np.float32)
         if images.shape[1:] != tuple(self.spec.image_shape):
@@ -148,25 +175,65 @@ class Classifier:
         )
         return outputs[index]
 
-    def predict(self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH) -> np.ndarray:
-        """Logits float32 [N, num_classes] of images [N, H, W, C]."""
-        return self._run(images, batch_size, 0)
+    def predict(
+        self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH, head: str | None = None
+    ) -> np.ndarray:
+        """Logits float32 [N, num_classes] of images [N, H, W, C]; with heads, `head`'s
+        output (default: the first head): logits [N, classes] or regression values [N]."""
+        outputs = self._run(images, batch_size, 0)
+        if not self.spec.heads:
+            if head is not None:
+                raise ValueError(f"head {head!r}: this classifier has a single head")
+            return outputs
+        head = self.spec.heads[0][0] if head is None else head
+        if head not in outputs:
+            raise ValueError(f"head {head!r}: this classifier's heads are {list(outputs)}")
+        return outputs[head]
+
+    def predict_heads(
+        self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH
+    ) -> dict[str, np.ndarray]:
+        """Every head's output (see `predict`); a single head is named 'label'."""
+        outputs = self._run(images, batch_size, 0)
+        return outputs if self.spec.heads else {"label": outputs}
 
     def features(self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH) -> np.ndarray:
         """Penultimate-layer features float32 [N, feature_size] (for the Frechet distance)."""
         return self._run(images, batch_size, 1)
 
     def predict_classes(
-        self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH
+        self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH, head: str | None = None
     ) -> np.ndarray:
-        """Argmax classes int64 [N]."""
-        return self.predict(images, batch_size).argmax(axis=-1)
+        """Argmax classes int64 [N] (of a categorical `head`, with heads)."""
+        return self.predict(images, batch_size, head).argmax(axis=-1)
 
     def accuracy(
-        self, images: np.ndarray, labels: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int = DEFAULT_EVAL_BATCH,
+        head: str | None = None,
     ) -> float:
         """Fraction of images [N, H, W, C] classified as their labels [N]."""
-        return float(np.mean(self.predict_classes(images, batch_size) == np.asarray(labels)))
+        predicted = self.predict_classes(images, batch_size, head)
+        return float(np.mean(predicted == np.asarray(labels)))
+
+    def scores(
+        self,
+        images: np.ndarray,
+        labels: Mapping[str, np.ndarray],
+        batch_size: int = DEFAULT_EVAL_BATCH,
+    ) -> dict[str, float]:
+        """Per head: accuracy (categorical) or Pearson correlation with the labels (regression)."""
+        outputs = self.predict_heads(images, batch_size)
+        result = {}
+        for name, output in outputs.items():
+            target = np.asarray(labels[name])
+            if output.ndim == 2:
+                result[name] = float(np.mean(output.argmax(-1) == target))
+            else:
+                result[name] = float(np.corrcoef(output.astype(np.float64), target)[0, 1])
+        return result
 
     def save(self, path: str) -> str:
         """Writes `path`/variables.msgpack, then `path`/classifier.json (whose presence marks a
@@ -259,7 +326,8 @@ def _train_step(
     labels: jax.Array,
     rng: jax.Array,
 ):
-    """One AdamW step on augmented, standardised images [B, H, W, C] and labels [B]."""
+    """One AdamW step on augmented, standardised images [B, H, W, C] and labels [B] (with
+    heads: {head: [B]}; the loss sums each head's cross-entropy or squared error)."""
     augment_rng, dropout_rng = jax.random.split(rng)
     images = _random_affine(
         augment_rng, images, options.max_shift, options.max_rotation, options.max_scale
@@ -274,7 +342,17 @@ def _train_step(
             rngs={"dropout": dropout_rng},
             mutable=["batch_stats"],
         )
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        if not spec.heads:
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        else:
+            loss = 0.0
+            for name, classes in spec.heads:
+                if classes:
+                    loss += optax.softmax_cross_entropy_with_integer_labels(
+                        logits[name], labels[name].astype(jnp.int32)
+                    ).mean()
+                else:
+                    loss += jnp.mean(jnp.square(logits[name] - labels[name]))
         return loss, updates.get("batch_stats", {})
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -284,11 +362,11 @@ def _train_step(
 
 def train_classifier(
     train_images: np.ndarray,
-    train_labels: np.ndarray,
+    train_labels: np.ndarray | Mapping[str, np.ndarray],
     val_images: np.ndarray | None = None,
-    val_labels: np.ndarray | None = None,
+    val_labels: np.ndarray | Mapping[str, np.ndarray] | None = None,
     *,
-    num_classes: int,
+    num_classes: int | Mapping[str, int],
     seed: int = 0,
     num_steps: int = 2_000,
     batch_size: int = 128,
@@ -303,7 +381,7 @@ def train_classifier(
     dropout_rate: float = 0.5,
     batch_norm: bool = True,
     log_every: int = 0,
-) -> tuple[Classifier, float | None]:
+) -> tuple[Classifier, float | dict[str, float] | None]:
     """Trains the independent classifier; deterministic given `seed`.
 
     For the paper's protocol pass the data set's *test* split as train_* and its *train* split
@@ -311,10 +389,12 @@ def train_classifier(
 
     Args:
       train_images: float [N, H, W, C], in the range G produces.
-      train_labels: int [N] in [0, num_classes).
-      val_images, val_labels: optional held-out set [M, H, W, C], [M]; its accuracy is returned
-        and recorded in `Classifier.info`.
-      num_classes: C.
+      train_labels: int [N] in [0, num_classes); or {head: [N]} for several heads (int
+        classes, or float values for a regression head).
+      val_images, val_labels: optional held-out set [M, H, W, C], [M] (or {head: [M]}); its
+        accuracy is returned and recorded in `Classifier.info`.
+      num_classes: C; or {head: classes (0 = regression)}, which makes one head per entry
+        (in this order) on the shared features.
       seed: init, batch order, dropout and augmentation all derive from it.
       num_steps, batch_size: AdamW steps (cosine-decayed learning rate) and their batch size.
       learning_rate, weight_decay: AdamW's peak rate and decoupled weight decay.
@@ -325,20 +405,40 @@ def train_classifier(
       log_every: log the training loss and progress every this many steps (0: never).
 
     Returns:
-      (the classifier, validation accuracy or None without a validation set).
+      (the classifier, validation accuracy or None without a validation set); with several
+      heads, {head: accuracy, or Pearson correlation for a regression head} (also recorded as
+      `info['val_by_head']`; `info['val_accuracy']` is then the first categorical head's).
     """
     start_time = time.time()
     train_images = np.asarray(train_images, np.float32)
-    train_labels = np.asarray(train_labels, np.int32)
-    if train_images.ndim != 4 or train_labels.shape != train_images.shape[:1]:
-        raise ValueError(
-            f"train_images [N, H, W, C] and train_labels [N] expected, got {train_images.shape} "
-            f"and {train_labels.shape}"
-        )
-    if train_labels.min() < 0 or train_labels.max() >= num_classes:
-        raise ValueError(f"train_labels: values outside [0, {num_classes})")
+    heads: tuple[tuple[str, int], ...] = ()
+    if isinstance(num_classes, Mapping):
+        heads = tuple((str(k), int(v)) for k, v in num_classes.items())
+        if not heads:
+            raise ValueError("num_classes: no heads")
+        train_labels = {
+            name: np.asarray(train_labels[name], np.int32 if c else np.float32) for name, c in heads
+        }
+        label_arrays = train_labels
+    else:
+        train_labels = np.asarray(train_labels, np.int32)
+        label_arrays = {"": train_labels}
+    classes_of = dict(heads) if heads else {"": num_classes}
+    for name, labels in label_arrays.items():
+        what = f"train_labels[{name!r}]" if name else "train_labels"
+        if train_images.ndim != 4 or labels.shape != train_images.shape[:1]:
+            raise ValueError(
+                f"train_images [N, H, W, C] and {what} [N] expected, got {train_images.shape} "
+                f"and {labels.shape}"
+            )
+        classes = classes_of[name]
+        if classes and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(f"{what}: values outside [0, {classes})")
+        if not classes and not np.all(np.isfinite(labels)):
+            raise ValueError(f"{what}: a regression head's labels must all be finite")
     spec = ClassifierSpec(
-        num_classes=num_classes,
+        num_classes=max(classes_of.values()) if heads else num_classes,
+        heads=heads,
         image_shape=tuple(int(d) for d in train_images.shape[1:]),
         widths=tuple(widths),
         convs_per_stage=convs_per_stage,
@@ -372,7 +472,7 @@ def train_classifier(
             batch_stats,
             opt_state,
             train_images[index],
-            train_labels[index],
+            jax.tree.map(lambda y, index=index: y[index], train_labels),
             jax.random.fold_in(step_rng, i),
         )
         if log_every and (i + 1) % log_every == 0:
@@ -390,11 +490,16 @@ def train_classifier(
     if batch_stats:
         variables["batch_stats"] = batch_stats
     classifier = Classifier(spec, variables)
-    val_accuracy = None
-    if val_images is not None:
+    val_accuracy, val_by_head = None, None
+    if val_images is not None and heads:
+        val_by_head = classifier.scores(val_images, val_labels)
+        first = next((name for name, c in heads if c), None)
+        val_accuracy = val_by_head[first] if first else None
+    elif val_images is not None:
         val_accuracy = classifier.accuracy(val_images, val_labels)
     classifier.info = {
         "val_accuracy": val_accuracy,
+        "val_by_head": val_by_head,
         "num_train": int(n),
         "num_val": None if val_images is None else len(val_images),
         "seed": seed,
@@ -410,4 +515,4 @@ def train_classifier(
         "final_train_loss": None if loss is None else float(loss),
         "train_seconds": time.time() - start_time,
     }
-    return classifier, val_accuracy
+    return classifier, val_by_head if heads else val_accuracy

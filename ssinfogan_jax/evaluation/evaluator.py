@@ -7,14 +7,24 @@ only through the networks.
   cond_acc_direct / cond_acc_mapped   the independent classifier's accuracy on samples of each
                                       value of the first categorical c_ss code (direct: code k
                                       = class k; mapped: best one-to-one map)
+  cond_acc_direct/<code>, cond_acc_mapped/<code>   the same for every categorical c_ss code the
+                                      classifier has a head for (that code varied, every other
+                                      code from its prior)
+  cond_acc_direct_mean                their mean over those codes
+  cond_corr/<code>                    a continuous c_ss code swept over its range: Pearson
+                                      correlation of the code and the classifier's regression
+                                      of its label
   frechet_distance                    between the classifier's features of prior samples and of
                                       the real test split (float64, host-side)
-  q_ss_test_acc[/<code>]              Q_ss on the real test split (direct)
+  q_ss_test_acc[/<code>]              Q_ss on the real test split (direct); q_ss_test_acc is
+                                      the mean over categorical codes
+  q_ss_test_corr/<code>               a continuous c_ss code: Q_ss's correlation with the label
   recovery_acc/<code>, recovery_mse/<code>, mi_lower_bound   codes recovered from fakes
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import jax
@@ -29,9 +39,26 @@ from ssinfogan_jax.evaluation import classifier as classifier_lib
 _EVAL_BATCH = 500
 
 
+_SWEEP_VALUES = 10  # Values of a continuous code's sweep.
+
+
 def classifier_code(layout: latents_lib.LatentLayout) -> latents_lib.Code | None:
-    """The code the independent classifier judges: the first categorical c_ss code."""
+    """The code of the headline cond_acc_direct / cond_acc_mapped: the first categorical c_ss
+    code."""
     return next((c for c in layout.supervised_codes if c.categorical), None)
+
+
+def judged_labels(
+    layout: latents_lib.LatentLayout, dataset_labels: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """{label: classes (0 = continuous)}: the independent classifier's heads. Those of the c_ss
+    codes in code order (a label that supervises several codes once), then, when the data set
+    has c_ss codes, the data set's other labels (so one classifier judges every config of a
+    data set, whichever labels it supervises)."""
+    heads = {c.label: (c.size if c.categorical else 0) for c in layout.supervised_codes}
+    if heads and dataset_labels:
+        heads.update({k: v for k, v in dataset_labels.items() if k not in heads})
+    return heads
 
 
 class Evaluator:
@@ -44,7 +71,8 @@ class Evaluator:
       exp: the experiment (`experiment.Experiment`).
       test_images: float32 [N, H, W, C], the real test split in the data's range.
       test_labels: {label name: [N]}.
-      classifier: the independent classifier for `classifier_code`'s label, or None.
+      classifier: the independent classifier, or None. With heads it judges each c_ss code
+        whose label has a head; a single-head classifier judges `classifier_code` only.
     """
 
     def __init__(
@@ -72,6 +100,17 @@ class Evaluator:
             lambda variables, x: discriminator.apply(variables, x, train=False)["q"]
         )
 
+    def _judge(self, code: latents_lib.Code):
+        """images -> the classifier's output for `code`'s label, or None if it has no head."""
+        clf = self.classifier
+        if clf is None:
+            return None
+        if clf.heads:
+            if code.label not in clf.heads:
+                return None
+            return functools.partial(clf.predict, head=code.label)
+        return clf.predict if self.code is not None and code.name == self.code.name else None
+
     def _generate_fn(self, state) -> sampling.GenerateFn:
         g = state.generator
         return self._generate({"params": g.params, "batch_stats": g.batch_stats})
@@ -90,17 +129,43 @@ class Evaluator:
         prior = latents_lib.sample(jax.random.fold_in(self.rng, 0), self.layout, num_samples)
         fakes = generate(prior)
 
-        if self.classifier is not None and self.code is not None:
-            accuracy = metrics.evaluate_conditional(
-                generate,
-                self.classifier.predict,
-                self.layout,
-                self.code.name,
-                self.samples_per_value,
-                jax.random.fold_in(self.rng, 1),
-                batch_size=_EVAL_BATCH,
-            )
-            result.update(accuracy.as_dict("cond_acc_"))
+        direct = []
+        for i, c in enumerate(self.layout.supervised_codes):
+            judge = self._judge(c)
+            if judge is None:
+                continue
+            # The first categorical code keeps its key of before (its metrics keep their values).
+            rng = jax.random.fold_in(self.rng, 1 if c == self.code else 100 + i)
+            if c.categorical:
+                accuracy = metrics.evaluate_conditional(
+                    generate,
+                    judge,
+                    self.layout,
+                    c.name,
+                    self.samples_per_value,
+                    rng,
+                    batch_size=_EVAL_BATCH,
+                )
+                if c == self.code:
+                    result.update(accuracy.as_dict("cond_acc_"))
+                result[f"cond_acc_direct/{c.name}"] = accuracy.direct
+                result[f"cond_acc_mapped/{c.name}"] = accuracy.mapped
+                direct.append(accuracy.direct)
+            else:
+                result[f"cond_corr/{c.name}"] = metrics.evaluate_continuous(
+                    generate,
+                    judge,
+                    self.layout,
+                    c.name,
+                    self.samples_per_value,
+                    rng,
+                    num_values=_SWEEP_VALUES,
+                    batch_size=_EVAL_BATCH,
+                )
+        if direct:
+            result["cond_acc_direct_mean"] = float(np.mean(direct))
+
+        if self.classifier is not None:
             fake_features = self.classifier.features(fakes)
             result["frechet_distance"] = frechet.frechet_distance(
                 *frechet.gaussian_statistics(fake_features), *self._test_statistics
@@ -109,12 +174,17 @@ class Evaluator:
         real_q = self._q_outputs(state, self.test_images)
         accuracies = []
         for c in self.layout.supervised_codes:
-            if c.categorical and c.label in self.test_labels:
+            if c.label not in self.test_labels:
+                continue
+            if c.categorical:
                 acc = metrics.label_accuracy(
                     real_q[c.name].argmax(-1), self.test_labels[c.label], c.size
                 ).direct
                 result[f"q_ss_test_acc/{c.name}"] = acc
                 accuracies.append(acc)
+            else:
+                recovery = metrics.code_recovery(self.test_labels[c.label], real_q[c.name])
+                result[f"q_ss_test_corr/{c.name}"] = float(recovery["correlation"][0])
         if accuracies:
             result["q_ss_test_acc"] = float(np.mean(accuracies))
 

@@ -11,6 +11,10 @@ samples with that code fixed to k, classify them with the independent classifier
   [code value, class] score matrix, map that row to that column, blank both. Greedy can be
   suboptimal; it is kept to compare with the original's figures.
 
+A supervised continuous code is judged by a sweep: the code set to evenly spaced values of its
+range (every other code from its prior), the independent classifier's regression of its label
+on the samples, and the Pearson correlation of the two (`evaluate_continuous`).
+
 The MI lower bound is `losses.mutual_information_lower_bound`. Nothing here depends on the
 training loop: G enters as a `generate(latents) -> images`
 callable and the classifier as a `classify(images) -> logits` callable.
@@ -252,3 +256,44 @@ def code_recovery(codes: np.ndarray, predictions: np.ndarray) -> dict[str, np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         correlation = np.where(denominator > 0, np.sum(a * b, axis=0) / denominator, np.nan)
     return {"mse": mse, "correlation": correlation}
+
+
+def continuous_sweep_latents(
+    rng: jax.Array,
+    layout: latents_lib.LatentLayout,
+    code_name: str,
+    num_values: int,
+    num_per_value: int,
+) -> tuple[latents_lib.Latents, np.ndarray]:
+    """Latents that sweep one continuous code (dimension 0) over `num_values` evenly spaced
+    values of its prior's range [-r, r], `num_per_value` each; every other code and the noise
+    from its prior. Returns (latents with B = num_values * num_per_value, the swept values [B])."""
+    code = layout.code(code_name)
+    if code.categorical:
+        raise ValueError(f"code {code_name!r} is categorical; a sweep needs a continuous code")
+    r = layout.continuous_range
+    values = np.repeat(np.linspace(-r, r, num_values, dtype=np.float32), num_per_value)
+    z = latents_lib.sample(rng, layout, len(values))
+    z[code_name] = z[code_name].at[:, 0].set(values)
+    return z, values
+
+
+def evaluate_continuous(
+    generate: GenerateFn,
+    regress: ClassifyFn,
+    layout: latents_lib.LatentLayout,
+    code_name: str,
+    num_per_value: int,
+    rng: jax.Array,
+    num_values: int = 10,
+    batch_size: int | None = None,
+) -> float:
+    """Pearson correlation between a swept continuous code and a judge's regression of it.
+
+    `regress(images [B, H, W, C]) -> [B]` (e.g. a regression head of `Classifier.predict`);
+    the samples come from `continuous_sweep_latents`. NaN when the judge's output is constant.
+    """
+    z, values = continuous_sweep_latents(rng, layout, code_name, num_values, num_per_value)
+    images = batching.batched_apply(generate, z, batch_size or len(values))
+    predictions = np.asarray(regress(images), np.float64).reshape(len(values))
+    return float(code_recovery(values[:, None], predictions[:, None])["correlation"][0])

@@ -1,0 +1,63 @@
+"""Evaluates every checkpoint of a work dir after (or beside) training: an eval history.
+
+    python -m benchmarks.evaluate_checkpoints --config=configs/digit_scenes.py:svhn \
+        --workdir=/tmp/run [--out=/tmp/run/eval_history.jsonl] [--grids=/tmp/run/grids]
+
+For a run trained with `--config.eval_every_steps=0 --config.max_checkpoints_to_keep=100`, so
+that training never stops for an evaluation (on a slow, shared machine): each checkpoint not
+yet in `--out` is restored and evaluated as the loop would (one JSON line per step, the loop's
+eval_history format), and the sample and traversal grids of the latest one are written as
+PNGs. Run it again to add the newer checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run's work dir.")
+_OUT = flags.DEFINE_string("out", None, "JSON lines; default <workdir>/eval_history.jsonl.")
+_GRIDS = flags.DEFINE_string("grids", None, "Folder for the latest step's grid PNGs.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+    del argv
+    from ssinfogan_jax import loop
+    from ssinfogan_jax.evaluation import images
+
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    out = _OUT.value or os.path.join(workdir, loop.EVAL_HISTORY)
+    done = set()
+    if os.path.exists(out):
+        with open(out) as f:
+            done = {json.loads(line)["step"] for line in f if line.strip()}
+    exp, template, checkpointer = loop._setup(config, workdir)
+    steps = sorted(checkpointer._manager("latest").all_steps())
+    evaluator = None
+    state = None
+    for step in steps:
+        if step in done:
+            continue
+        state, _ = checkpointer.restore(template, step=step)
+        evaluator = evaluator or loop._make_evaluator(exp)
+        metrics = evaluator.evaluate(state)
+        with open(out, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        logging.info("step %d: %s", step, metrics)
+    if _GRIDS.value and steps:
+        if state is None or int(state.step) != steps[-1]:
+            state, _ = checkpointer.restore(template, step=steps[-1])
+        evaluator = evaluator or loop._make_evaluator(exp)
+        for name, grid in evaluator.image_grids(state).items():
+            path = os.path.join(_GRIDS.value, f"step{steps[-1]}_{name.replace('/', '_')}.png")
+            images.save_image(path, grid[0])
+    checkpointer.close()
+
+
+if __name__ == "__main__":
+    app.run(main)
