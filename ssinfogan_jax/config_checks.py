@@ -194,6 +194,16 @@ CHECKED_ELSEWHERE = {
 
 # Fields with no check at start-up, and why.
 UNCHECKED = {
+    "data.images_dir": "name = 'folder' only: a path; its images are checked (missing, "
+    "unreadable, mixed modes, unlisted) when the folder is read, before anything is written",
+    "data.labels_csv": "name = 'folder' only: a path; its columns and cells are checked when "
+    "the folder is read (unknown columns, labels with fewer than 2 classes)",
+    "data.label_kinds": "name = 'folder' only: checked against the CSV's columns when it is read",
+    "data.label_classes": "name = 'folder' only: checked against the CSV's classes when it is read",
+    "data.test_share": "name = 'folder' only: registry.find_problems checks [0, 1) there",
+    "data.unlisted_images": "name = 'folder' only: registry.find_problems checks the choice there",
+    "latents.codes_from_data": "a bool (ml_collections enforces the type): one code per "
+    "column of a folder's CSV",
     "loss.q_ss_on_fakes": "None, True or False; ml_collections enforces the type",
     "data.data_dir": "a path: whether the data is there is checked when it loads",
     "data.raw_dir": "a path: whether its files are there is checked when the data loads",
