@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging as std_logging
+import os
 import sys
 import traceback
 
@@ -76,6 +77,15 @@ def _quiet_orbax(record) -> bool:
     return "/orbax/" not in record.pathname or record.levelno >= std_logging.WARNING
 
 
+def _drop_closed_loop_noise(unraisable) -> None:
+    """After a failed checkpoint restore, orbax's background callbacks find their asyncio loop
+    closed and Python prints each as a traceback: noise around the one line that matters."""
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -103,6 +113,7 @@ def main(argv: list[str]) -> None:
         for name, value in sorted(metrics.items()):
             print(f"{name}: {value}", flush=True)
 
+    sys.unraisablehook = _drop_closed_loop_noise
     try:
         if _MODE.value == "train":
             metrics = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
@@ -125,6 +136,12 @@ def main(argv: list[str]) -> None:
             print(message, flush=True)
         else:
             print(message, file=sys.stderr, flush=True)
+            if jax.process_count() == 1:
+                # Nothing is left to save (the loop waited for pending saves), and after a failed
+                # restore orbax's background threads print "Event loop is closed" tracebacks
+                # during interpreter teardown: skip it, so the one line stays one line.
+                sys.stdout.flush()
+                os._exit(code)
         sys.exit(code)
     if is_main and _MODE.value != "eval":
         for name, value in sorted(metrics.items()):
