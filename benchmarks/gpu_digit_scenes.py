@@ -1,0 +1,343 @@
+"""The digit_scenes experiments (the README's 32x32 table) in one go on a GPU machine.
+
+    python -m benchmarks.gpu_digit_scenes --raw_dir=<MNIST IDX folder> --out=<folder>
+        [--seconds 420] [--runs svhn_l1pct_s1,...] [--smoke]
+
+Accelerator machines set up for JAX alone often lack TensorFlow, which our loop needs only to
+read tfds sets and to write TensorBoard events. This script renders digit_scenes in numpy
+(`digit_scenes.render` with the tfds build's seed: the same bytes as the tfds set), hands those
+arrays to the loop in place of the tfds reader, logs metrics without TensorBoard, and otherwise
+runs `loop.train_and_evaluate` unchanged: checkpoints, the judge, evaluation, sample grids.
+
+1. Renders both splits once (every core) into <out>/data.
+2. Trains the independent judge once (cached; every run reuses it).
+3. Times the train step alone at batch 128 (steps/s, compile seconds).
+4. Starts every run in RUNS as its own process, all on the one device, and sends SIGTERM to
+   those still going at the deadline (the loop saves and stops, as on a preempted VM).
+5. Packs each run's eval_history.jsonl, config.json, labelled subset, last sample grids and log
+   tail into <out>/results.tar.gz.
+
+`--smoke` runs every phase tiny (a few hundred examples, a few steps) to check the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import types
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INSTANCE_NOISE = dict(stddev=0.1, decay=0.9995)  # configs/cifar10.py's setting.
+# name -> (configs/digit_scenes.py argument, overrides).
+RUNS = {
+    "svhn_l1pct_s1": ("svhn", {"seed": 1}),
+    "svhn_l1pct_s2": ("svhn", {"seed": 2}),
+    "celeba_l1pct_s1": ("celeba", {"seed": 1}),
+    "celeba_l1pct_s2": ("celeba", {"seed": 2}),
+    "svhn_l0_s1": ("svhn,infogan", {"seed": 1}),
+    "svhn_l0_s2": ("svhn,infogan", {"seed": 2}),
+    "svhn_l0.1pct_s1": ("svhn", {"seed": 1, "data.labeled_fraction": 0.001}),
+    "svhn_l10pct_s1": ("svhn", {"seed": 1, "data.labeled_fraction": 0.1}),
+    "svhn_l1pct_noise_s1": ("svhn", {"seed": 1, "instance_noise": _INSTANCE_NOISE}),
+}
+# The recipe search after the reference's Adam rates (G 1e-3, D 1e-4) collapsed G at 32x32.
+_LR = {"optimizer.g_learning_rate": 2e-4, "optimizer.d_learning_rate": 2e-4}
+RUNS |= {
+    "svhn_l1pct_lr2e-4_s1": ("svhn", {"seed": 1, **_LR}),
+    "svhn_l1pct_g5e-4_d2e-4_s1": ("svhn", {"seed": 1, **_LR, "optimizer.g_learning_rate": 5e-4}),
+    "svhn_l1pct_lr2e-4_noise_s1": ("svhn", {"seed": 1, **_LR, "instance_noise": _INSTANCE_NOISE}),
+    "svhn_l1pct_lr1e-4_s1": ("svhn", {"seed": 1, "optimizer.g_learning_rate": 1e-4}),
+    "celeba_l1pct_lr2e-4_s1": ("celeba", {"seed": 1, **_LR}),
+    "svhn_l0_lr2e-4_s1": ("svhn,infogan", {"seed": 1, **_LR}),
+}
+DEFAULT_RUNS = [name for name in RUNS if "lr" not in name and "_g5e-4" not in name]
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the loop without TensorFlow.
+
+
+class _Absent:
+    """Stands in for TensorFlow and tfds names that our modules touch at import (a tfds builder's
+    base class, its version) but that this script never uses."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __mro_entries__(self, bases):
+        return (object,)
+
+
+class _NoSummaries:
+    """clu's TensorBoard writer, absent: scalars still go to the log and eval_history.jsonl."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _without_tensorflow(data_dir: str) -> None:
+    """Makes ssinfogan_jax importable without TensorFlow and feeds it the rendered arrays."""
+    tf_setup = types.ModuleType("ssinfogan_jax.data.tf_setup")
+    tf_setup.tf = tf_setup.tfds = _Absent()
+    sys.modules["ssinfogan_jax.data.tf_setup"] = tf_setup
+    summary_writer = types.ModuleType("clu.metric_writers.summary_writer")
+    summary_writer.SummaryWriter = _NoSummaries
+    sys.modules["clu.metric_writers.summary_writer"] = summary_writer
+
+    from ssinfogan_jax import input_pipeline
+    from ssinfogan_jax.data import builders
+
+    splits = {}
+
+    def arrays(split: str):
+        if split not in splits:
+            with np.load(os.path.join(data_dir, f"{split}.npz")) as f:
+                splits[split] = {k: f[k] for k in f.files}
+        return splits[split]
+
+    def labels_as_loaded(config, info, source, sl):
+        r = float(config.latents.continuous_range)
+        out = {}
+        for name, classes in info.labels.items():
+            value = source[name][sl]
+            if classes:
+                out[name] = value.astype(np.int32)
+            else:  # As input_pipeline._preprocess_fn: the stored range onto [-r, r].
+                low, high = info.label_ranges.get(name, (-r, r))
+                out[name] = (
+                    (value.astype(np.float32) - (low + high) / 2) * (2 * r / (high - low))
+                ).astype(np.float32)
+        return out
+
+    def load_uint8(config, split):
+        name, start, stop = re.fullmatch(r"(\w+)(?:\[(\d*):(\d*)\])?", split).groups()
+        sl = slice(int(start) if start else None, int(stop) if stop else None)
+        info = input_pipeline.get_dataset_info(config)
+        source = arrays(name)
+        return source["image"][sl], labels_as_loaded(config, info, source, sl)
+
+    def load_labels(config, info):
+        source = arrays("train")
+        return {n: source[n].astype(np.int32) for n in info.labels}
+
+    input_pipeline._load_uint8 = load_uint8
+    input_pipeline._load_labels = load_labels
+    input_pipeline.availability_problems = lambda config: []
+    builders.ensure_prepared = lambda *args, **kwargs: None
+
+
+# ----------------------------------------------------------------------------------------------
+# Phases.
+
+
+def _render_chunk(args):
+    from ssinfogan_jax.data import builders, digit_scenes
+
+    raw_dir, split, start, stop, limit = args
+    glyphs = builders.read_idx(raw_dir, f"{split}_images")[:limit]
+    labels = builders.read_idx(raw_dir, f"{split}_labels")[:limit]
+    return digit_scenes.render(
+        glyphs, labels, digit_scenes.BUILD_SEED, split, indices=np.arange(start, stop)
+    )
+
+
+def render(raw_dir: str, data_dir: str, limit: int | None) -> None:
+    from ssinfogan_jax.data import builders
+
+    os.makedirs(data_dir, exist_ok=True)
+    with concurrent.futures.ProcessPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
+        for split in ("train", "test"):
+            n = len(builders.read_idx(raw_dir, f"{split}_labels")[:limit])
+            bounds = np.linspace(0, n, 33, dtype=int)
+            jobs = [(raw_dir, split, a, b, limit) for a, b in itertools.pairwise(bounds) if b > a]
+            parts = list(pool.map(_render_chunk, jobs))
+            merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            np.savez(os.path.join(data_dir, f"{split}.npz"), **merged)
+            print(f"rendered {split}: {n} scenes", flush=True)
+
+
+def make_config(run: str, args):
+    from configs import digit_scenes as scenes_config
+
+    arg, overrides = RUNS[run]
+    config = scenes_config.get_config(arg + (",runlocal" if args.smoke else ""))
+    for field, value in overrides.items():
+        node, *path = field.split(".")
+        target = config
+        for part in [node, *path][:-1]:
+            target = target[part]
+        key = [node, *path][-1]
+        if isinstance(value, dict):
+            target[key].update(value)
+        else:
+            target[key] = value
+    if args.smoke and config.data.num_labeled != 0:  # 400 rendered examples, not 60,000.
+        config.data.num_labeled = 40
+    config.eval.classifier_dir = os.path.join(args.out, "judges")
+    config.compilation_cache_dir = os.path.join(args.out, "xla_cache")
+    if args.steps:
+        config.num_train_steps = args.steps
+    if not args.smoke:
+        config.eval_every_steps = 500
+        config.checkpoint_every_steps = 2_500
+        config.images_every_steps = 0  # Grids at the end only.
+    return config
+
+
+def judge(args) -> None:
+    """Trains (and caches) the judge that every run loads."""
+    from ssinfogan_jax import experiment, loop
+
+    start = time.perf_counter()
+    exp = experiment.from_config(make_config("svhn_l1pct_s1", args))
+    evaluator = loop._make_evaluator(exp)
+    print(
+        f"judge ready in {time.perf_counter() - start:.0f} s: {evaluator.classifier.info}",
+        flush=True,
+    )
+
+
+def step_speed(args) -> None:
+    """Steps/s of the train step alone (one device, batch 128) and its compile time."""
+    import jax
+
+    from ssinfogan_jax import experiment, input_pipeline, train
+
+    config = make_config("svhn_l1pct_s1", args)
+    config.batch_size = 128
+    exp = experiment.from_config(config)
+    state = train.create_train_state(jax.random.PRNGKey(0), exp)
+    step = jax.jit(train.bind_train_step(exp), donate_argnums=0)
+    batch = input_pipeline.create_train_data(exp, None).batch(0)
+    try:
+        start = time.perf_counter()
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        compile_s = time.perf_counter() - start
+        n = 20 if args.smoke else 300
+        start = time.perf_counter()
+        for _ in range(n):
+            state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        rate = n / (time.perf_counter() - start)
+        print(
+            f"train step, batch 128, {jax.devices()[0].device_kind}: {rate:.1f} steps/s, "
+            f"first call (compile) {compile_s:.1f} s",
+            flush=True,
+        )
+    except Exception as e:  # The runs matter more than this figure.
+        print(f"train step timing failed: {type(e).__name__}: {e}", flush=True)
+
+
+def worker(run: str, args) -> None:
+    """One run, then its sample grids (PNG) from the best checkpoint."""
+    from ssinfogan_jax import exit_codes, loop
+
+    config, workdir = make_config(run, args), os.path.join(args.out, "runs", run)
+    try:
+        metrics = loop.train_and_evaluate(config, workdir)
+        print("final:", json.dumps({k: float(v) for k, v in metrics.items()}), flush=True)
+    except exit_codes.Preempted as e:
+        print(f"stopped at the deadline: {e}", flush=True)
+    print("samples:", loop.sample(config, workdir), flush=True)
+
+
+def _child(args, *extra) -> list[str]:
+    command = [sys.executable, "-m", "benchmarks.gpu_digit_scenes", "--raw_dir", args.raw_dir]
+    command += ["--out", args.out, "--steps", str(args.steps), *(["--smoke"] if args.smoke else [])]
+    return [*command, *extra]
+
+
+def runs(args, names: list[str], deadline: float) -> None:
+    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    procs = {}
+    for name in names:
+        log = open(os.path.join(args.out, "runs", f"{name}.log"), "w")
+        procs[name] = subprocess.Popen(
+            _child(args, "--worker", name), stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    while any(p.poll() is None for p in procs.values()) and time.time() < deadline:
+        time.sleep(5)
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for name, p in procs.items():
+        try:
+            code = p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            code = "killed"
+        print(f"run {name}: exit {code}", flush=True)
+
+
+def pack(args, names: list[str]) -> None:
+    keep = re.compile(r"(eval_history\.jsonl|config\.json|labeled_subset\.json|.*\.png|.*\.log)$")
+    with tarfile.open(os.path.join(args.out, "results.tar.gz"), "w:gz") as tar:
+        for root, _, files in os.walk(os.path.join(args.out, "runs")):
+            for f in files:
+                if keep.match(f) and "checkpoints" not in root:
+                    path = os.path.join(root, f)
+                    tar.add(path, arcname=os.path.relpath(path, args.out))
+        for f in ("phases.log",):
+            if os.path.exists(os.path.join(args.out, f)):
+                tar.add(os.path.join(args.out, f), arcname=f)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--raw_dir", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seconds", type=float, default=420, help="wall-clock budget in all")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="train steps per run (0: 10,000; --smoke: 6)"
+    )
+    parser.add_argument("--runs", default=",".join(DEFAULT_RUNS))
+    parser.add_argument("--no_speed", action="store_true", help="skip timing the step alone")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--worker", default="")
+    parser.add_argument("--phase", default="")
+    args = parser.parse_args()
+    args.out = os.path.abspath(args.out)
+    if not args.steps and not args.smoke:
+        args.steps = 10_000
+    data_dir = os.path.join(args.out, "data")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    _without_tensorflow(data_dir)
+    if args.worker or args.phase:
+        if args.worker:
+            worker(args.worker, args)
+        else:
+            {"judge": judge, "speed": step_speed}[args.phase](args)
+        return
+
+    deadline = time.time() + args.seconds
+    names = args.runs.split(",")
+    if unknown := [n for n in names if n not in RUNS]:
+        parser.error(f"--runs: unknown {unknown}; known: {', '.join(RUNS)}")
+    render(args.raw_dir, data_dir, 400 if args.smoke else None)
+    for phase in ("judge",) if args.no_speed else ("judge", "speed"):
+        subprocess.run(_child(args, "--phase", phase), cwd=REPO, check=phase == "judge")
+    runs(args, names, deadline - 75)
+    pack(args, names)
+    print(f"packed {os.path.join(args.out, 'results.tar.gz')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
