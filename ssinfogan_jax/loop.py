@@ -292,8 +292,7 @@ def _labelled_only(split, names):
     images, labels = split
     keep = np.ones(len(images), bool)
     for name in names:
-        values = np.asarray(labels[name])
-        keep &= ~np.isnan(values) if values.dtype.kind == "f" else values >= 0
+        keep &= evaluation.metrics.is_labelled(labels[name])
     if keep.all():
         return split
     return images[keep], {name: values[keep] for name, values in labels.items()}

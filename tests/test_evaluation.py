@@ -514,3 +514,35 @@ def test_judged_labels_are_the_supervised_ones_then_the_data_sets_others():
     config.latents.codes = [default.code("c_us", "continuous", 2)]
     free = latents_lib.LatentLayout.from_config(config.latents)
     assert evaluator_lib.judged_labels(free, data) == {}  # Nothing to judge: no classifier.
+
+
+def test_q_ss_on_test_counts_only_the_examples_labelled_for_each_code():
+    from conftest import experiment_of, rich_config
+
+    from ssinfogan_jax import train
+    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+    exp = experiment_of(rich_config())
+    rng = np.random.default_rng(0)
+    n = 64
+    images = rng.uniform(0, 1, (n, 28, 28, 1)).astype(np.float32)
+    labels = {
+        "label": rng.integers(0, 10, n).astype(np.int32),
+        "thickness": rng.uniform(-1, 1, n).astype(np.float32),
+    }
+    labels["label"][::3] = -1  # A folder's test rows may lack a label.
+    labels["thickness"][1::4] = np.nan
+    evaluator = evaluator_lib.Evaluator(exp, images, labels, None)
+    state = train.create_train_state(jax.random.PRNGKey(0), exp)
+    result = evaluator.q_ss_on_test(state)
+
+    q = evaluator._q_outputs(state, images)
+    known = labels["label"] >= 0
+    expected = np.mean(q["digit"][known].argmax(-1) == labels["label"][known])
+    assert result["q_ss_test_acc/digit"] == pytest.approx(expected)
+    assert result["q_ss_test_acc"] == result["q_ss_test_acc/digit"]
+    known = ~np.isnan(labels["thickness"])
+    expected = np.corrcoef(q["thickness"][known, 0], labels["thickness"][known])[0, 1]
+    assert result["q_ss_test_corr/thickness"] == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match="is_labelled"):
+        metrics.label_accuracy(np.zeros(3, int), np.array([0, -1, 2]), 10)

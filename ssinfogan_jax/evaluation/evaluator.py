@@ -171,22 +171,7 @@ class Evaluator:
                 *frechet.gaussian_statistics(fake_features), *self._test_statistics
             )
 
-        real_q = self._q_outputs(state, self.test_images)
-        accuracies = []
-        for c in self.layout.supervised_codes:
-            if c.label not in self.test_labels:
-                continue
-            if c.categorical:
-                acc = metrics.label_accuracy(
-                    real_q[c.name].argmax(-1), self.test_labels[c.label], c.size
-                ).direct
-                result[f"q_ss_test_acc/{c.name}"] = acc
-                accuracies.append(acc)
-            else:
-                recovery = metrics.code_recovery(self.test_labels[c.label], real_q[c.name])
-                result[f"q_ss_test_corr/{c.name}"] = float(recovery["correlation"][0])
-        if accuracies:
-            result["q_ss_test_acc"] = float(np.mean(accuracies))
+        result.update(self.q_ss_on_test(state))
 
         fake_q = self._q_outputs(state, fakes)
         for c in self.layout.codes:
@@ -206,6 +191,30 @@ class Evaluator:
                 self.layout.continuous_range,
             )
         )
+        return result
+
+    def q_ss_on_test(self, state) -> dict[str, float]:
+        """Q_ss against the test split's labels, over the examples labelled for each code (a
+        folder's test rows may lack some labels: -1 or NaN)."""
+        real_q = self._q_outputs(state, self.test_images)
+        result, accuracies = {}, []
+        for c in self.layout.supervised_codes:
+            if c.label not in self.test_labels:
+                continue
+            labels = np.asarray(self.test_labels[c.label])
+            known = metrics.is_labelled(labels)
+            if not known.any():
+                continue
+            predicted = real_q[c.name][known]
+            if c.categorical:
+                acc = metrics.label_accuracy(predicted.argmax(-1), labels[known], c.size).direct
+                result[f"q_ss_test_acc/{c.name}"] = acc
+                accuracies.append(acc)
+            else:
+                recovery = metrics.code_recovery(labels[known], predicted)
+                result[f"q_ss_test_corr/{c.name}"] = float(recovery["correlation"][0])
+        if accuracies:
+            result["q_ss_test_acc"] = float(np.mean(accuracies))
         return result
 
     def image_grids(self, state, per_value: int = 10, rows: int = 8) -> dict[str, np.ndarray]:

@@ -205,6 +205,12 @@ def evaluate_conditional(
     return conditional_accuracy(logits.argmax(-1), num_classes, method, scores)
 
 
+def is_labelled(values: np.ndarray) -> np.ndarray:
+    """bool [N]: which examples carry a label (unlabelled: -1 for a class, NaN for a value)."""
+    values = np.asarray(values)
+    return ~np.isnan(values) if values.dtype.kind == "f" else values >= 0
+
+
 def label_accuracy(
     predictions: np.ndarray, labels: np.ndarray, num_classes: int, method: str = "hungarian"
 ) -> ConditionalAccuracy:
@@ -221,6 +227,9 @@ def label_accuracy(
     predictions, labels = np.asarray(predictions, np.int64), np.asarray(labels, np.int64)
     if predictions.shape != labels.shape or predictions.ndim != 1:
         raise ValueError(f"predictions {predictions.shape} and labels {labels.shape}: want [N]")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        # np.add.at would wrap -1 (unlabelled) onto the last class.
+        raise ValueError(f"labels: want classes in [0, {num_classes}); select is_labelled first")
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (predictions, labels), 1)
     mapping = class_mapping(confusion, method)
