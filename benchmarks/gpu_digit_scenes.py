@@ -17,6 +17,10 @@ runs `loop.train_and_evaluate` unchanged: checkpoints, the judge, evaluation, sa
 5. Packs each run's eval_history.jsonl, config.json, labelled subset, last sample grids and log
    tail into <out>/results.tar.gz.
 
+`--report DIR` reads the <run>_eval_history.jsonl files in DIR (benchmarks/results/digit_scenes)
+and prints the README's table (the last step, the best and the mean of the last four
+evaluations) and plots direct accuracy against steps for the label sweep (DIR/label_sweep.png).
+
 `--smoke` runs every phase tiny (a few hundred examples, a few steps) to check the script.
 """
 
@@ -300,10 +304,61 @@ def pack(args, names: list[str]) -> None:
                 tar.add(os.path.join(args.out, f), arcname=f)
 
 
+def report(folder: str) -> None:
+    import glob
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    histories = {}
+    for path in sorted(glob.glob(os.path.join(folder, "*_eval_history.jsonl"))):
+        with open(path) as f:
+            rows = [json.loads(line) for line in f]
+        histories[os.path.basename(path).removesuffix("_eval_history.jsonl")] = rows
+    print("| run | steps | best direct (step) | last 4: direct | mapped | Q_ss test | Frechet |")
+    print("|---|---|---|---|---|---|---|")
+    for run, rows in histories.items():
+        best = max(rows, key=lambda r: r["cond_acc_direct_mean"])
+        last = {k: np.mean([r[k] for r in rows[-4:]]) for k in rows[-1] if k != "step"}
+        print(
+            f"| `{run}` | {rows[-1]['step']} | {best['cond_acc_direct_mean']:.3f} "
+            f"({best['step']}) | {last['cond_acc_direct_mean']:.3f} | "
+            f"{last['cond_acc_mapped']:.3f} | {last.get('q_ss_test_acc', float('nan')):.3f} | "
+            f"{last['frechet_distance']:.0f} |"
+        )
+        per_code = {
+            k.split("/")[1]: v
+            for k, v in last.items()
+            if k.startswith(("cond_acc_direct/", "cond_corr/"))
+        }
+        if len(per_code) > 2:
+            print(
+                "|  | per code, last 4: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in per_code.items())
+                + " |"
+            )
+    sweep = [("svhn_l0_s1", "0"), ("svhn_l0.1pct_s1", "0.1%"), ("svhn_l1pct_s1", "1%")]
+    sweep += [("svhn_l1pct_s2", "1%, seed 2"), ("svhn_l10pct_s1", "10%")]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for run, label in sweep:
+        if run in histories:
+            rows = histories[run]
+            ax.plot([r["step"] for r in rows], [r["cond_acc_direct"] for r in rows], label=label)
+    ax.set(xlabel="step", ylabel="direct conditional accuracy", ylim=(0, 1))
+    ax.set_title("digit_scenes :svhn, H200, reference Adam rates", fontsize=9)
+    ax.legend(title="labels", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "label_sweep.png"), dpi=100)
+    print(f"wrote {os.path.join(folder, 'label_sweep.png')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--raw_dir", required=True)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--raw_dir")
+    parser.add_argument("--out")
+    parser.add_argument("--report", default="", help="a folder of eval histories to summarise")
     parser.add_argument("--seconds", type=float, default=420, help="wall-clock budget in all")
     parser.add_argument(
         "--steps", type=int, default=0, help="train steps per run (0: 10,000; --smoke: 6)"
@@ -314,6 +369,10 @@ def main() -> None:
     parser.add_argument("--worker", default="")
     parser.add_argument("--phase", default="")
     args = parser.parse_args()
+    if args.report:
+        return report(args.report)
+    if not (args.raw_dir and args.out):
+        parser.error("--raw_dir and --out are required")
     args.out = os.path.abspath(args.out)
     if not args.steps and not args.smoke:
         args.steps = 10_000
