@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -12,6 +13,19 @@ import numpy as np
 
 from configs import default
 from ssinfogan_jax import train
+from ssinfogan_jax.data import builders
+
+# Real MNIST's IDX files, beside the repository (the `--raw_dir` default).
+RAW_MNIST = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
+)
+
+
+def prepared_mnist(data_dir: str, raw_dir: str = RAW_MNIST) -> str:
+    """`data_dir`, with tfds MNIST prepared in it from `raw_dir` (offline) if it was not."""
+    if not builders.is_prepared("mnist", data_dir):
+        builders.prepare("mnist", raw_dir, data_dir)
+    return data_dir
 
 
 def mnist_config(batch_size: int):

@@ -23,12 +23,12 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
+from benchmarks import common
 from configs import default
 from ssinfogan_jax import input_pipeline
-from ssinfogan_jax.data import builders, labeled_subset
+from ssinfogan_jax.data import labeled_subset
 
-_RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
-_RAW_DIR = flags.DEFINE_string("raw_dir", os.path.abspath(_RAW), "MNIST IDX folder.")
+_RAW_DIR = flags.DEFINE_string("raw_dir", common.RAW_MNIST, "MNIST IDX folder.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Prepared tfds data_dir ('' = a temp dir).")
 _OUT = flags.DEFINE_string("out", None, "Folder to write the PNGs and labels.csv into.")
 _NUM_LABELED = flags.DEFINE_integer("num_labeled", 100, "Train label cells to fill.")
@@ -39,9 +39,7 @@ flags.mark_flag_as_required("out")
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = _DATA_DIR.value or tmp
-        if not builders.is_prepared("mnist", data_dir):
-            builders.prepare("mnist", _RAW_DIR.value, data_dir)
+        data_dir = common.prepared_mnist(_DATA_DIR.value or tmp, _RAW_DIR.value)
         config = default.get_config()
         config.data.data_dir = data_dir
         splits = {s: input_pipeline._load_uint8(config, s) for s in ("train", "test")}

@@ -10,7 +10,6 @@ then times `TrainData.batch` alone and the jitted train step fed by each path's 
 (blocks of --steps, alternating, so both see the same machine load).
 """
 
-import os
 import tempfile
 import time
 
@@ -18,13 +17,12 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks import common
 from configs import folder as folder_config
 from configs import mnist as mnist_config
 from ssinfogan_jax import experiment, input_pipeline, train
-from ssinfogan_jax.data import builders
 
-_RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
-_RAW_DIR = flags.DEFINE_string("raw_dir", os.path.abspath(_RAW), "MNIST IDX folder.")
+_RAW_DIR = flags.DEFINE_string("raw_dir", common.RAW_MNIST, "MNIST IDX folder.")
 _MNIST_DATA_DIR = flags.DEFINE_string("mnist_data_dir", "", "Prepared tfds MNIST ('' = temp).")
 _IMAGES_DIR = flags.DEFINE_string("images_dir", "/tmp/mnist_folder", "Exported folder.")
 _LABELS_CSV = flags.DEFINE_string("labels_csv", "/tmp/mnist_folder/labels.csv", "Its CSV.")
@@ -36,9 +34,7 @@ _BLOCKS = flags.DEFINE_integer("blocks", 3, "Timed blocks per path.")
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = _MNIST_DATA_DIR.value or tmp
-        if not builders.is_prepared("mnist", data_dir):
-            builders.prepare("mnist", _RAW_DIR.value, data_dir)
+        data_dir = common.prepared_mnist(_MNIST_DATA_DIR.value or tmp, _RAW_DIR.value)
         mnist = mnist_config.get_config()
         mnist.data.num_labeled = 100
         mnist.data.data_dir = data_dir
