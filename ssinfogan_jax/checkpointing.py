@@ -9,8 +9,10 @@ states, step and base RNG key); `meta` is JSON (step, metrics, anything the loop
 check on resume). Saving is asynchronous; call `wait_until_finished` before exiting.
 
 A checkpoint that cannot be restored is reported with its path and step, and the older intact
-ones (`CheckpointError`); nothing is deleted or silently replaced by a fresh start. Nothing is
-created in the work dir until the first save, so reading a mistyped work dir leaves no trace.
+ones (`CheckpointError`); nothing is deleted or silently replaced by a fresh start. A save that
+fails is reported with its own step (not the step of the save that found out) and the intact
+checkpoints; a full disk has its own `DiskFullError`. Nothing is created in the work dir until
+the first save, so reading a mistyped work dir leaves no trace.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ssinfogan_jax import fileio
+
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
 
@@ -33,6 +37,18 @@ class CheckpointError(RuntimeError):
 
 class NoCheckpointError(FileNotFoundError):
     """The work dir holds no checkpoint of the kind asked for."""
+
+
+class DiskFullError(CheckpointError):
+    """A save failed for a full disk (or quota); the checkpoints saved before are intact."""
+
+
+def disk_full_advice(workdir: str) -> str:
+    """What to do about a full disk under `workdir`, for the end of a one-line message."""
+    return (
+        f"free space there, or copy {workdir} to a disk with room and pass the copy as "
+        "--workdir; running again resumes from the last intact checkpoint, if any"
+    )
 
 
 def _cause(e: BaseException, limit: int = 200) -> str:
@@ -80,6 +96,9 @@ class Checkpointer:
             os.path.join(workdir, LATEST_DIR),
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False),
         )
+        # The step of each manager's last save until it is waited for: orbax reports a failed
+        # background save when the next save or wait finds it, and the message names this step.
+        self._unfinished: dict[str, int | None] = {LATEST_DIR: None, BEST_DIR: None}
         self._best = None
         if best_metric:
             self._best = ocp.CheckpointManager(
@@ -110,7 +129,9 @@ class Checkpointer:
         if not _is_finite(state):
             raise FloatingPointError(f"refusing to checkpoint a non-finite state at step {step}")
         args = self._save_args(state, {"step": step, **(meta or {})})
+        self._wait(LATEST_DIR)  # orbax waits there anyway; an earlier failure keeps its step.
         self._guard(step, LATEST_DIR, lambda: self._latest.save(step, args=args))
+        self._unfinished[LATEST_DIR] = step
 
     def save_best(self, step: int, state, metrics: dict[str, float], meta: dict | None = None):
         """Offers the state as the best checkpoint; kept if its metric beats the kept one."""
@@ -122,14 +143,17 @@ class Checkpointer:
         metrics = {k: float(v) for k, v in metrics.items()}
         meta = {"step": step, "metrics": metrics, **(meta or {})}
         args = self._save_args(state, meta)
+        self._wait(BEST_DIR)
         self._guard(step, BEST_DIR, lambda: self._best.save(step, args=args, metrics=metrics))
+        self._unfinished[BEST_DIR] = step
 
     def _check_writable(self, step: int) -> None:
         if self.read_only:
             raise CheckpointError(f"{self.workdir} was opened read-only; not saving step {step}")
 
     def _guard(self, step: int | None, kind: str, fn) -> None:
-        """Runs a save (or a wait for one); any failure becomes a CheckpointError with the path."""
+        """Runs a save (or a wait for one); any failure becomes a CheckpointError with the path
+        (DiskFullError for a full disk)."""
         try:
             fn()
         except FloatingPointError:
@@ -141,10 +165,24 @@ class Checkpointer:
                 intact = self.all_steps()
             except Exception:  # The directory itself may be what failed.
                 intact = "unknown"
+            if reason := fileio.disk_full_reason(e):
+                kept = (
+                    f"intact checkpoints: {intact}, left untouched"
+                    if intact
+                    else "no earlier checkpoint"
+                )
+                advice = disk_full_advice(self.workdir)
+                raise DiskFullError(f"disk full: {what} failed ({reason}); {kept}; {advice}") from e
             raise CheckpointError(
                 f"{what} failed ({_cause(e)}); intact checkpoints: {intact or 'none'}. Free "
                 "space or fix the directory, then run again to resume."
             ) from e
+
+    def _wait(self, kind: str) -> None:
+        """Waits for the pending save of `kind` (LATEST_DIR or BEST_DIR); raises if it failed."""
+        manager = self._latest if kind == LATEST_DIR else self._best
+        self._guard(self._unfinished[kind], kind, manager.wait_until_finished)
+        self._unfinished[kind] = None
 
     def latest_step(self, which: str = "latest") -> int | None:
         return self._manager(which).latest_step()
@@ -213,10 +251,16 @@ class Checkpointer:
         raise ValueError(f"unknown checkpoint kind {which!r} (or no best metric configured)")
 
     def wait_until_finished(self) -> None:
-        """Blocks until pending saves are written; CheckpointError if one of them failed."""
-        self._guard(None, LATEST_DIR, self._latest.wait_until_finished)
-        if self._best is not None:
-            self._guard(None, BEST_DIR, self._best.wait_until_finished)
+        """Blocks until pending saves are written, the best's even when the latest's failed;
+        CheckpointError (the first) if one of them failed."""
+        failures = []
+        for kind in (LATEST_DIR, BEST_DIR) if self._best is not None else (LATEST_DIR,):
+            try:
+                self._wait(kind)
+            except CheckpointError as e:
+                failures.append(e)
+        if failures:
+            raise failures[0]
 
     def close(self) -> None:
         self._latest.close()

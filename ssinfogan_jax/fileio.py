@@ -4,6 +4,7 @@
     fileio.write_bytes(path, data); fileio.read_bytes(path)
     fileio.write_json(path, record); fileio.read_json(path)
     fileio.append_line(path, line)                           # eval_history.jsonl
+    fileio.disk_full_reason(error)                           # "No space left on device" or None
 
 A local path and a gs:// URL behave alike: parent folders are made as needed, and a file is
 written whole or not at all (locally through a temporary file and a rename; an object store
@@ -18,6 +19,7 @@ sets (tf.data).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -27,6 +29,8 @@ from etils import epath
 
 Path = epath.Path
 PathLike = epath.PathLike
+
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def is_remote(path: PathLike) -> bool:
@@ -98,3 +102,23 @@ def append_line(path: PathLike, line: str) -> Path:
         return path
     before = read_text(path) if path.exists() else ""
     return write_text(path, before + line + "\n")
+
+
+def disk_full_reason(error: BaseException) -> str | None:
+    """The OS's words for a full disk or an exceeded quota (ENOSPC, EDQUOT), if that is what
+    `error`, or an error it was raised from, reports; else None.
+
+    Only Python's own file calls raise an OSError with the errno: tensorstore (orbax's writer)
+    raises a ValueError ("RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']")
+    and TensorFlow an OpError, each carrying the OS's message, which is what is looked for.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+            return os.strerror(error.errno)
+        for code in _DISK_FULL_ERRNOS:
+            if os.strerror(code) in str(error):
+                return os.strerror(code)
+        error = error.__cause__
+    return None

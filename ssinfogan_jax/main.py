@@ -8,12 +8,12 @@ Multi-host: on TPU VMs the processes find each other by themselves; on CPU/GPU c
 
 Exit codes (ssinfogan_jax/exit_codes.py): 0 finished, 2 bad config or input, 3 a fault that
 needs a person, 75 preempted (run the same command again to resume). Every known failure is
-one line on stderr, starting with FATAL; --verbose adds its traceback.
+one line on stderr, starting with FATAL; --verbose adds its traceback (and, for a full disk,
+orbax's reports of the failed save from its background threads).
 """
 
 from __future__ import annotations
 
-import errno
 import logging as std_logging
 import os
 import sys
@@ -42,11 +42,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
-def _known_failure(e: BaseException) -> tuple[int, str] | None:
+def _known_failure(e: BaseException, workdir: str) -> tuple[int, str] | None:
     """(exit code, one-line message) for a failure the project knows; None for a bug."""
     import tensorflow as tf
 
-    from ssinfogan_jax import checkpointing, config_checks, exit_codes, input_pipeline
+    from ssinfogan_jax import checkpointing, config_checks, exit_codes, fileio, input_pipeline
 
     if isinstance(e, exit_codes.RunStopped):
         return e.exit_code, str(e)
@@ -62,11 +62,14 @@ def _known_failure(e: BaseException) -> tuple[int, str] | None:
         return exit_codes.NEEDS_A_PERSON, f"FATAL {e}"
     if isinstance(e, FloatingPointError):
         return exit_codes.NEEDS_A_PERSON, f"FATAL diverged: {e}"
+    if reason := fileio.disk_full_reason(e):  # Not a checkpoint: TensorBoard, the run's record.
+        where = getattr(e, "filename", None) or workdir
+        advice = checkpointing.disk_full_advice(workdir)
+        return exit_codes.NEEDS_A_PERSON, f"FATAL disk full: {reason} ({where}); {advice}"
     if isinstance(e, OSError):
-        what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
         where = f" ({e.filename})" if e.filename else ""
         reason = e.strerror or str(e)
-        return exit_codes.NEEDS_A_PERSON, f"FATAL {what}: {reason}{where}; fix it and run again"
+        return exit_codes.NEEDS_A_PERSON, f"FATAL I/O error: {reason}{where}; fix it and run again"
     if isinstance(e, tf.errors.OpError):  # TensorFlow's file layer (TensorBoard, tf.io).
         return exit_codes.NEEDS_A_PERSON, f"FATAL I/O error: {e.message.splitlines()[0]}"
     return None
@@ -75,6 +78,17 @@ def _known_failure(e: BaseException) -> tuple[int, str] | None:
 def _quiet_orbax(record) -> bool:
     """Drops orbax's per-save INFO lines (dozens per checkpoint); keeps its warnings."""
     return "/orbax/" not in record.pathname or record.levelno >= std_logging.WARNING
+
+
+def _drop_disk_full_tracebacks(record) -> bool:
+    """Drops orbax's reports of a save that failed for a full disk: it logs the error with its
+    traceback once per thread that meets it (four for one save), while main's one line says
+    what happened, where and what to do. Any other orbax error is kept, traceback and all."""
+    if "/orbax/" not in record.pathname or not record.exc_info:
+        return True
+    from ssinfogan_jax import fileio  # Here: --help answers without loading the package.
+
+    return not fileio.disk_full_reason(record.exc_info[1])
 
 
 def _drop_closed_loop_noise(unraisable) -> None:
@@ -90,6 +104,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(_quiet_orbax)
+    if not _VERBOSE.value:
+        logging.get_absl_handler().addFilter(_drop_disk_full_tracebacks)
     # Imported here so that --help and flag errors answer without loading TF and JAX.
     import jax
     import tensorflow as tf
@@ -122,7 +138,7 @@ def main(argv: list[str]) -> None:
         else:
             metrics = loop.sample(_CONFIG.value, _WORKDIR.value)
     except Exception as e:  # Sorted into known failures and bugs below.
-        known = _known_failure(e)
+        known = _known_failure(e, _WORKDIR.value)
         if known is None:
             raise  # A bug: the traceback is what helps.
         code, message = known

@@ -1,5 +1,6 @@
 """The file layer on local paths (tests/test_gcs_workdir.py runs it on a GCS emulator)."""
 
+import errno
 import os
 import stat
 
@@ -27,3 +28,20 @@ def test_append_line_adds_to_the_end(tmp_path):
 
 def test_urls_are_remote():
     assert fileio.is_remote("gs://bucket/run") and not fileio.is_remote("/tmp/run")
+
+
+def test_a_full_disk_is_recognised_in_each_library_s_wording():
+    tensorstore = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing "x/0" in OCDBT database at local file "/d/": Failed '
+        "to write 24240128 bytes to file 11: No space left on device [os_error_code='28']"
+    )
+    assert fileio.disk_full_reason(tensorstore) == "No space left on device"
+    assert fileio.disk_full_reason(OSError(errno.EDQUOT, "Disk quota exceeded", "/d/x")) == (
+        "Disk quota exceeded"
+    )
+    try:  # As checkpointing wraps it.
+        raise RuntimeError("saving step 6 failed") from tensorstore
+    except RuntimeError as wrapped:
+        assert fileio.disk_full_reason(wrapped) == "No space left on device"
+    assert fileio.disk_full_reason(ValueError("RESOURCE_EXHAUSTED: too many requests")) is None
+    assert fileio.disk_full_reason(OSError(errno.EACCES, "Permission denied")) is None
