@@ -1,6 +1,13 @@
-"""Shared small fixtures: configs, batches, host copies, fast compiles."""
+"""Shared small fixtures: configs, batches, host copies, fast compiles, and the digits smoke
+run through `python -m ssinfogan_jax.main` (one data set, judge and XLA cache per session)."""
 
 from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
 
 import jax
 import ml_collections
@@ -8,7 +15,16 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import default
+from configs import default, digits
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The digits smoke run (configs/digits.py:runlocal): checkpoints at 3 and 6. The shared run
+# below also evaluates every DIGITS_EVAL_EVERY steps.
+DIGITS_STEPS = 6
+DIGITS_EVAL_EVERY = 2
+# The judge of every digits run here: its accuracy is not under test, and 5 steps train it in
+# seconds where runlocal's 50 take most of a minute.
+DIGITS_CLASSIFIER_STEPS = 5
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +125,105 @@ def create_models(config: ml_collections.ConfigDict):
     """(layout, G, D) of a config."""
     exp = experiment_of(config)
     return (exp.layout, *exp.models())
+
+
+@pytest.fixture(scope="session")
+def digits_shared(tmp_path_factory) -> pathlib.Path:
+    """The offline digits prepared once per session, in a folder that also holds what every
+    digits run shares: the independent classifier (`classifiers`, trained by the first run that
+    needs it) and the persistent XLA cache (`xla`)."""
+    from ssinfogan_jax import input_pipeline
+
+    root = tmp_path_factory.mktemp("digits_shared")
+    input_pipeline.prepare("digits", "", str(root / "tfds"))
+    return root
+
+
+def main_command(shared: pathlib.Path, workdir, *flags: str) -> list[str]:
+    """`python -m ssinfogan_jax.main` on the digits smoke run with the session's data, judge and
+    XLA cache. A flag in `flags` replaces the default of the same name (e.g.
+    `--config.compilation_cache_dir=...`); the others are appended."""
+    command = {
+        "--config": f"--config={ROOT}/configs/digits.py:runlocal",
+        "--workdir": f"--workdir={workdir}",
+        "--config.data.data_dir": f"--config.data.data_dir={shared / 'tfds'}",
+        "--config.eval.classifier_dir": f"--config.eval.classifier_dir={shared / 'classifiers'}",
+        "--config.eval.classifier_steps": (
+            f"--config.eval.classifier_steps={DIGITS_CLASSIFIER_STEPS}"
+        ),
+        "--config.compilation_cache_dir": f"--config.compilation_cache_dir={shared / 'xla'}",
+    }
+    for flag in flags:
+        command[flag.split("=")[0]] = flag
+    return [sys.executable, "-m", "ssinfogan_jax.main", *command.values()]
+
+
+def run_main(
+    shared: pathlib.Path, workdir, *flags: str, timeout: float = 1500, env=None
+) -> subprocess.CompletedProcess:
+    """`main_command` run to its end; stdout and stderr captured apart, as text."""
+    return subprocess.run(
+        main_command(shared, workdir, *flags),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_main(shared: pathlib.Path, workdir, *flags: str, **popen_kwargs) -> subprocess.Popen:
+    """`main_command` started in the background, stderr merged into stdout (a pipe)."""
+    popen_kwargs = {"cwd": ROOT, **popen_kwargs}
+    return subprocess.Popen(
+        main_command(shared, workdir, *flags),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen_kwargs,
+    )
+
+
+def digits_config(shared: pathlib.Path, **overrides) -> ml_collections.ConfigDict:
+    """The config `main_command` runs, for in-process runs, without the compilation cache (an
+    in-process run must not reconfigure the test process); `overrides` set top-level fields."""
+    config = digits.get_config("runlocal")
+    config.data.data_dir = str(shared / "tfds")
+    config.eval.classifier_dir = str(shared / "classifiers")
+    config.eval.classifier_steps = DIGITS_CLASSIFIER_STEPS
+    config.compilation_cache_dir = ""
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_shared, tmp_path_factory) -> pathlib.Path:
+    """A finished smoke run through main: checkpoints at steps 3 and 6, evaluations at 2, 4
+    and 6. Tests copy it (`copy_run`) before touching it."""
+    workdir = tmp_path_factory.mktemp("digits_run") / "run"
+    result = run_main(digits_shared, workdir, f"--config.eval_every_steps={DIGITS_EVAL_EVERY}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def copy_run(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A copy of a finished run's work dir under tmp_path."""
+    workdir = tmp_path / "run"
+    shutil.copytree(run, workdir)
+    return workdir
+
+
+def saved_state(workdir) -> tuple[int, dict]:
+    """(step, state) of a run's latest checkpoint, read as saved: no template, nothing compiled
+    (the state is a dict: generator, discriminator, rng, step)."""
+    import orbax.checkpoint as ocp
+
+    from ssinfogan_jax import checkpointing
+
+    manager = ocp.CheckpointManager(os.path.join(workdir, checkpointing.LATEST_DIR))
+    try:
+        step = manager.latest_step()
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    finally:
+        manager.close()
+    return step, restored.state

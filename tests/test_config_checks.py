@@ -1,24 +1,18 @@
 """Start-up validation: each problem is reported on one line that names the config field."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import pytest
-from conftest import experiment_of
+from conftest import experiment_of, run_main
 
 from configs import celeba, default, digits, mnist
 from ssinfogan_jax import config_checks, experiment, input_pipeline
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope="module")
-def digits_data_dir(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    input_pipeline.prepare("digits", "", data_dir)
-    return data_dir
+def digits_data_dir(digits_shared):
+    return str(digits_shared / "tfds")
 
 
 @pytest.fixture
@@ -155,29 +149,15 @@ def test_several_problems_are_all_reported(config):
     ]
 
 
-def _run_main(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ssinfogan_jax.main", "--config=configs/digits.py", *flags],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_misspelt_command_line_override_gives_a_clean_message(tmp_path):
-    result = _run_main(f"--workdir={tmp_path}", "--config.data.num_labelled=5")
+def test_misspelt_command_line_override_gives_a_clean_message(digits_shared, tmp_path):
+    result = run_main(digits_shared, tmp_path, "--config.data.num_labelled=5", timeout=300)
     assert result.returncode == 2
     assert "FATAL config error" in result.stderr and "num_labeled" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_invalid_value_on_the_command_line_stops_before_training(tmp_path, digits_data_dir):
-    result = _run_main(
-        f"--workdir={tmp_path}",
-        f"--config.data.data_dir={digits_data_dir}",
-        "--config.data.num_labeled=-4",
-    )
+def test_invalid_value_on_the_command_line_stops_before_training(digits_shared, tmp_path):
+    result = run_main(digits_shared, tmp_path, "--config.data.num_labeled=-4", timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "config.data.num_labeled: -4 is negative" in result.stderr
     assert "Traceback" not in result.stderr

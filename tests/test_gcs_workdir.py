@@ -19,11 +19,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import ROOT, main_command
 
 pytest.importorskip("gcsfs", reason="gs:// through etils epath needs gcsfs ([test] extra)")
 emulator_server = pytest.importorskip(
@@ -33,7 +33,6 @@ storage = pytest.importorskip("google.cloud.storage")
 from gcp_storage_emulator.handlers import objects as emulator_objects  # noqa: E402
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET, RUN = "bucket", "run"
 # How a preempted run ends: 75 where this checkout defines exit codes, else 0. (Checked by
 # file: an editable install elsewhere may lend the package modules this checkout lacks.)
@@ -80,7 +79,6 @@ def _env(url: str) -> dict[str, str]:
     return dict(
         os.environ,
         PYTHONPATH=ROOT,
-        JAX_DISABLE_MOST_OPTIMIZATIONS="true",  # Cheap compiles; nothing here is numerical.
         # google-cloud-storage and gcsfs (etils epath's backend for gs:// once EPATH_USE_TF
         # is false; otherwise it would take TensorFlow's, which cannot reach the emulator).
         STORAGE_EMULATOR_HOST=url,
@@ -92,25 +90,20 @@ def _env(url: str) -> dict[str, str]:
     )
 
 
-def _main(url, local, *flags: str) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "-m",
-        "ssinfogan_jax.main",
-        f"--config={ROOT}/configs/digits.py:runlocal",
-        f"--workdir=gs://{BUCKET}/{RUN}",
-        f"--config.data.data_dir={local / 'tfds'}",  # tf.data: TensorFlow's file system.
-        f"--config.tensorboard_dir={local / 'tensorboard'}",  # tf.summary: the same.
-        f"--config.compilation_cache_dir={local / 'xla'}",
+def _main(url, shared, local, *flags: str) -> subprocess.Popen:
+    """The digits smoke run on gs://bucket/run; the session's tfds data and XLA cache (local)."""
+    command = main_command(
+        shared,
+        f"gs://{BUCKET}/{RUN}",
+        f"--config.tensorboard_dir={local / 'tensorboard'}",  # tf.summary: TF's file system.
         f"--config.eval.classifier_dir=gs://{BUCKET}/classifiers",
-        "--config.eval.classifier_steps=5",
         "--config.checkpoint_every_steps=2",
         "--config.log_every_steps=1",
         *flags,
-    ]
+    )
     # The working directory is a fresh folder, so a path mistaken for a local one shows there.
     return subprocess.Popen(
-        args, cwd=local, env=_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command, cwd=local, env=_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
 
 
@@ -141,13 +134,13 @@ def _saved_steps(client, directory: str = "checkpoints") -> list[int]:
     return sorted(steps)
 
 
-def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, tmp_path):
+def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, digits_shared, tmp_path):
     client, local = _client(emulator), tmp_path
     timings = {}
 
     # Train until the first checkpoint is in the bucket, then SIGTERM: a checkpoint, an exit.
     start = time.perf_counter()
-    process = _main(emulator, local, "--config.num_train_steps=1000")
+    process = _main(emulator, digits_shared, local, "--config.num_train_steps=1000")
     try:
         deadline = time.time() + 600  # Generous: a loaded CI machine compiles slowly.
         while 2 not in _saved_steps(client):
@@ -170,7 +163,13 @@ def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, tmp_path):
     start = time.perf_counter()
     final = step + 2
     output = _finish(
-        _main(emulator, local, f"--config.num_train_steps={final}", "--config.eval_every_steps=1")
+        _main(
+            emulator,
+            digits_shared,
+            local,
+            f"--config.num_train_steps={final}",
+            "--config.eval_every_steps=1",
+        )
     )
     assert f"Resumed from step {step} in gs://{BUCKET}/{RUN}" in output
     assert f"Read the labelled subset (100 examples) from gs://{BUCKET}/{RUN}/" in output
@@ -179,10 +178,10 @@ def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, tmp_path):
     timings["resume"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    _finish(_main(emulator, local, "--mode=eval"))
+    _finish(_main(emulator, digits_shared, local, "--mode=eval"))
     timings["eval"] = time.perf_counter() - start
     start = time.perf_counter()
-    _finish(_main(emulator, local, "--mode=sample", "--config.sample.per_value=2"))
+    _finish(_main(emulator, digits_shared, local, "--mode=sample", "--config.sample.per_value=2"))
     timings["sample"] = time.perf_counter() - start
 
     names = _names(client)

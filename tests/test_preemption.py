@@ -10,15 +10,14 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
+import jax
 import numpy as np
-import pytest
+from conftest import ROOT, main_command, saved_state
 
-from ssinfogan_jax import checkpointing, exit_codes, input_pipeline
+from ssinfogan_jax import checkpointing, exit_codes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTRA = 4  # Steps the resumed and the straight runs make after the preempted step.
 
 
@@ -36,13 +35,6 @@ def _free_port() -> int:
             return port
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shared")
-    input_pipeline.prepare("digits", "", str(root / "tfds"))
-    return root
-
-
 def _launch(shared, workdir, steps: int) -> list[subprocess.Popen]:
     """The digits smoke run as 2 processes of one job; stdout and stderr merged."""
     port = _free_port()
@@ -53,23 +45,17 @@ def _launch(shared, workdir, steps: int) -> list[subprocess.Popen]:
     env.pop("XLA_FLAGS", None)
     return [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ssinfogan_jax.main",
-                "--config=configs/digits.py:runlocal",
-                f"--workdir={workdir}",
+            main_command(
+                shared,
+                workdir,
                 f"--coordinator_address=127.0.0.1:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",
                 f"--config.num_train_steps={steps}",
-                f"--config.data.data_dir={shared / 'tfds'}",
-                f"--config.eval.classifier_dir={shared / 'classifiers'}",
-                f"--config.compilation_cache_dir={shared / 'xla'}",
                 "--config.checkpoint_every_steps=4",
                 "--config.log_every_steps=1",
                 "--config.best_metric=",
-            ],
+            ),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -92,23 +78,10 @@ def _outputs(processes, timeout: float = 1500) -> list[str]:
     return outputs
 
 
-def _final_state(workdir):
-    """The latest checkpoint's arrays and step, read without a template (as saved)."""
-    import orbax.checkpoint as ocp
-
-    manager = ocp.CheckpointManager(os.path.join(workdir, checkpointing.LATEST_DIR))
-    step = manager.latest_step()
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    manager.close()
-    import jax
-
-    return step, [np.asarray(x) for x in jax.tree.leaves(restored.state)]
-
-
-def test_one_host_sigterm_stops_both_at_the_same_step_and_resume_is_exact(shared, tmp_path):
+def test_one_host_sigterm_stops_both_at_the_same_step_and_resume_is_exact(digits_shared, tmp_path):
     start = time.time()
     run = tmp_path / "preempted"
-    processes = _launch(shared, run, steps=100_000)
+    processes = _launch(digits_shared, run, steps=100_000)
     deadline = time.time() + 480
     try:
         while not (run / checkpointing.LATEST_DIR / "4").exists():
@@ -134,13 +107,14 @@ def test_one_host_sigterm_stops_both_at_the_same_step_and_resume_is_exact(shared
     print(f"both processes saved step {step} and exited {codes}: {lines[0]}")
 
     straight = tmp_path / "straight"
-    straight_run = _launch(shared, straight, steps=step + EXTRA)
-    resumed_run = _launch(shared, run, steps=step + EXTRA)
+    straight_run = _launch(digits_shared, straight, steps=step + EXTRA)
+    resumed_run = _launch(digits_shared, run, steps=step + EXTRA)
     for name, procs in (("straight", straight_run), ("resumed", resumed_run)):
         outputs = _outputs(procs)
         assert [p.returncode for p in procs] == [0, 0], (name, [o[-3000:] for o in outputs])
-    resumed_step, resumed = _final_state(run)
-    straight_step, reference = _final_state(straight)
+    resumed_step, resumed = saved_state(run)
+    straight_step, reference = saved_state(straight)
+    resumed, reference = jax.tree.leaves(resumed), jax.tree.leaves(reference)
     assert resumed_step == straight_step == step + EXTRA
     assert len(resumed) == len(reference)
     for a, b in zip(resumed, reference, strict=True):
