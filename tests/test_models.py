@@ -285,8 +285,10 @@ def test_unknown_dtype_is_a_clear_model_error():
         models.create_models("infogan_mnist", layout, dtype="float16")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("arch", ["infogan_mnist", "infogan_32"])
+# Each architecture and each dtype once (every pair costs 10-20 s of compiles on 2 cores): a
+# layer that one architecture alone has and that differs between the implementations (padding,
+# stride, kernel layout) moves whole outputs, far beyond bfloat16's 3%.
+@pytest.mark.parametrize("arch, dtype", [("infogan_mnist", "float32"), ("infogan_32", "bfloat16")])
 def test_conv_impls_share_parameters_values_and_gradients(arch, dtype):
     """conv_impl 'flax' (Flax's nn.Conv / nn.ConvTranspose) and 'cpu_fast' (layers.py): the
     same parameter tree and initial values (a checkpoint moves between them), and the same
