@@ -122,8 +122,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.arch = "infogan_mnist"  # See models.ARCHITECTURES.
     # Matmul precision: 'float32', or 'bfloat16' (bfloat16 operands, float32 accumulation;
-    # parameters, optimizer state, batch-norm statistics and losses stay float32). Not yet
-    # measured to converge like float32: see benchmarks/README.md.
+    # parameters, optimizer state, batch-norm statistics and losses stay float32). Converges
+    # like float32 on MNIST (0.989 at 2,000 steps, 100 labels); see benchmarks/README.md.
     config.model.dtype = "float32"
     # How the k4 s2 convolutions are computed: 'cpu_fast' (ssinfogan_jax/layers.py, tuned for
     # XLA:CPU), 'flax' (Flax's nn.Conv / nn.ConvTranspose: XLA's own, what GPUs and TPUs are
