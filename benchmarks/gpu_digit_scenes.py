@@ -42,7 +42,7 @@ import types
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_INSTANCE_NOISE = dict(stddev=0.1, decay=0.9995)  # configs/cifar10.py's setting.
+_INSTANCE_NOISE = {"instance_noise.stddev": 0.1, "instance_noise.decay": 0.9995}  # cifar10's
 # name -> (configs/digit_scenes.py argument, overrides).
 RUNS = {
     "svhn_l1pct_s1": ("svhn", {"seed": 1}),
@@ -53,14 +53,14 @@ RUNS = {
     "svhn_l0_s2": ("svhn,infogan", {"seed": 2}),
     "svhn_l0.1pct_s1": ("svhn", {"seed": 1, "data.labeled_fraction": 0.001}),
     "svhn_l10pct_s1": ("svhn", {"seed": 1, "data.labeled_fraction": 0.1}),
-    "svhn_l1pct_noise_s1": ("svhn", {"seed": 1, "instance_noise": _INSTANCE_NOISE}),
+    "svhn_l1pct_noise_s1": ("svhn", {"seed": 1, **_INSTANCE_NOISE}),
 }
 # The recipe search after the reference's Adam rates (G 1e-3, D 1e-4) collapsed G at 32x32.
 _LR = {"optimizer.g_learning_rate": 2e-4, "optimizer.d_learning_rate": 2e-4}
 RUNS |= {
     "svhn_l1pct_lr2e-4_s1": ("svhn", {"seed": 1, **_LR}),
     "svhn_l1pct_g5e-4_d2e-4_s1": ("svhn", {"seed": 1, **_LR, "optimizer.g_learning_rate": 5e-4}),
-    "svhn_l1pct_lr2e-4_noise_s1": ("svhn", {"seed": 1, **_LR, "instance_noise": _INSTANCE_NOISE}),
+    "svhn_l1pct_lr2e-4_noise_s1": ("svhn", {"seed": 1, **_LR, **_INSTANCE_NOISE}),
     "svhn_l1pct_lr1e-4_s1": ("svhn", {"seed": 1, "optimizer.g_learning_rate": 1e-4}),
     "celeba_l1pct_lr2e-4_s1": ("celeba", {"seed": 1, **_LR}),
     "svhn_l0_lr2e-4_s1": ("svhn,infogan", {"seed": 1, **_LR}),
@@ -196,16 +196,7 @@ def make_config(run: str, args):
 
     arg, overrides = RUNS[run]
     config = scenes_config.get_config(arg + (",runlocal" if args.smoke else ""))
-    for field, value in overrides.items():
-        node, *path = field.split(".")
-        target = config
-        for part in [node, *path][:-1]:
-            target = target[part]
-        key = [node, *path][-1]
-        if isinstance(value, dict):
-            target[key].update(value)
-        else:
-            target[key] = value
+    config.update_from_flattened_dict(overrides)
     if args.smoke and config.data.num_labeled != 0:  # 400 rendered examples, not 60,000.
         config.data.num_labeled = 40
     config.eval.classifier_dir = os.path.join(args.out, "judges")

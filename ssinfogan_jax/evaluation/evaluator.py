@@ -136,16 +136,9 @@ class Evaluator:
                 continue
             # The first categorical code keeps its key of before (its metrics keep their values).
             rng = jax.random.fold_in(self.rng, 1 if c == self.code else 100 + i)
+            sweep = (generate, judge, self.layout, c.name, self.samples_per_value, rng)
             if c.categorical:
-                accuracy = metrics.evaluate_conditional(
-                    generate,
-                    judge,
-                    self.layout,
-                    c.name,
-                    self.samples_per_value,
-                    rng,
-                    batch_size=_EVAL_BATCH,
-                )
+                accuracy = metrics.evaluate_conditional(*sweep, batch_size=_EVAL_BATCH)
                 if c == self.code:
                     result.update(accuracy.as_dict("cond_acc_"))
                 result[f"cond_acc_direct/{c.name}"] = accuracy.direct
@@ -153,14 +146,7 @@ class Evaluator:
                 direct.append(accuracy.direct)
             else:
                 result[f"cond_corr/{c.name}"] = metrics.evaluate_continuous(
-                    generate,
-                    judge,
-                    self.layout,
-                    c.name,
-                    self.samples_per_value,
-                    rng,
-                    num_values=_SWEEP_VALUES,
-                    batch_size=_EVAL_BATCH,
+                    *sweep, num_values=_SWEEP_VALUES, batch_size=_EVAL_BATCH
                 )
         if direct:
             result["cond_acc_direct_mean"] = float(np.mean(direct))
