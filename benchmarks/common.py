@@ -45,10 +45,15 @@ def mnist_batch(batch_size: int, seed: int = 0) -> dict:
 
 
 def jax_step(
-    batch_size: int, donate: bool | None = None, dtype: str = "float32", conv_impl: str = "auto"
+    batch_size: int,
+    donate: bool | None = None,
+    dtype: str = "float32",
+    conv_impl: str = "auto",
+    grad_norms: bool | None = None,
 ):
     """(jitted step, state, batch) for the reference MNIST config, its matmuls in `dtype`, its
-    convolutions by `conv_impl`.
+    convolutions by `conv_impl`, with or without the gradient-norm metrics (`grad_norms`; None:
+    the config's default).
 
     The state (float32 parameters) is the same for both dtypes and all conv_impls; only the
     modules bound into the step differ (`config.model.dtype`, `config.model.conv_impl`).
@@ -56,6 +61,8 @@ def jax_step(
     config = mnist_config(batch_size)
     config.model.dtype = dtype
     config.model.conv_impl = conv_impl
+    if grad_norms is not None:
+        config.log_grad_norms = grad_norms
     state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
     return train.make_train_step(config, donate=donate), state, mnist_batch(batch_size)
 
@@ -63,8 +70,16 @@ def jax_step(
 class JaxRunner:
     """Runs `n` train steps per call, threading the state through."""
 
-    def __init__(self, batch_size: int, dtype: str = "float32", conv_impl: str = "auto"):
-        self.step, self.state, self.batch = jax_step(batch_size, dtype=dtype, conv_impl=conv_impl)
+    def __init__(
+        self,
+        batch_size: int,
+        dtype: str = "float32",
+        conv_impl: str = "auto",
+        grad_norms: bool | None = None,
+    ):
+        self.step, self.state, self.batch = jax_step(
+            batch_size, dtype=dtype, conv_impl=conv_impl, grad_norms=grad_norms
+        )
 
     def __call__(self, n: int) -> None:
         state, metrics = self.state, None

@@ -11,6 +11,8 @@ batch, 0.8 MSE(Q_us, c_us) on fakes) and one Adam step (lr 1e-4, betas 0.5/0.999
 step through the updated D with the same codes (BCE(fake, 1) + 2 CE + 0.8 MSE) and one Adam
 step (lr 1e-3). D's parameters are frozen during the G step, so PyTorch, like our step, only
 back-propagates to the image there (the cheapest faithful twin). Layout NCHW, PyTorch's default.
+Ours runs without its gradient-norm metrics (`config.log_grad_norms=False`): the twin computes
+none.
 
 Each round runs `steps` iterations of one framework, then of the other (order alternating),
 after warm-up; the figures are the medians over rounds. Each framework runs in its own worker
@@ -200,7 +202,8 @@ def _make_runner(
     if framework == "jax":
         from benchmarks import common  # JAX only in the JAX worker.
 
-        return common.JaxRunner(batch_size, dtype=dtype)
+        # The twin computes no gradient norms: neither does ours here (config.log_grad_norms).
+        return common.JaxRunner(batch_size, dtype=dtype, grad_norms=False)
     return TorchRunner(batch_size, dtype=dtype, device=device)
 
 

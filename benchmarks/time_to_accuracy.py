@@ -17,7 +17,7 @@ k), for
   classifier, at the same cadence.
 
 The judge is the independent classifier of ssinfogan_jax/evaluation/classifier.py, found as
-`train.independent_classifier` finds it (<data_dir>/ssinfogan_classifiers/...); it is trained
+`loop.independent_classifier` finds it (<data_dir>/ssinfogan_classifiers/...); it is trained
 and cached before either timed run starts, so neither pays for it. Both load MNIST through
 the project's input pipeline (prepared from `--raw_dir` into `--data_dir` if needed, also
 before the timed runs). Each run is one process, one at a time; the clock starts just before
@@ -32,6 +32,8 @@ import os
 import subprocess
 import sys
 import time
+
+from ssinfogan_jax import exit_codes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HISTORY = "eval_history.jsonl"
@@ -51,12 +53,15 @@ def _config(args):
 
 def prepare(args) -> str:
     """Prepares the data set and the cached judge (untimed); returns the judge's path."""
-    from ssinfogan_jax import input_pipeline, train
+    from benchmarks import common
+    from ssinfogan_jax import experiment, input_pipeline, loop
 
     config = _config(args)
+    common.prepared_mnist(args.data_dir, args.raw_dir)
     test_split = input_pipeline.load_split(config, "test")
     train_split = input_pipeline.load_split(config, "train")
-    classifier = train.independent_classifier(config, test_split, train_split)
+    exp = experiment.from_config(config)
+    classifier = loop.independent_classifier(exp, test_split, train_split)
     print(f"judge: validation accuracy {classifier.val_accuracy}", flush=True)
     root = os.path.join(args.data_dir, "ssinfogan_classifiers")
     seed = config.eval.classifier_seed
@@ -128,7 +133,8 @@ def timed_run(command: list[str], workdir: str, thresholds: list[float], log: st
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
-    if proc.returncode not in (0, -15):
+    # PREEMPTED: our main saved and exited on the SIGTERM that ended it (every threshold met).
+    if proc.returncode not in (0, -15, exit_codes.PREEMPTED):
         raise RuntimeError(f"{command[:3]} exited with {proc.returncode}; see {log}")
     return {**reached, "history": rows, "wall_s": time.perf_counter() - start}
 

@@ -29,6 +29,7 @@ class ConfigError(ValueError):
 MAY_CHANGE_ON_RESUME = (
     "num_train_steps",
     "log_every_steps",
+    "log_grad_norms",
     "checkpoint_every_steps",
     "max_checkpoints_to_keep",
     "eval_every_steps",
@@ -208,6 +209,7 @@ UNCHECKED = {
     "data.data_dir": "a path: whether the data is there is checked when it loads",
     "data.raw_dir": "a path: whether its files are there is checked when the data loads",
     "eval.classifier_dir": "a path: read or created when the classifier is first needed",
+    "log_grad_norms": "a bool (ml_collections enforces the type)",
     "compilation_cache_dir": "a path ('' = off): created when the cache is enabled",
     "tensorboard_dir": "a path ('' = the work dir): created by the TensorBoard writer",
     "best_metric": "an eval metric name ('' = none); the names depend on the codes, so an "

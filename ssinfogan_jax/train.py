@@ -214,6 +214,7 @@ def train_step(
     weights: losses.LossWeights,
     instance_noise: InstanceNoise = _NO_INSTANCE_NOISE,
     consistency: Consistency = _DEFAULT_CONSISTENCY,
+    grad_norms: bool = False,
     axis_name: str | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One ss-InfoGAN iteration: a D/Q update, then a G update on the same codes.
@@ -227,6 +228,7 @@ def train_step(
       batch: `image` float32 [B, H, W, C] in G's output range, `label_masks` {label name:
         float32 [B]} (1 = labelled for that label), `labels` {label name: [B]} (anything where
         that label's mask is 0).
+      grad_norms: add d_grad_norm and g_grad_norm to the metrics (`config.log_grad_norms`).
     Returns:
       (new state, scalar metrics).
     """
@@ -296,11 +298,12 @@ def train_step(
     metrics = {
         **d_terms,
         **g_terms,
-        "d_grad_norm": optax.tree.norm(d_grads),
-        "g_grad_norm": optax.tree.norm(g_grads),
         "labeled_fraction": labeled_fraction(batch["label_masks"]),
         "instance_noise": sigma,
     }
+    if grad_norms:
+        metrics["d_grad_norm"] = optax.tree.norm(d_grads)
+        metrics["g_grad_norm"] = optax.tree.norm(g_grads)
     metrics = _mean_over_devices(metrics, axis_name)
     new_state = state.replace(step=state.step + 1, generator=g, discriminator=d)
     return new_state, metrics
@@ -328,6 +331,7 @@ def bind_train_step(
         weights=exp.weights,
         instance_noise=exp.instance_noise,
         consistency=exp.consistency,
+        grad_norms=exp.config.log_grad_norms,
         axis_name=axis_name,
     )
 

@@ -153,6 +153,29 @@ def test_evaluate_conditional_with_a_permuting_classifier(method):
     assert result.as_dict("cond_acc_") == {"cond_acc_direct": 0.0, "cond_acc_mapped": 1.0}
 
 
+def test_within_group_spread_is_the_mean_total_variance_per_group():
+    features = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [9.0, 9.0]])
+    groups = np.array([0, 0, 1, 1, 1, -1])  # -1: unlabelled, left out.
+    assert metrics.within_group_spread(features, groups) == pytest.approx((1.0 + 0.0) / 2)
+    with pytest.raises(ValueError, match="2 or more"):
+        metrics.within_group_spread(features[:1], groups[:1])
+
+
+def test_within_group_spread_of_samples_is_zero_when_g_ignores_its_other_latents():
+    def uses_noise(z):  # The digit code, plus the noise in the second pixel row.
+        image = _fake_generate(z)
+        return image.at[:, 1, :, 0].add(z["noise"][:, :2])
+
+    spreads = {}
+    for name, generate in (("collapsed", _fake_generate), ("varied", uses_noise)):
+        samples = metrics.conditional_samples(generate, LAYOUT, "digit", 50, jax.random.key(0))
+        features = samples.reshape(4 * 50, -1)
+        spreads[name] = metrics.within_group_spread(features, np.repeat(np.arange(4), 50))
+    assert spreads["collapsed"] == 0.0
+    # Two pixels carry a standard normal draw each: total variance ~2 per code value.
+    assert spreads["varied"] == pytest.approx(2.0, rel=0.25)
+
+
 # --- Frechet distance ------------------------------------------------------------------------
 
 
@@ -490,6 +513,7 @@ def test_evaluator_judges_every_supervised_code():
         assert -1.0 <= result[key] <= 1.0, key
     assert "cond_acc_direct/style" not in result  # A free code is not judged.
     assert np.isfinite(result["frechet_distance"])
+    assert result["sample_spread"] > 0  # A random G's samples vary with z.
 
 
 def test_judged_labels_are_the_supervised_ones_then_the_data_sets_others():

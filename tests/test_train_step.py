@@ -464,6 +464,21 @@ def test_step_compiles_once():
     assert step._cache_size() == 1
 
 
+def test_grad_norms_are_optional_metrics_that_change_nothing_else():
+    config = small_config()
+    assert not config.log_grad_norms  # Off by default.
+    state = initial_state("default")
+    batch = make_batch(config, MASK)
+    config.log_grad_norms = True
+    with_norms, metrics = jax.jit(train.bind_train_step(experiment_of(config)))(state, batch)
+    config.log_grad_norms = False
+    without, lean = jax.jit(train.bind_train_step(experiment_of(config)))(state, batch)
+    assert trees_equal(with_norms, without)
+    assert set(metrics) - set(lean) == {"d_grad_norm", "g_grad_norm"}
+    assert trees_equal({k: metrics[k] for k in lean}, lean)
+    assert float(metrics["d_grad_norm"]) > 0 and float(metrics["g_grad_norm"]) > 0
+
+
 def test_step_is_reproducible_and_codes_depend_on_the_step():
     step, spy = spied_step("default")
     state0 = initial_state("default")

@@ -14,6 +14,11 @@ only through the networks.
   cond_corr/<code>                    a continuous c_ss code swept over its range: Pearson
                                       correlation of the code and the classifier's regression
                                       of its label
+  sample_spread                       samples of one value of the first categorical c_ss code,
+                                      other latents from the prior: the total variance of the
+                                      classifier's features, mean over values, over the same
+                                      for the real test images of one class (~1: as varied as
+                                      the data; near 0: mode collapse, G ignores z)
   frechet_distance                    between the classifier's features of prior samples and of
                                       the real test split (float64, host-side)
   q_ss_test_acc[/<code>]              Q_ss on the real test split (direct); q_ss_test_acc is
@@ -92,9 +97,14 @@ class Evaluator:
         self.classifier = classifier
         self.code = classifier_code(self.layout)
         self._test_statistics = None
+        self._real_spread = None
         if classifier is not None:
             features = classifier.features(test_images)
             self._test_statistics = frechet.gaussian_statistics(features)
+            if self.code is not None and self.code.label in test_labels:
+                self._real_spread = metrics.within_group_spread(
+                    features, test_labels[self.code.label]
+                )
         self._generate = sampling.make_generate_fn(generator, self.layout, _EVAL_BATCH)
         self._discriminate = jax.jit(
             lambda variables, x: discriminator.apply(variables, x, train=False)["q"]
@@ -151,6 +161,9 @@ class Evaluator:
         if direct:
             result["cond_acc_direct_mean"] = float(np.mean(direct))
 
+        if self._real_spread:
+            result["sample_spread"] = self.sample_spread(generate) / self._real_spread
+
         if self.classifier is not None:
             fake_features = self.classifier.features(fakes)
             result["frechet_distance"] = frechet.frechet_distance(
@@ -178,6 +191,21 @@ class Evaluator:
             )
         )
         return result
+
+    def sample_spread(self, generate: sampling.GenerateFn) -> float:
+        """`metrics.within_group_spread` of the classifier's features of samples per value of
+        the first categorical c_ss code (the samples of its conditional accuracy)."""
+        images = metrics.conditional_samples(
+            generate,
+            self.layout,
+            self.code.name,
+            self.samples_per_value,
+            jax.random.fold_in(self.rng, 1),
+            batch_size=_EVAL_BATCH,
+        )
+        k, n = images.shape[:2]
+        features = self.classifier.features(images.reshape(k * n, *images.shape[2:]))
+        return metrics.within_group_spread(features, np.repeat(np.arange(k), n))
 
     def q_ss_on_test(self, state) -> dict[str, float]:
         """Q_ss against the test split's labels, over the examples labelled for each code (a

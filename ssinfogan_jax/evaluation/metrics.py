@@ -15,6 +15,10 @@ A supervised continuous code is judged by a sweep: the code set to evenly spaced
 range (every other code from its prior), the independent classifier's regression of its label
 on the samples, and the Pearson correlation of the two (`evaluate_continuous`).
 
+Mode collapse, which conditional accuracy cannot see (one sample per code value, repeated,
+can be classified perfectly), shows in `within_group_spread`: how much the classifier's features
+of the samples of one code value vary, against the real images of one class.
+
 The MI lower bound is `losses.mutual_information_lower_bound`. Nothing here depends on the
 training loop: G enters as a `generate(latents) -> images`
 callable and the classifier as a `classify(images) -> logits` callable.
@@ -244,6 +248,29 @@ def label_accuracy(
         per_value_mapped=mapped_counts / per_code,
         confusion=confusion,
     )
+
+
+def within_group_spread(features: np.ndarray, groups: np.ndarray) -> float:
+    """Mean over groups (with at least 2 members) of the total variance of their features.
+
+    Args:
+      features: float [N, F], e.g. the independent classifier's features.
+      groups: int [N]: each row's group (a class, a code value); rows with -1 are left out.
+
+    The total variance is the trace of the covariance: the mean squared distance of a group's
+    rows from their mean. Mode collapse (G ignoring its other latents for a fixed code value)
+    takes it to 0 for the samples of each value.
+    """
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    groups = np.asarray(groups)
+    spreads = [
+        features[groups == g].var(axis=0).sum()
+        for g in np.unique(groups[is_labelled(groups)])
+        if np.sum(groups == g) >= 2
+    ]
+    if not spreads:
+        raise ValueError("within_group_spread: no group has 2 or more rows")
+    return float(np.mean(spreads))
 
 
 def code_recovery(codes: np.ndarray, predictions: np.ndarray) -> dict[str, np.ndarray]:
