@@ -146,23 +146,31 @@ class Evaluator:
                 continue
             # The first categorical code keeps its key of before (its metrics keep their values).
             rng = jax.random.fold_in(self.rng, 1 if c == self.code else 100 + i)
-            sweep = (generate, judge, self.layout, c.name, self.samples_per_value, rng)
             if c.categorical:
-                accuracy = metrics.evaluate_conditional(*sweep, batch_size=_EVAL_BATCH)
+                images = metrics.conditional_samples(
+                    generate, self.layout, c.name, self.samples_per_value, rng, _EVAL_BATCH
+                )
+                accuracy = metrics.classify_conditional(images, judge)
                 if c == self.code:
                     result.update(accuracy.as_dict("cond_acc_"))
+                    if self._real_spread:  # From the same samples.
+                        result["sample_spread"] = self.sample_spread(images) / self._real_spread
                 result[f"cond_acc_direct/{c.name}"] = accuracy.direct
                 result[f"cond_acc_mapped/{c.name}"] = accuracy.mapped
                 direct.append(accuracy.direct)
             else:
                 result[f"cond_corr/{c.name}"] = metrics.evaluate_continuous(
-                    *sweep, num_values=_SWEEP_VALUES, batch_size=_EVAL_BATCH
+                    generate,
+                    judge,
+                    self.layout,
+                    c.name,
+                    self.samples_per_value,
+                    rng,
+                    num_values=_SWEEP_VALUES,
+                    batch_size=_EVAL_BATCH,
                 )
         if direct:
             result["cond_acc_direct_mean"] = float(np.mean(direct))
-
-        if self._real_spread:
-            result["sample_spread"] = self.sample_spread(generate) / self._real_spread
 
         if self.classifier is not None:
             fake_features = self.classifier.features(fakes)
@@ -192,17 +200,10 @@ class Evaluator:
         )
         return result
 
-    def sample_spread(self, generate: sampling.GenerateFn) -> float:
+    def sample_spread(self, images: np.ndarray) -> float:
         """`metrics.within_group_spread` of the classifier's features of samples per value of
-        the first categorical c_ss code (the samples of its conditional accuracy)."""
-        images = metrics.conditional_samples(
-            generate,
-            self.layout,
-            self.code.name,
-            self.samples_per_value,
-            jax.random.fold_in(self.rng, 1),
-            batch_size=_EVAL_BATCH,
-        )
+        a code: images [K, N, H, W, C] (those of the first categorical code's conditional
+        accuracy)."""
         k, n = images.shape[:2]
         features = self.classifier.features(images.reshape(k * n, *images.shape[2:]))
         return metrics.within_group_spread(features, np.repeat(np.arange(k), n))

@@ -199,6 +199,17 @@ def evaluate_conditional(
     reference, on the classifier's mean softmax per code value.
     """
     images = conditional_samples(generate, layout, code_name, num_per_value, rng, batch_size)
+    return classify_conditional(images, classify, num_classes, method)
+
+
+def classify_conditional(
+    images: np.ndarray,
+    classify: ClassifyFn,
+    num_classes: int | None = None,
+    method: str = "hungarian",
+) -> ConditionalAccuracy:
+    """`evaluate_conditional` on samples already drawn: images [K, N, H, W, C] (K code values,
+    as `conditional_samples` returns them)."""
     k, n = images.shape[:2]
     logits = np.asarray(classify(images.reshape(k * n, *images.shape[2:])), np.float64)
     logits = logits.reshape(k, n, -1)
