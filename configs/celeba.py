@@ -1,4 +1,4 @@
-"""CelebA (tfds `celeb_a`), a face-centred crop resized to 32x32x3 in [-1, 1], `infogan_32`.
+"""CelebA (tfds `celeb_a`), a face-centred crop resized to 32x32x3 in [-1, 1], `dcgan_32`.
 
   python -m ssinfogan_jax.main --config=configs/celeba.py --workdir=gs://bucket/celeba
   python -m ssinfogan_jax.main --config=configs/celeba.py:runlocal --workdir=/tmp/smoke
@@ -28,7 +28,7 @@ def get_config(arg: str | None = None):
     config.data.name = "celeb_a"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
-    config.model.arch = "infogan_32"
+    default.colour_32(config)
     config.latents.codes = [
         default.code(name.lower(), "categorical", 2, label=name) for name in ATTRIBUTES
     ] + [default.code("c_us", "continuous", 4)]

@@ -1,4 +1,4 @@
-"""CIFAR-10, 32x32x3 in [-1, 1], the `infogan_32` net, with instance noise.
+"""CIFAR-10, 32x32x3 in [-1, 1], the `dcgan_32` net (default.colour_32), with instance noise.
 
   python -m ssinfogan_jax.main --config=configs/cifar10.py --workdir=/tmp/cifar10
   python -m ssinfogan_jax.main --config=configs/cifar10.py:runlocal --workdir=/tmp/smoke
@@ -26,7 +26,7 @@ def get_config(arg: str | None = None):
     config.data.name = "cifar10"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.10
-    config.model.arch = "infogan_32"
+    default.colour_32(config)
     config.latents.codes = [
         default.code("object", "categorical", 10, label="label"),
         default.code("c_us", "continuous", 4),

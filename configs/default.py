@@ -44,6 +44,18 @@ def parse_arg(source: str, arg: str | None, accepted: Sequence[str]) -> frozense
     return frozenset(words)
 
 
+def colour_32(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The 32x32 colour net: DCGAN's generator (`dcgan_32`) and no batch norm in D's trunk.
+
+    Measured on digit_scenes (README): with `infogan_32` and D's batch norm, G ignores its noise
+    from the first steps (sample_spread 0.005-0.010 at step 150, 0.008 at 450); with these,
+    0.22-0.29 from step 250 to 1,000 and a Frechet distance of 41 against 145.
+    """
+    config.model.arch = "dcgan_32"
+    config.model.d_batch_norm = False
+    return config
+
+
 def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks `config` in place to a smoke run: 6 steps of batch 16, a tiny final evaluation.
 
@@ -129,6 +141,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # XLA:CPU), 'flax' (Flax's nn.Conv / nn.ConvTranspose: XLA's own, what GPUs and TPUs are
     # built for) or 'auto' ('cpu_fast' on CPU, 'flax' elsewhere). Same parameters either way.
     config.model.conv_impl = "auto"
+    # Batch norm in D's trunk (the reference's). Off for the 32x32 data sets: there D, which
+    # normalises the real and the fake batch each by its own statistics, cannot see that G's
+    # samples lack the data's spread, and G collapses (README, digit_scenes).
+    config.model.d_batch_norm = True
 
     config.latents = ml_collections.ConfigDict()
     config.latents.codes = [

@@ -1,4 +1,4 @@
-"""digit_scenes (synthetic, 32x32x3 in [-1, 1], see data/digit_scenes.py), the `infogan_32` net.
+"""digit_scenes (synthetic, 32x32x3 in [-1, 1], see data/digit_scenes.py), the `dcgan_32` net.
 
   python -m ssinfogan_jax.prepare_data --dataset=digit_scenes --raw_dir=/path/to/mnist_idx
   python -m ssinfogan_jax.main --config=configs/digit_scenes.py:svhn --workdir=/tmp/scenes
@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
     config.data.name = "digit_scenes"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
-    config.model.arch = "infogan_32"
+    default.colour_32(config)
     svhn = "svhn" in args or "celeba" not in args
     codes = []
     if svhn:

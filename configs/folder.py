@@ -10,7 +10,7 @@ classes seen, binary, or continuous), plus two free continuous codes. Every fill
 label. See README "Train on your own images" for the CSV format.
 
 Arguments (comma-separated): `gray`, 28x28 grey-scale images and the MNIST networks (default:
-32x32 colour and infogan_32); `runlocal`, a 6-step smoke run with a tiny evaluation.
+32x32 colour and dcgan_32); `runlocal`, a 6-step smoke run with a tiny evaluation.
 
 The labelled schedule and Q_ss settings are configs/mnist.py's (labelled examples shifted by up
 to 2 px, one batch in ten labelled after the ramp, Q_ss on fakes from step 1,000). Measured
@@ -39,7 +39,7 @@ def get_config(arg: str | None = None):
     if "gray" in args:
         config.model.arch = "infogan_mnist"
     else:
-        config.model.arch = "infogan_32"
+        default.colour_32(config)
     if "runlocal" in args:
         default.runlocal(config)
     return config

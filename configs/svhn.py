@@ -1,4 +1,4 @@
-"""SVHN (tfds `svhn_cropped`), 32x32x3 in [-1, 1], the `infogan_32` net.
+"""SVHN (tfds `svhn_cropped`), 32x32x3 in [-1, 1], the `dcgan_32` net (default.colour_32).
 
   python -m ssinfogan_jax.main --config=configs/svhn.py --workdir=/tmp/svhn
   python -m ssinfogan_jax.main --config=configs/svhn.py:runlocal --workdir=/tmp/smoke
@@ -24,7 +24,7 @@ def get_config(arg: str | None = None):
     config.data.name = "svhn_cropped"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
-    config.model.arch = "infogan_32"
+    default.colour_32(config)
     config.latents.codes = [
         default.code("digit", "categorical", 10, label="label"),
         default.code("c_us", "continuous", 4),

@@ -210,6 +210,7 @@ UNCHECKED = {
     "data.raw_dir": "a path: whether its files are there is checked when the data loads",
     "eval.classifier_dir": "a path: read or created when the classifier is first needed",
     "log_grad_norms": "a bool (ml_collections enforces the type)",
+    "model.d_batch_norm": "a bool (ml_collections enforces the type)",
     "compilation_cache_dir": "a path ('' = off): created when the cache is enabled",
     "tensorboard_dir": "a path ('' = the work dir): created by the TensorBoard writer",
     "best_metric": "an eval metric name ('' = none); the names depend on the codes, so an "

@@ -87,7 +87,7 @@ class Experiment:
         """(G, D) Flax modules; under pmap/shard_map pass the device axis for batch norm."""
         model = self.config.model
         return models.create_models(
-            model.arch, self.layout, axis_name, model.dtype, model.conv_impl
+            model.arch, self.layout, axis_name, model.dtype, model.conv_impl, model.d_batch_norm
         )
 
 

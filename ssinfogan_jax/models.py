@@ -7,7 +7,10 @@ top-level parameter names `trunk`, `d_head`, `q_ss`, `q_us` are what the gradien
 and any research code can rely on.
 
 Images are NHWC. Every BatchNorm takes `axis_name` so that under `pmap`/`shard_map` its batch
-statistics are global.
+statistics are global. D's trunk can go without batch norm (`d_batch_norm=False`,
+`config.model.d_batch_norm`): with it, D normalises the real and the fake batch each by its own
+statistics, so it cannot see that a batch of fakes lacks the real batch's spread (colour, above
+all), and at 32x32 G then ignores its noise (see `dcgan_32`).
 
 Every module takes `dtype` ('float32' or 'bfloat16', see layers.py): in bfloat16 the matmuls of
 every layer take bfloat16 operands and accumulate in float32; parameters, batch norm (its
@@ -123,16 +126,24 @@ class MnistGenerator(nn.Module):
         return nn.sigmoid(ConvTranspose(1)(x))
 
 
+def _trunk_norm(batch_norm: bool, train: bool, axis_name: str | None) -> Callable[[], Callable]:
+    """A factory of the trunk's normalisation layers: batch norm, or none."""
+    if batch_norm:
+        return functools.partial(_batch_norm, train, axis_name)
+    return lambda: lambda x: x
+
+
 class MnistTrunk(nn.Module):
     """infogan_mnist D/Q trunk: [B, 28, 28, 1] -> [B, 1024]. No BN after the first conv."""
 
     axis_name: str | None = None
     dtype: str = "float32"
     conv_impl: str = "auto"
+    batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        bn = functools.partial(_batch_norm, train, self.axis_name)
+        bn = _trunk_norm(self.batch_norm, train, self.axis_name)
         Dense, Conv = _layers(self.dtype, self.conv_impl, "Dense", "Conv")
         x = leaky_relu(Conv(64)(x))
         x = leaky_relu(bn()(Conv(128)(x)))
@@ -159,16 +170,41 @@ class Generator32(nn.Module):
         return jnp.tanh(ConvTranspose(3)(x))
 
 
-class Trunk32(nn.Module):
-    """infogan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256 flattened)."""
+class DcganGenerator32(nn.Module):
+    """dcgan_32 G (DCGAN's, Radford et al. 2016): [B, input] -> [B, 32, 32, 3] in [-1, 1].
+
+    FC 4x4x512 - BN - ReLU, upconv 256 and 128 each with BN - ReLU, upconv 3 - tanh. Unlike
+    Generator32 (BN on two of its five layers), every hidden layer is normalised, so with the
+    N(0, 0.02) initialisation its first samples already vary with the noise (Generator32's
+    output varies with it by ~0.1% of the data's variance at step 0).
+    """
 
     axis_name: str | None = None
     dtype: str = "float32"
     conv_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         bn = functools.partial(_batch_norm, train, self.axis_name)
+        Dense, ConvTranspose = _layers(self.dtype, self.conv_impl, "Dense", "ConvTranspose")
+        x = nn.relu(bn()(Dense(4 * 4 * 512)(z)))
+        x = x.reshape(x.shape[0], 4, 4, 512)
+        x = nn.relu(bn()(ConvTranspose(256)(x)))
+        x = nn.relu(bn()(ConvTranspose(128)(x)))
+        return jnp.tanh(ConvTranspose(3)(x))
+
+
+class Trunk32(nn.Module):
+    """infogan_32 and dcgan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256)."""
+
+    axis_name: str | None = None
+    dtype: str = "float32"
+    conv_impl: str = "auto"
+    batch_norm: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        bn = _trunk_norm(self.batch_norm, train, self.axis_name)
         (Conv,) = _layers(self.dtype, self.conv_impl, "Conv")
         x = leaky_relu(Conv(64)(x))
         x = leaky_relu(bn()(Conv(128)(x)))
@@ -187,6 +223,7 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     "infogan_mnist": Architecture(MnistGenerator, MnistTrunk, (28, 28, 1), (0.0, 1.0)),
     "infogan_32": Architecture(Generator32, Trunk32, (32, 32, 3), (-1.0, 1.0)),
+    "dcgan_32": Architecture(DcganGenerator32, Trunk32, (32, 32, 3), (-1.0, 1.0)),
 }
 
 
@@ -223,12 +260,17 @@ class Discriminator(nn.Module):
     axis_name: str | None = None
     dtype: str = "float32"
     conv_impl: str = "auto"
+    trunk_batch_norm: bool = True
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = True) -> dict:
         (Dense,) = _layers(self.dtype, self.conv_impl, "Dense")
         trunk = get_architecture(self.arch).trunk(
-            axis_name=self.axis_name, dtype=self.dtype, conv_impl=self.conv_impl, name="trunk"
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            conv_impl=self.conv_impl,
+            batch_norm=self.trunk_batch_norm,
+            name="trunk",
         )
         h = trunk(images, train)
         q = {}
@@ -250,13 +292,14 @@ def create_models(
     axis_name: str | None = None,
     dtype: str = "float32",
     conv_impl: str = "auto",
+    d_batch_norm: bool = True,
 ) -> tuple[nn.Module, Discriminator]:
     """G and D for an architecture and latent layout; `dtype` of their matmuls ('float32' or
     'bfloat16'; parameters and outputs are float32 either way); `conv_impl` of their
     convolutions ('auto': 'cpu_fast' on the CPU backend, 'flax' elsewhere; the parameter tree
-    is the same for all)."""
+    is the same for all); `d_batch_norm`: batch norm in D's trunk (Q_us's own is kept)."""
     spec = get_architecture(arch)
     layers.check_dtype(dtype)
     conv_impl = layers.resolve_conv_impl(conv_impl)
     generator = spec.generator(axis_name=axis_name, dtype=dtype, conv_impl=conv_impl)
-    return generator, Discriminator(arch, layout, axis_name, dtype, conv_impl)
+    return generator, Discriminator(arch, layout, axis_name, dtype, conv_impl, d_batch_norm)

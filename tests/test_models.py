@@ -141,6 +141,60 @@ def test_infogan_32_shapes_and_tanh_output():
     assert d_vars["params"]["q_us"]["Dense_1"]["kernel"].shape[-1] == 34
 
 
+def _colour_32_models(arch: str, d_batch_norm: bool = True):
+    config = default.colour_32(default.get_config())
+    config.model.arch, config.model.d_batch_norm = arch, d_batch_norm
+    config.latents.codes = [
+        default.code("digit", "categorical", 10, label="label"),
+        default.code("c_us", "continuous", 4),
+    ]
+    config.latents.noise_size = 124
+    return create_models(config)
+
+
+def _noise_spread_at_init(arch: str) -> float:
+    """Per-pixel standard deviation of G's first samples over 64 noise draws, codes fixed."""
+    layout, generator, _ = _colour_32_models(arch)
+    codes = latents.sample(jax.random.PRNGKey(3), layout, 64)
+    codes = {**codes, "digit": jnp.zeros_like(codes["digit"]), "c_us": codes["c_us"][:1] * 0}
+    z = latents.generator_input(
+        layout, jax.tree.map(lambda x: jnp.broadcast_to(x, (64, *x.shape[1:])), codes)
+    )
+    g_vars = jit(generator.init, train=False)(jax.random.PRNGKey(0), z)
+    images, _ = jit(generator.apply, train=True, mutable=["batch_stats"])(g_vars, z)
+    return float(images.std(axis=0).mean())
+
+
+def test_dcgan_32_samples_vary_with_the_noise_from_the_first_step():
+    # infogan_32 (BN on two of five layers, N(0, 0.02) weights) starts with samples that are
+    # nearly one image whatever the noise; dcgan_32, normalised throughout, does not.
+    assert models.get_architecture("dcgan_32").image_shape == (32, 32, 3)
+    dcgan, infogan = _noise_spread_at_init("dcgan_32"), _noise_spread_at_init("infogan_32")
+    assert dcgan > 0.1, dcgan
+    assert infogan < 0.03, infogan
+
+
+@pytest.mark.parametrize("d_batch_norm", [True, False])
+def test_d_without_batch_norm_scores_each_image_apart_from_its_batch(d_batch_norm):
+    # With batch norm in train mode D scores an image against its batch's statistics, which is
+    # what hides a collapsed batch of fakes; without it an image's logit is its own.
+    _, _, discriminator = _colour_32_models("dcgan_32", d_batch_norm)
+    images = jax.random.uniform(jax.random.PRNGKey(0), (16, 32, 32, 3), minval=-1.0, maxval=1.0)
+    d_vars = jit(discriminator.init, train=False)(jax.random.PRNGKey(1), images)
+    has_trunk_stats = "trunk" in d_vars.get("batch_stats", {})
+    assert has_trunk_stats == d_batch_norm
+    assert "BatchNorm_0" in d_vars["batch_stats"]["q_us"]  # Q_us keeps its own either way.
+    apply = jit(discriminator.apply, train=True, mutable=["batch_stats"])
+    alone, _ = apply(d_vars, images)
+    with_others, _ = apply(d_vars, images.at[8:].set(images[8:] * 0.1))
+    moved = float(jnp.abs(alone["logit"][:8] - with_others["logit"][:8]).max())
+    if d_batch_norm:
+        assert moved > 1e-3, moved
+    else:
+        assert moved < 1e-5, moved
+    assert alone["logit"].shape == (16,) and alone["q"]["digit"].shape == (16, 10)
+
+
 def test_unknown_architecture_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown architecture"):
         models.get_architecture("resnet")
