@@ -1,10 +1,14 @@
-"""Speed and start-up of the 32x32 train step (`infogan_32`, configs/digit_scenes.py).
+"""Speed and start-up of the 32x32 train step (configs/digit_scenes.py), per net.
 
     python -m benchmarks.train_step_32 [--preset svhn] [--batch_size 128] [--rounds 5]
+        [--nets dcgan_32,infogan_32]
 
 Compile time, steps/s after warm-up (median of rounds; a labelled batch, as the first steps
 of a run), XLA's memory plan for the step, and the machine's state (numpy GEMM roof, memory
-bandwidth, load) before and after, as benchmarks/train_step.py does for MNIST.
+bandwidth, load) before and after, as benchmarks/train_step.py does for MNIST. Several nets
+are timed in alternating rounds, so that their ratio holds while the machine's speed moves:
+`dcgan_32` (the 32x32 configs' net, D's trunk without batch norm) and `infogan_32` (the
+InfoGAN paper's net, with D's batch norm).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from benchmarks.train_step import flops_of, memory_of
 from configs import digit_scenes
 from ssinfogan_jax import experiment, train
 
+# name: (config.model.arch, config.model.d_batch_norm).
+NETS = {"dcgan_32": ("dcgan_32", False), "infogan_32": ("infogan_32", True)}
+
 
 def batch_of(exp, batch_size: int, seed: int = 0) -> dict:
-    """A labelled batch of the experiment's shapes and labels."""
+    """A fully labelled batch of the experiment's shapes and labels."""
     rng = np.random.default_rng(seed)
     info = exp.dataset
     labels = {}
@@ -34,7 +41,7 @@ def batch_of(exp, batch_size: int, seed: int = 0) -> dict:
             labels[c.label] = rng.uniform(-1, 1, batch_size).astype(np.float32)
     return {
         "image": rng.uniform(-1, 1, (batch_size, *info.image_shape)).astype(np.float32),
-        "label_mask": np.ones(batch_size, np.float32),
+        "label_masks": {k: np.ones(batch_size, np.float32) for k in labels},
         "labels": labels,
     }
 
@@ -45,35 +52,43 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="iterations per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--nets", default="dcgan_32,infogan_32", help=f"of {sorted(NETS)}")
     args = parser.parse_args()
-    config = digit_scenes.get_config(args.preset)
-    config.batch_size = args.batch_size
-    exp = experiment.from_config(config)
     print(f"before: {machine_state.measure()}", flush=True)
-    state = train.create_train_state(jax.random.PRNGKey(0), exp)
-    batch = jax.tree_util.tree_map(jax.numpy.asarray, batch_of(exp, args.batch_size))
-    step = train.make_train_step(exp)
-    start = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
-    compile_s = time.perf_counter() - start
-    state, metrics = compiled(state, batch)
-    jax.block_until_ready(state)
-    times = []
-    for _ in range(args.rounds):
+    runs = {}
+    for name in args.nets.split(","):
+        config = digit_scenes.get_config(args.preset)
+        config.batch_size = args.batch_size
+        config.model.arch, config.model.d_batch_norm = NETS[name]
+        exp = experiment.from_config(config)
+        state = train.create_train_state(jax.random.PRNGKey(0), exp)
+        batch = jax.tree_util.tree_map(jax.numpy.asarray, batch_of(exp, args.batch_size))
         start = time.perf_counter()
-        for _ in range(args.steps):
-            state, metrics = compiled(state, batch)
-        jax.block_until_ready((state, metrics))
-        times.append((time.perf_counter() - start) / args.steps)
+        compiled = train.make_train_step(exp).lower(state, batch).compile()
+        compile_s = time.perf_counter() - start
+        state, _ = compiled(state, batch)
+        jax.block_until_ready(state)
+        runs[name] = dict(compiled=compiled, state=state, batch=batch, compile_s=compile_s, t=[])
+    for _ in range(args.rounds):
+        for run in runs.values():
+            state = run["state"]
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                state, metrics = run["compiled"](state, run["batch"])
+            jax.block_until_ready((state, metrics))
+            run["t"].append((time.perf_counter() - start) / args.steps)
+            run["state"] = state
     print(f"after: {machine_state.measure()}")
-    sec = statistics.median(times)
-    print(f"s/step per round {[round(t, 3) for t in times]}")
-    print("| preset | batch | steps/s | images/s | GFLOP/step | compile s | XLA memory MiB |")
-    print("|---|---|---|---|---|---|---|")
-    print(
-        f"| {args.preset} | {args.batch_size} | {1 / sec:.2f} | {args.batch_size / sec:.0f} "
-        f"| {flops_of(compiled) / 1e9:.1f} | {compile_s:.1f} | {memory_of(compiled) / 2**20:.0f} |"
-    )
+    print("| net | preset | batch | steps/s | images/s | GFLOP/step | compile s | XLA memory MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, run in runs.items():
+        sec, compiled = statistics.median(run["t"]), run["compiled"]
+        print(
+            f"| {name} | {args.preset} | {args.batch_size} | {1 / sec:.2f} "
+            f"| {args.batch_size / sec:.0f} | {flops_of(compiled) / 1e9:.1f} "
+            f"| {run['compile_s']:.1f} | {memory_of(compiled) / 2**20:.0f} |"
+        )
+        print(f"  {name}: s/step per round {[round(t, 3) for t in run['t']]}")
 
 
 if __name__ == "__main__":
