@@ -210,6 +210,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.classifier_dir = ""  # Independent classifier; '' = <data_dir>/classifiers.
     config.eval.classifier_steps = 2_000  # Training steps if it has to be trained.
     config.eval.classifier_seed = 0  # The same judge for every training seed.
+    # Random shift (pixels) of the judge's training images. -1: 2, or 0 when it judges a
+    # continuous label (which may be a position); a data set whose continuous labels survive a
+    # shift sets it (configs/digit_scenes.py). Rotation and scaling stay off for those.
+    config.eval.classifier_max_shift = -1.0
 
     config.sample = ml_collections.ConfigDict()
     config.sample.checkpoint = "latest"  # 'latest' or 'best'.

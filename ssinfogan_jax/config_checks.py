@@ -153,6 +153,7 @@ RANGES = (
     ("eval.samples_per_value", 1, None, False, True, True),
     ("eval.classifier_steps", 1, None, False, True, True),
     ("eval.classifier_seed", 0, 2**32, False, True, True),
+    ("eval.classifier_max_shift", -1.0, None, False, True, False),
     ("sample.per_value", 1, None, False, True, True),
     ("sample.traversal_rows", 1, None, False, True, True),
     ("sample.traversal_values", 2, None, False, True, True),

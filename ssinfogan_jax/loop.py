@@ -209,8 +209,9 @@ def independent_classifier(
 
     One head per label of the c_ss codes and per other label of the data set
     (`evaluator.judged_labels`); a single label keeps the single-head network of before. A
-    continuous label turns the affine augmentation off: it may be geometric (an angle, a size, a
-    position), which a random affine map would falsify.
+    continuous label turns random rotation and scaling off, and the random shift too unless
+    `eval.classifier_max_shift` keeps it: it may be geometric (an angle, a size, a position),
+    which a random affine map would falsify.
     """
     config = exp.config
     heads = evaluator_lib.judged_labels(exp.layout, exp.dataset.labels)
@@ -222,8 +223,14 @@ def independent_classifier(
     # Keyed by what shapes it (a smoke run's never stands in for a real one); never by the
     # training seed: every run of a data set is judged by the same classifier.
     steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
-    labels = "+".join(sorted(heads))
-    path = os.path.join(root, f"{config.data.name}_{labels}_steps{steps}_seed{seed}")
+    categorical_only = all(heads.values())
+    max_shift = config.eval.classifier_max_shift
+    key = f"{config.data.name}_{'+'.join(sorted(heads))}_steps{steps}_seed{seed}"
+    if max_shift >= 0:  # Set, not automatic: a judge of its own.
+        key += f"_shift{max_shift:g}"
+    else:
+        max_shift = 2.0 if categorical_only else 0.0
+    path = os.path.join(root, key)
     if fileio.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
         classifier = evaluation.load(path)
         logging.info(
@@ -239,10 +246,10 @@ def independent_classifier(
         path,
     )
     (test_images, test_labels), (train_images, train_labels) = test_split, train_split
-    options = dict(seed=seed, num_steps=steps, log_every=max(steps // 10, 1))
-    if not all(heads.values()):
-        options.update(max_shift=0.0, max_rotation=0.0, max_scale=0.0)
-    if len(heads) == 1 and all(heads.values()):
+    options = dict(seed=seed, num_steps=steps, log_every=max(steps // 10, 1), max_shift=max_shift)
+    if not categorical_only:
+        options.update(max_rotation=0.0, max_scale=0.0)
+    if len(heads) == 1 and categorical_only:
         ((label, classes),) = heads.items()
         classifier, val = evaluation.train_classifier(
             test_images,

@@ -225,6 +225,7 @@ BAD_VALUES = {
     "eval.samples_per_value": 0,
     "eval.classifier_steps": 0,
     "eval.classifier_seed": -1,
+    "eval.classifier_max_shift": -2.0,
     "sample.checkpoint": "first",
     "sample.per_value": 0,
     "sample.traversal_rows": 0,

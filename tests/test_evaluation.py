@@ -570,3 +570,43 @@ def test_q_ss_on_test_counts_only_the_examples_labelled_for_each_code():
     assert result["q_ss_test_corr/thickness"] == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ValueError, match="is_labelled"):
         metrics.label_accuracy(np.zeros(3, int), np.array([0, -1, 2]), 10)
+
+
+@pytest.mark.parametrize(
+    "config_name, max_shift, expected",
+    [
+        ("mnist", -1.0, dict(max_shift=2.0)),  # Categorical labels only: shifted.
+        ("digit_scenes", -1.0, dict(max_shift=0.0, max_rotation=0.0, max_scale=0.0)),
+        ("digit_scenes", 2.0, dict(max_shift=2.0, max_rotation=0.0, max_scale=0.0)),
+    ],
+)
+def test_judge_augmentation_spares_continuous_labels_unless_a_shift_is_set(
+    config_name, max_shift, expected, monkeypatch, tmp_path
+):
+    import collections
+    import importlib
+
+    from ssinfogan_jax import experiment, loop
+
+    config = importlib.import_module(f"configs.{config_name}").get_config()
+    config.eval.classifier_max_shift = max_shift
+    config.eval.classifier_dir = str(tmp_path)
+    exp = experiment.from_config(config, check=False)
+    calls = []
+
+    class Saved:
+        def save(self, path):
+            calls[-1]["path"] = path
+
+    def train(*args, **kwargs):
+        calls.append(kwargs)
+        return Saved(), None
+
+    monkeypatch.setattr(loop.evaluation, "train_classifier", train)
+    labels = collections.defaultdict(lambda: None)  # Every label the judge asks for.
+    loop.independent_classifier(exp, (None, labels), (None, labels))
+    (kwargs,) = calls
+    assert {k: kwargs.get(k) for k in expected} == expected
+    for name in {"max_rotation", "max_scale"} - set(expected):
+        assert name not in kwargs  # train_classifier's defaults: rotated and scaled.
+    assert kwargs["path"].endswith("_shift2" if max_shift >= 0 else "_seed0")
