@@ -108,12 +108,17 @@ def _layers(dtype: str, conv_impl: str, *names: str) -> tuple:
     return tuple(functools.partial(globals()[name], dtype=dtype) for name in names)
 
 
-class MnistGenerator(nn.Module):
-    """infogan_mnist G: [B, input] -> [B, 28, 28, 1] in [0, 1] (reference section 4)."""
+class _Net(nn.Module):
+    """What every G and trunk takes: the batch-norm device axis, the matmul dtype and how its
+    convolutions are computed (see the module docstring)."""
 
     axis_name: str | None = None
     dtype: str = "float32"
     conv_impl: str = "auto"
+
+
+class MnistGenerator(_Net):
+    """infogan_mnist G: [B, input] -> [B, 28, 28, 1] in [0, 1] (reference section 4)."""
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -133,12 +138,9 @@ def _trunk_norm(batch_norm: bool, train: bool, axis_name: str | None) -> Callabl
     return lambda: lambda x: x
 
 
-class MnistTrunk(nn.Module):
+class MnistTrunk(_Net):
     """infogan_mnist D/Q trunk: [B, 28, 28, 1] -> [B, 1024]. No BN after the first conv."""
 
-    axis_name: str | None = None
-    dtype: str = "float32"
-    conv_impl: str = "auto"
     batch_norm: bool = True
 
     @nn.compact
@@ -151,12 +153,8 @@ class MnistTrunk(nn.Module):
         return leaky_relu(bn()(Dense(1024)(x)))
 
 
-class Generator32(nn.Module):
+class Generator32(_Net):
     """infogan_32 G (InfoGAN SVHN/CelebA net): [B, input] -> [B, 32, 32, 3] in [-1, 1]."""
-
-    axis_name: str | None = None
-    dtype: str = "float32"
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -170,7 +168,7 @@ class Generator32(nn.Module):
         return jnp.tanh(ConvTranspose(3)(x))
 
 
-class DcganGenerator32(nn.Module):
+class DcganGenerator32(_Net):
     """dcgan_32 G (DCGAN's, Radford et al. 2016): [B, input] -> [B, 32, 32, 3] in [-1, 1].
 
     FC 4x4x512 - BN - ReLU, upconv 256 and 128 each with BN - ReLU, upconv 3 - tanh. Unlike
@@ -178,10 +176,6 @@ class DcganGenerator32(nn.Module):
     N(0, 0.02) initialisation its first samples already vary with the noise (Generator32's
     output varies with it by ~0.1% of the data's variance at step 0).
     """
-
-    axis_name: str | None = None
-    dtype: str = "float32"
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -194,12 +188,9 @@ class DcganGenerator32(nn.Module):
         return jnp.tanh(ConvTranspose(3)(x))
 
 
-class Trunk32(nn.Module):
+class Trunk32(_Net):
     """infogan_32 and dcgan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256)."""
 
-    axis_name: str | None = None
-    dtype: str = "float32"
-    conv_impl: str = "auto"
     batch_norm: bool = True
 
     @nn.compact
