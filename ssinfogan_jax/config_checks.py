@@ -73,7 +73,8 @@ def compare_with_saved(saved: dict, config: ml_collections.ConfigDict) -> tuple[
 
     Returns ({field: [saved, new]} of the changes allowed on resume, ["config.x: a -> b", ...]
     for every other difference). A field the saved record lacks (added to the project since)
-    counts as unchanged when it has its default value; one only the record has is ignored.
+    counts as unchanged when it has its default value, and as an allowed change from None when
+    it may change on resume; one only the record has is ignored.
     """
     old, new = _flatten(saved), _flatten(record(config))
     defaults = _flatten(record(default_config.get_config()))
@@ -87,8 +88,8 @@ def compare_with_saved(saved: dict, config: ml_collections.ConfigDict) -> tuple[
             continue
         else:
             before = json.dumps(old[name])
-        if _may_change(name) and name in old:
-            allowed[name] = [old[name], value]
+        if _may_change(name):
+            allowed[name] = [old.get(name), value]
         else:
             problems.append(f"config.{name}: {before} -> {json.dumps(value)}")
     return allowed, problems

@@ -274,3 +274,8 @@ def test_saved_config_comparison_allows_cadences_and_names_the_rest(config):
     assert problems == ["config.latents.noise_size: 62 -> 10", "config.optimizer.b1: 0.5 -> 0.9"]
     del saved["model"]["dtype"]  # A record older than the field: its default is what it ran.
     assert config_checks.compare_with_saved(saved, config)[1] == problems
+    # A record older than an evaluation setting that the config now sets: allowed, from None.
+    del saved["eval"]["classifier_max_shift"]
+    config.eval.classifier_max_shift = 2.0
+    allowed, later = config_checks.compare_with_saved(saved, config)
+    assert allowed["eval.classifier_max_shift"] == [None, 2.0] and later == problems
