@@ -209,6 +209,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.samples_per_value = 128  # Per value of each supervised code (the reference).
     config.eval.classifier_dir = ""  # Independent classifier; '' = <data_dir>/classifiers.
     config.eval.classifier_steps = 2_000  # Training steps if it has to be trained.
+    config.eval.classifier_batch_size = 128  # Their batch size.
     config.eval.classifier_seed = 0  # The same judge for every training seed.
     # Random shift (pixels) of the judge's training images. -1: 2, or 0 when it judges a
     # continuous label (which may be a position); a data set whose continuous labels survive a

@@ -35,14 +35,15 @@ def get_config(arg: str | None = None):
     # Twice the updates of batch 64 for the same images: at step 800, 0.97-0.99 (batch 64 for
     # 400 steps: 0.82-0.88).
     config.batch_size = 32
-    config.num_train_steps = 800
+    config.num_train_steps = 700
     config.log_every_steps = 100
-    config.checkpoint_every_steps = 800  # Only at the end: a short run.
+    config.checkpoint_every_steps = 700  # Only at the end: a short run.
     config.eval_every_steps = 0  # Only at the end.
     config.images_every_steps = 0  # Only at the end.
-    # The judge: 150 steps of batch 128 on the 359 test digits reach 98.5% on the 1,438
-    # training digits (600 steps: 99.1%, four times as long).
-    config.eval.classifier_steps = 150
+    # The judge: 300 steps of batch 32 on the 359 test digits reach 98.8% on the 1,438
+    # training digits in 11 s (150 steps of batch 128: 98.5% in 22 s).
+    config.eval.classifier_steps = 300
+    config.eval.classifier_batch_size = 32
     if "runlocal" in args:
         default.runlocal(config)
     return config

@@ -153,6 +153,7 @@ RANGES = (
     ("images_every_steps", 0, None, False, True, True),
     ("eval.samples_per_value", 1, None, False, True, True),
     ("eval.classifier_steps", 1, None, False, True, True),
+    ("eval.classifier_batch_size", 1, None, False, True, True),
     ("eval.classifier_seed", 0, 2**32, False, True, True),
     ("eval.classifier_max_shift", -1.0, None, False, True, False),
     ("sample.per_value", 1, None, False, True, True),

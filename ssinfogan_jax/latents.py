@@ -13,6 +13,7 @@ continuous: float32 [B, size]) and `NOISE` (float32 [B, noise_size]).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -116,6 +117,8 @@ class LatentLayout:
         raise KeyError(f"no latent code named {name!r}; codes: {[c.name for c in self.codes]}")
 
 
+# Jitted: called eagerly (evaluation, sample grids), each random op would compile on its own.
+@functools.partial(jax.jit, static_argnames=("layout", "batch_size"))
 def sample(
     rng: jax.Array,
     layout: LatentLayout,
@@ -173,6 +176,7 @@ def split_outputs(codes: Sequence[Code], outputs: jax.Array) -> dict[str, jax.Ar
     return result
 
 
+@functools.partial(jax.jit, static_argnames=("layout", "code_name", "num_per_value", "paired"))
 def conditional_latents(
     rng: jax.Array,
     layout: LatentLayout,
@@ -231,11 +235,24 @@ def traversal(
     else:
         num_values = 12 if num_values is None else num_values
         values = np.linspace(*value_range, num_values, dtype=np.float32)
+    return _traversal_latents(rng, layout, code_name, num_rows, dim, jnp.asarray(values)), values
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "code_name", "num_rows", "dim"))
+def _traversal_latents(
+    rng: jax.Array,
+    layout: LatentLayout,
+    code_name: str,
+    num_rows: int,
+    dim: int,
+    values: jax.Array,
+) -> Latents:
+    c = layout.code(code_name)
     base = sample(rng, layout, num_rows)
-    latents = {k: jnp.repeat(v, num_values, axis=0) for k, v in base.items()}
-    column = jnp.tile(jnp.asarray(values), num_rows)
+    latents = {k: jnp.repeat(v, values.shape[0], axis=0) for k, v in base.items()}
+    column = jnp.tile(values, num_rows)
     if c.categorical:
         latents[c.name] = column.astype(jnp.int32)
     else:
         latents[c.name] = latents[c.name].at[:, dim].set(column)
-    return latents, values
+    return latents

@@ -223,9 +223,12 @@ def independent_classifier(
     # Keyed by what shapes it (a smoke run's never stands in for a real one); never by the
     # training seed: every run of a data set is judged by the same classifier.
     steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
+    batch_size = config.eval.classifier_batch_size
     categorical_only = all(heads.values())
     max_shift = config.eval.classifier_max_shift
     key = f"{config.data.name}_{'+'.join(sorted(heads))}_steps{steps}_seed{seed}"
+    if batch_size != 128:  # Not the default: a judge of its own (older caches keep their key).
+        key += f"_batch{batch_size}"
     if max_shift >= 0:  # Set, not automatic: a judge of its own.
         key += f"_shift{max_shift:g}"
     else:
@@ -240,13 +243,21 @@ def independent_classifier(
         )
         return classifier
     logging.info(
-        "Training the independent classifier for %s on the test split (%d steps; cached in %s).",
+        "Training the independent classifier for %s on the test split (%d steps of batch %d; "
+        "cached in %s).",
         ", ".join(heads),
         steps,
+        batch_size,
         path,
     )
     (test_images, test_labels), (train_images, train_labels) = test_split, train_split
-    options = dict(seed=seed, num_steps=steps, log_every=max(steps // 10, 1), max_shift=max_shift)
+    options = dict(
+        seed=seed,
+        num_steps=steps,
+        batch_size=batch_size,
+        log_every=max(steps // 10, 1),
+        max_shift=max_shift,
+    )
     if not categorical_only:
         options.update(max_rotation=0.0, max_scale=0.0)
     if len(heads) == 1 and categorical_only:

@@ -224,6 +224,7 @@ BAD_VALUES = {
     "images_every_steps": -1,
     "eval.samples_per_value": 0,
     "eval.classifier_steps": 0,
+    "eval.classifier_batch_size": 0,
     "eval.classifier_seed": -1,
     "eval.classifier_max_shift": -2.0,
     "sample.checkpoint": "first",

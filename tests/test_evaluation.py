@@ -573,16 +573,30 @@ def test_q_ss_on_test_counts_only_the_examples_labelled_for_each_code():
 
 
 @pytest.mark.parametrize(
-    "config_name, max_shift, expected",
+    "config_name, max_shift, expected, cache_suffix",
     [
-        ("mnist", -1.0, dict(max_shift=2.0)),  # Categorical labels only: shifted.
-        ("digit_scenes", -1.0, dict(max_shift=0.0, max_rotation=0.0, max_scale=0.0)),
-        ("digit_scenes", 2.0, dict(max_shift=2.0, max_rotation=0.0, max_scale=0.0)),
+        # Categorical labels only: shifted.
+        ("mnist", -1.0, dict(max_shift=2.0, batch_size=128), "_steps2000_seed0"),
+        ("digits", -1.0, dict(max_shift=2.0, batch_size=32), "_steps300_seed0_batch32"),
+        (
+            "digit_scenes",
+            -1.0,
+            dict(max_shift=0.0, max_rotation=0.0, max_scale=0.0),
+            "_steps3000_seed0",
+        ),
+        (
+            "digit_scenes",
+            2.0,
+            dict(max_shift=2.0, max_rotation=0.0, max_scale=0.0),
+            "_steps3000_seed0_shift2",
+        ),
     ],
 )
-def test_judge_augmentation_spares_continuous_labels_unless_a_shift_is_set(
-    config_name, max_shift, expected, monkeypatch, tmp_path
+def test_judge_settings_and_cache_key_follow_the_config(
+    config_name, max_shift, expected, cache_suffix, monkeypatch, tmp_path
 ):
+    """Continuous labels turn rotation and scaling off (and the shift, unless it is set); a
+    set shift or a batch size other than 128 makes a judge of its own in the cache."""
     import collections
     import importlib
 
@@ -609,4 +623,4 @@ def test_judge_augmentation_spares_continuous_labels_unless_a_shift_is_set(
     assert {k: kwargs.get(k) for k in expected} == expected
     for name in {"max_rotation", "max_scale"} - set(expected):
         assert name not in kwargs  # train_classifier's defaults: rotated and scaled.
-    assert kwargs["path"].endswith("_shift2" if max_shift >= 0 else "_seed0")
+    assert kwargs["path"].endswith(cache_suffix)

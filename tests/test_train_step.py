@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -310,6 +311,54 @@ def d_stats_after(config_name: str, params, stats, *passes):
         stats = _train_mode_d(config_name)({"params": params, "batch_stats": stats}, images)
         stats = stats[1]["batch_stats"]
     return stats
+
+
+class _DenseBatchNorm(nn.Module):
+    """Dense - batch norm (the reference's momentum) - ReLU - Dense."""
+
+    @nn.compact
+    def __call__(self, x, train=True):
+        x = nn.Dense(8)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        return nn.Dense(3)(nn.relu(x))
+
+
+def test_batch_norm_per_part_computes_what_separate_passes_compute():
+    net = _DenseBatchNorm()
+    first, second = np.random.default_rng(0).normal(size=(2, 5, 4)).astype(np.float32)
+    variables = net.init(jax.random.PRNGKey(0), first)
+    params = variables["params"]
+
+    def run(params, stats, x, train=True):
+        out, mutated = net.apply(
+            {"params": params, "batch_stats": stats}, x, train=train, mutable=["batch_stats"]
+        )
+        return out, mutated["batch_stats"]
+
+    def separate(params):
+        out1, stats = run(params, variables["batch_stats"], first)
+        out2, stats = run(params, stats, second)
+        return jnp.sum(out1**2) + jnp.sum(out2**3), (jnp.concatenate([out1, out2]), stats)
+
+    def joint(params):
+        with train.batch_norm_per_part(2):
+            out, stats = run(params, variables["batch_stats"], np.concatenate([first, second]))
+        return jnp.sum(out[:5] ** 2) + jnp.sum(out[5:] ** 3), (out, stats)
+
+    (_, (out, stats)), grads = jax.value_and_grad(separate, has_aux=True)(params)
+    (_, (out_joint, stats_joint)), grads_joint = jax.value_and_grad(joint, has_aux=True)(params)
+    np.testing.assert_allclose(out_joint, out, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(stats_joint, stats, rtol=1e-5, atol=1e-6)  # Chained: 2, then 1.
+    chex.assert_trees_all_close(grads_joint, grads, rtol=1e-4, atol=1e-6)
+    # One batch over both halves would normalise and count them together.
+    whole_out, whole_stats = run(params, variables["batch_stats"], np.concatenate([first, second]))
+    assert np.abs(np.asarray(whole_out) - np.asarray(out)).max() > 1e-2
+    assert np.abs(whole_stats["BatchNorm_0"]["mean"] - stats["BatchNorm_0"]["mean"]).max() > 1e-3
+    # In eval mode (running statistics) the parts change nothing.
+    with train.batch_norm_per_part(2):
+        eval_joint, _ = run(params, stats, np.concatenate([first, second]), train=False)
+    eval_whole, _ = run(params, stats, np.concatenate([first, second]), train=False)
+    np.testing.assert_array_equal(eval_joint, eval_whole)
 
 
 def test_both_d_passes_keep_their_batch_statistics():

@@ -33,7 +33,6 @@ import functools
 from collections.abc import Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ssinfogan_jax import latents as latents_lib
@@ -108,6 +107,13 @@ class Evaluator:
         self._generate = sampling.make_generate_fn(generator, self.layout, _EVAL_BATCH)
         self._discriminate = jax.jit(
             lambda variables, x: discriminator.apply(variables, x, train=False)["q"]
+        )
+        self._mi_lower_bound = jax.jit(
+            functools.partial(
+                losses.mutual_information_lower_bound,
+                self.layout.codes,
+                continuous_range=self.layout.continuous_range,
+            )
         )
 
     def _judge(self, code: latents_lib.Code):
@@ -190,14 +196,7 @@ class Evaluator:
             else:
                 recovery = metrics.code_recovery(target, fake_q[c.name])
                 result[f"recovery_mse/{c.name}"] = float(np.mean(recovery["mse"]))
-        result["mi_lower_bound"] = float(
-            losses.mutual_information_lower_bound(
-                self.layout.codes,
-                {k: jnp.asarray(v) for k, v in fake_q.items()},
-                prior,
-                self.layout.continuous_range,
-            )
-        )
+        result["mi_lower_bound"] = float(self._mi_lower_bound(fake_q, prior))
         return result
 
     def sample_spread(self, images: np.ndarray) -> float:

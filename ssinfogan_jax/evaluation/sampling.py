@@ -38,13 +38,12 @@ def make_generate_fn(
     """
 
     @jax.jit
-    def generate(variables, z: jax.Array) -> jax.Array:
-        return generator.apply(variables, z, train=False)
+    def generate(variables, latents: latents_lib.Latents) -> jax.Array:
+        return generator.apply(variables, latents_lib.generator_input(layout, latents), train=False)
 
     def bind(variables) -> GenerateFn:
         def run(latents: latents_lib.Latents) -> np.ndarray:
-            z = latents_lib.generator_input(layout, latents)
-            return batching.batched_apply(lambda x: generate(variables, x), z, batch_size)
+            return batching.batched_apply(lambda x: generate(variables, x), latents, batch_size)
 
         return run
 
