@@ -78,7 +78,7 @@ def run_once(seed: int | None, home: str, extra: list[str], log_path: str) -> di
         "cond_acc_direct": float(found[-1]) if found else float("nan"),
         "silence": silence,
         "judge_start": first("Training the independent classifier"),
-        "judge_done": first("Independent classifier:"),
+        "judge_done": first("Independent classifier on the train split"),
         "train_start": first("Training from step"),
     }
 
@@ -102,7 +102,7 @@ def main() -> None:
     print(f"caches: {'shared between runs (warm after the first)' if args.warm else 'empty'}")
     print(f"logs: {log_dir}")
     print(
-        "| seed | wall (s) | cond_acc_direct | judge trained (s) | first step at (s) "
+        "| seed | wall (s) | cond_acc_direct | judge trained in (s) | first step at (s) "
         "| longest silence (s) | machine before | machine after |"
     )
     print("|---|---|---|---|---|---|---|---|")
@@ -112,7 +112,9 @@ def main() -> None:
         log_path = os.path.join(log_dir, f"seed{seed}.log")
         r = run_once(seed, home, args.extra, log_path)
         after = machine_state.describe(machine_state.measure())
-        judge = "cached" if r["judge_start"] is None else _fmt(r["judge_done"])
+        judge = "cached"
+        if r["judge_start"] is not None and r["judge_done"] is not None:
+            judge = _fmt(r["judge_done"] - r["judge_start"])
         print(
             f"| {seed if seed is not None else 'config'} | {r['wall']:.1f} "
             f"| {r['cond_acc_direct']:.4f} | {judge} | {_fmt(r['train_start'])} "

@@ -198,12 +198,15 @@ def conditional_latents(
         raise ValueError(
             f"code {code_name!r} is {code.kind}; conditional samples need a categorical code"
         )
-    result = []
-    for k in range(code.size):
+
+    def one_value(k):
         key = rng if paired else jax.random.fold_in(rng, k)
         fixed = {code_name: jnp.full((num_per_value,), k, jnp.int32)}
-        result.append(sample(key, layout, num_per_value, fixed=fixed))
-    return result
+        return sample(key, layout, num_per_value, fixed=fixed)
+
+    # Mapped, not unrolled: each copy of the random number code costs XLA ~0.3 s to compile.
+    stacked = jax.vmap(one_value)(jnp.arange(code.size))
+    return [jax.tree.map(lambda x, k=k: x[k], stacked) for k in range(code.size)]
 
 
 def concatenate(batches: Sequence[Latents]) -> Latents:

@@ -3,8 +3,9 @@
 One iteration (reference section 6):
   1. sample codes (c_ss, c_us, noise) from `fold_in(state.rng, step)`; G forward in train mode
      (its batch-norm statistics update once);
-  2. one Adam update of D (trunk + D head + Q_ss + Q_us) on L_D, real and fake in separate D
-     passes, both passes' batch-norm statistics kept (real, then fake on top);
+  2. one Adam update of D (trunk + D head + Q_ss + Q_us) on L_D, real and fake each normalised
+     by their own batch statistics, both kept (real, then fake on top), as the reference's two
+     D passes; computed as one pass over both (`batch_norm_per_part`);
   3. one Adam update of G on L_G with the same codes and G output, through the *updated* D. That
      D pass only carries gradients to the image: D's parameters and statistics are untouched.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,6 +132,10 @@ def test_conditional_samples_fix_the_code_and_vary_the_rest():
     assert not np.allclose(z[0]["noise"], z[1]["noise"])  # Independent per value ...
     paired = latents_lib.conditional_latents(rng, LAYOUT, "digit", 5, paired=True)
     np.testing.assert_array_equal(paired[0]["noise"], paired[3]["noise"])  # ... or shared.
+    for k in range(4):  # Value k draws what `sample` draws from fold_in(rng, k).
+        fixed = {"digit": jnp.full((5,), k, jnp.int32)}
+        drawn = latents_lib.sample(jax.random.fold_in(rng, k), LAYOUT, 5, fixed=fixed)
+        chex.assert_trees_all_close(z[k], drawn, rtol=1e-6, atol=1e-6)
     again = metrics.conditional_samples(_fake_generate, LAYOUT, "digit", 5, rng)
     np.testing.assert_array_equal(samples, again)
     with pytest.raises(ValueError, match="categorical"):
