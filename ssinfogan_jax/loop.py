@@ -227,6 +227,8 @@ def independent_classifier(
     categorical_only = all(heads.values())
     max_shift = config.eval.classifier_max_shift
     key = f"{config.data.name}_{'+'.join(sorted(heads))}_steps{steps}_seed{seed}"
+    if exp.dataset.version:  # A set rendered here: its judge is its version's.
+        key += f"_v{exp.dataset.version}"
     if batch_size != 128:  # Not the default: a judge of its own (older caches keep their key).
         key += f"_batch{batch_size}"
     if max_shift >= 0:  # Set, not automatic: a judge of its own.

@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 
 from configs import default
 from ssinfogan_jax import latents as latents_lib
+from ssinfogan_jax.data import digit_scenes
 from ssinfogan_jax.evaluation import classifier as classifier_lib
 from ssinfogan_jax.evaluation import frechet, images, metrics
 
@@ -587,13 +588,13 @@ def test_q_ss_on_test_counts_only_the_examples_labelled_for_each_code():
             "digit_scenes",
             -1.0,
             dict(max_shift=0.0, max_rotation=0.0, max_scale=0.0),
-            "_steps3000_seed0",
+            f"_steps3000_seed0_v{digit_scenes.VERSION}",  # Rendered here: its version's judge.
         ),
         (
             "digit_scenes",
             2.0,
             dict(max_shift=2.0, max_rotation=0.0, max_scale=0.0),
-            "_steps3000_seed0_shift2",
+            f"_steps3000_seed0_v{digit_scenes.VERSION}_shift2",
         ),
     ],
 )
@@ -601,7 +602,8 @@ def test_judge_settings_and_cache_key_follow_the_config(
     config_name, max_shift, expected, cache_suffix, monkeypatch, tmp_path
 ):
     """Continuous labels turn rotation and scaling off (and the shift, unless it is set); a
-    set shift or a batch size other than 128 makes a judge of its own in the cache."""
+    set shift, a batch size other than 128 or a version of a set rendered here makes a judge
+    of its own in the cache."""
     import collections
     import importlib
 

@@ -190,8 +190,8 @@ class DigitScenes(tfds.core.GeneratorBasedBuilder):
     digit_scenes.BUILD_SEED; the train and test splits render the source's train and test files.
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First version."}
+    VERSION = tfds.core.Version(digit_scenes.VERSION)
+    RELEASE_NOTES: ClassVar[dict[str, str]] = digit_scenes.RELEASE_NOTES
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Place the four MNIST-format IDX files (gzipped or not)."
 
     def _info(self):

@@ -16,7 +16,10 @@ independently of each other and of the digit:
                            further softened by the blur): only a rim of pixels changes
     neighbours       0/1   cropped neighbouring digits at both side edges, or none
     rotation         float32 degrees, uniform in [-30, 30], the scene's rotation as generated
-                           (positive turns it clockwise on screen)
+                           (positive turns it clockwise on screen); every glyph is deskewed
+                           first (`deskew`), so this is the angle the digit shows: MNIST's own
+                           slant (std 15 degrees) would otherwise add to it unseen, and cap any
+                           judge's correlation with it (near 0.85 in version 1.0.0)
 
 Nuisances, independent of every label: background hue, saturation, lightness within its class
 and a linear lighting gradient; foreground saturation and its contrast to the background; scale
@@ -55,6 +58,12 @@ ROTATION_RANGE = (-30.0, 30.0)  # degrees, uniform
 # The sizes of the built tfds splits, which are those of the source (here: MNIST's).
 SPLIT_SIZES = {"train": 60000, "test": 10000}
 BUILD_SEED = 0  # The seed of the tfds build.
+# The tfds version; a change of what `render` draws is a new version (and a judge of its own).
+VERSION = "2.0.0"
+RELEASE_NOTES = {
+    "1.0.0": "First version.",
+    "2.0.0": "Glyphs are deskewed before rendering: rotation is the angle the digit shows.",
+}
 
 # Geometry (glyph pixels are 28x28; output pixels 32x32).
 _GLYPH = 28
@@ -205,6 +214,31 @@ def _bilinear(glyphs: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
+def deskew(glyphs: np.ndarray) -> np.ndarray:
+    """glyphs [n, 28, 28] in [0, 1] with the writer's slant sheared away and the ink's centre
+    of mass moved to the glyph's centre.
+
+    The slant is the regression of x on y over the ink, mu11 / mu02 from the second moments;
+    each row is shifted by it times the row's height above the centre of mass.
+    """
+    n = glyphs.shape[0]
+    coords = np.arange(_GLYPH, dtype=np.float32) + 0.5
+    x, y = coords[None, None, :], coords[None, :, None]
+    mass = np.maximum(glyphs.sum(axis=(1, 2)), 1e-6)
+    cx = (glyphs * x).sum(axis=(1, 2)) / mass
+    cy = (glyphs * y).sum(axis=(1, 2)) / mass
+    dx, dy = x - cx[:, None, None], y - cy[:, None, None]
+    mu11 = (glyphs * dx * dy).sum(axis=(1, 2)) / mass
+    mu02 = (glyphs * dy * dy).sum(axis=(1, 2)) / mass
+    slant = (mu11 / np.maximum(mu02, 1e-6))[:, None]
+    half = _GLYPH / 2
+    u = np.broadcast_to(x[0], (_GLYPH, _GLYPH)).reshape(1, -1)
+    v = np.broadcast_to(y[0], (_GLYPH, _GLYPH)).reshape(1, -1)
+    source_u = u + slant * (v - half) + (cx[:, None] - half)
+    source_v = v + (cy[:, None] - half)
+    return _bilinear(glyphs, source_u, source_v).reshape(n, _GLYPH, _GLYPH)
+
+
 def _scene_alpha(centre, left, right, has_neighbours, angle, scale, shift, spacing, dy):
     """Foreground coverage float32 [n, 32, 32] of the (rotated, scaled, shifted) digit row."""
     n = centre.shape[0]
@@ -280,13 +314,13 @@ def _render_chunk(glyphs01, labels, seed, split, index):
     right = np.minimum((r.uniform("right_glyph") * n_src).astype(np.int64), n_src - 1)
     has_nb = out["neighbours"] == 1
     thick = out["thick_stroke"]
-    centre = _set_stroke(glyphs01[index], thick)
+    centre = _set_stroke(deskew(glyphs01[index]), thick)
     nb = np.zeros((n, _GLYPH, _GLYPH), np.float32)
     left_g, right_g = nb, nb
     if has_nb.any():
         left_g, right_g = nb.copy(), nb.copy()
-        left_g[has_nb] = _set_stroke(glyphs01[left[has_nb]], thick[has_nb])
-        right_g[has_nb] = _set_stroke(glyphs01[right[has_nb]], thick[has_nb])
+        left_g[has_nb] = _set_stroke(deskew(glyphs01[left[has_nb]]), thick[has_nb])
+        right_g[has_nb] = _set_stroke(deskew(glyphs01[right[has_nb]]), thick[has_nb])
     alpha = _scene_alpha(
         centre,
         left_g,

@@ -43,6 +43,9 @@ class Dataset:
     # A continuous label's range as stored, (low, high); the pipeline maps it linearly onto the
     # codes' range [-r, r] (config.latents.continuous_range).
     label_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    # The version of a set rendered here (digit_scenes), whose pixels change with it: the
+    # judge's cache key names it, so a judge of older renders is never loaded for newer ones.
+    version: str = ""
 
 
 DATASETS = {
@@ -61,6 +64,7 @@ DATASETS = {
         digit_scenes.SPLIT_SIZES["test"],
         dict(digit_scenes.LABELS),
         {"rotation": digit_scenes.ROTATION_RANGE},
+        digit_scenes.VERSION,
     ),
 }
 # config.data.download: what happens when a set is not prepared and no raw_dir is given.
@@ -82,6 +86,7 @@ class DatasetInfo:
     num_test: int
     labels: dict[str, int]  # label name -> number of classes (0 = continuous)
     label_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    version: str = ""  # Dataset.version
 
 
 def celeba_attributes() -> tuple[str, ...]:
@@ -166,6 +171,7 @@ def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
         entry.num_test,
         labels,
         dict(entry.label_ranges),
+        entry.version,
     )
 
 
