@@ -55,13 +55,18 @@ RUNS = {
     "svhn_l10pct_s1": ("svhn", {"seed": 1, "data.labeled_fraction": 0.1}),
     "svhn_l1pct_noise_s1": ("svhn", {"seed": 1, **_INSTANCE_NOISE}),
 }
+# The configs' Q_ss reads a trunk of its own (configs/default.py: own_q_ss); the paper's shares
+# D's trunk, for comparison.
+_SHARED_Q = {"model.q_ss_trunk": "shared", "loss.q_ss_max_shift": 0}
 # The InfoGAN paper's net with D's batch norm, which collapsed at 32x32 (README), for comparison;
 # and the recipe search of 2026-11-29 on it (histories in results/digit_scenes/infogan_32_h200).
-_PAPER_NET = {"model.arch": "infogan_32", "model.d_batch_norm": True}
+_PAPER_NET = {"model.arch": "infogan_32", "model.d_batch_norm": True, **_SHARED_Q}
 _LR = {"optimizer.g_learning_rate": 2e-4, "optimizer.d_learning_rate": 2e-4}
 RUNS |= {
     "svhn_l1pct_infogan32_s1": ("svhn", {"seed": 1, **_PAPER_NET}),
     "svhn_l1pct_infogan32_lr2e-4_s1": ("svhn", {"seed": 1, **_PAPER_NET, **_LR}),
+    "svhn_l1pct_sharedq_s1": ("svhn", {"seed": 1, **_SHARED_Q}),
+    "celeba_l1pct_sharedq_s1": ("celeba", {"seed": 1, **_SHARED_Q}),
 }
 SEARCH_RUNS = [name for name in RUNS if "infogan32" in name]
 DEFAULT_RUNS = [name for name in RUNS if name not in SEARCH_RUNS]

@@ -7,8 +7,9 @@ Compile time, steps/s after warm-up (median of rounds; a labelled batch, as the 
 of a run), XLA's memory plan for the step, and the machine's state (numpy GEMM roof, memory
 bandwidth, load) before and after, as benchmarks/train_step.py does for MNIST. Several nets
 are timed in alternating rounds, so that their ratio holds while the machine's speed moves:
-`dcgan_32` (the 32x32 configs' net, D's trunk without batch norm) and `infogan_32` (the
-InfoGAN paper's net, with D's batch norm).
+`dcgan_32` (the 32x32 configs' net, D's trunk without batch norm), `infogan_32` (the
+InfoGAN paper's net, with D's batch norm) and `dcgan_32_own_q` (`dcgan_32` with Q_ss on a trunk
+of its own, reading reals shifted by up to 2 px).
 """
 
 from __future__ import annotations
@@ -25,8 +26,17 @@ from benchmarks.train_step import flops_of, memory_of
 from configs import digit_scenes
 from ssinfogan_jax import experiment, train
 
-# name: (config.model.arch, config.model.d_batch_norm).
-NETS = {"dcgan_32": ("dcgan_32", False), "infogan_32": ("infogan_32", True)}
+# name: config overrides.
+NETS = {
+    "dcgan_32": {"model.arch": "dcgan_32", "model.d_batch_norm": False},
+    "infogan_32": {"model.arch": "infogan_32", "model.d_batch_norm": True},
+    "dcgan_32_own_q": {
+        "model.arch": "dcgan_32",
+        "model.d_batch_norm": False,
+        "model.q_ss_trunk": "own",
+        "loss.q_ss_max_shift": 2,
+    },
+}
 
 
 def batch_of(exp, batch_size: int, seed: int = 0) -> dict:
@@ -59,7 +69,7 @@ def main() -> None:
     for name in args.nets.split(","):
         config = digit_scenes.get_config(args.preset)
         config.batch_size = args.batch_size
-        config.model.arch, config.model.d_batch_norm = NETS[name]
+        config.update_from_flattened_dict(NETS[name])
         exp = experiment.from_config(config)
         state = train.create_train_state(jax.random.PRNGKey(0), exp)
         batch = jax.tree_util.tree_map(jax.numpy.asarray, batch_of(exp, args.batch_size))

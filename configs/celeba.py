@@ -29,6 +29,7 @@ def get_config(arg: str | None = None):
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
     default.colour_32(config)
+    default.own_q_ss(config)
     config.latents.codes = [
         default.code(name.lower(), "categorical", 2, label=name) for name in ATTRIBUTES
     ] + [default.code("c_us", "continuous", 4)]

@@ -27,6 +27,7 @@ def get_config(arg: str | None = None):
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.10
     default.colour_32(config)
+    default.own_q_ss(config)
     config.latents.codes = [
         default.code("object", "categorical", 10, label="label"),
         default.code("c_us", "continuous", 4),

@@ -56,6 +56,21 @@ def colour_32(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
+def own_q_ss(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Q_ss on a trunk of its own that reads the reals shifted by up to 2 pixels (D does not).
+
+    Measured on digit_scenes (README, CPU, seed 1): with the shared trunk, shifting the
+    labelled scenes (as configs/mnist.py does) halved G's sample spread; with this, the four
+    binary codes reach 0.92 / 0.91 mean direct accuracy at steps 500 / 1,000 against 0.73 /
+    0.75, the rotation code 0.80 / 0.85 correlation against 0.40 / 0.49, and Q_ss reads the
+    digit of 0.62 / 0.67 of the real test scenes against 0.51 / 0.54. For labels that survive a
+    2-pixel shift (classes, attributes, angles), not positions.
+    """
+    config.model.q_ss_trunk = "own"
+    config.loss.q_ss_max_shift = 2
+    return config
+
+
 def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks `config` in place to a smoke run: 6 steps of batch 16, a tiny final evaluation.
 
@@ -145,6 +160,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # normalises the real and the fake batch each by its own statistics, cannot see that G's
     # samples lack the data's spread, and G collapses (README, digit_scenes).
     config.model.d_batch_norm = True
+    # Where Q_ss reads from: 'shared' (a head on D's trunk, the paper's) or 'own' (a trunk of
+    # the same architecture with its own weights, trained by the Q_ss terms alone; not in the
+    # paper): what Q_ss learns from the few labelled images then leaves D's features alone.
+    config.model.q_ss_trunk = "shared"
 
     config.latents = ml_collections.ConfigDict()
     config.latents.codes = [
@@ -172,6 +191,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # consistency_max_shift px)) over the real batch, so unlabelled reals also shape Q_ss.
     config.loss.lambda_consistency = 0.0
     config.loss.consistency_max_shift = 2
+    # Not in the paper (0 = off; needs model.q_ss_trunk = 'own'): the reals Q_ss reads are
+    # translated by up to this many pixels (fresh each step), D's are not. With the shared
+    # trunk, data.labeled_max_shift translates labelled examples for both.
+    config.loss.q_ss_max_shift = 0
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.g_learning_rate = 1e-3

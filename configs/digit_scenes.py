@@ -40,6 +40,7 @@ def get_config(arg: str | None = None):
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
     default.colour_32(config)
+    default.own_q_ss(config)
     svhn = "svhn" in args or "celeba" not in args
     codes = []
     if svhn:

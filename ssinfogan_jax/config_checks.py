@@ -138,6 +138,7 @@ RANGES = (
     ("loss.q_ss_on_fakes_start", 0, None, False, True, True),
     ("loss.lambda_consistency", 0.0, None, False, True, False),
     ("loss.consistency_max_shift", 0, None, False, True, True),
+    ("loss.q_ss_max_shift", 0, None, False, True, True),
     ("optimizer.g_learning_rate", 0.0, None, True, True, False),
     ("optimizer.d_learning_rate", 0.0, None, True, True, False),
     ("optimizer.b1", 0.0, 1.0, False, True, False),
@@ -166,6 +167,7 @@ CHOICES = (
     ("data.download", registry.DOWNLOADS),
     ("model.dtype", ("float32", "bfloat16")),
     ("model.conv_impl", layers.CONV_IMPLS),
+    ("model.q_ss_trunk", models.Q_SS_TRUNKS),
     ("parallel", ("auto", "jit", "pmap", "shard_map")),
     ("sample.checkpoint", ("latest", "best")),
 )
@@ -288,6 +290,12 @@ def find_problems(
     except (ValueError, KeyError, TypeError) as e:
         problems.append(f"config.{e}" if str(e).startswith("latents") else f"config.latents: {e}")
     problems += _range_problems(config)
+    if config.loss.q_ss_max_shift and config.model.q_ss_trunk != "own":
+        problems.append(
+            "config.loss.q_ss_max_shift: translates what Q_ss reads only with "
+            "model.q_ss_trunk='own' (with the shared trunk, data.labeled_max_shift translates "
+            "the labelled examples for D and Q_ss alike)"
+        )
     data_problems = registry.find_problems(config, process_count, device_count)
     problems += data_problems
     if not data_problems:
@@ -301,11 +309,14 @@ def find_problems(
                 f"{arch.image_range}, but {info.name} has {info.image_shape} in {info.image_range}"
             )
         most = min(arch.image_shape[:2]) // 2
-        if config.loss.lambda_consistency > 0 and config.loss.consistency_max_shift >= most:
-            problems.append(
-                f"config.loss.consistency_max_shift: {config.loss.consistency_max_shift} must "
-                f"be below {most} pixels for {arch.image_shape[0]}x{arch.image_shape[1]} images"
-            )
+        shifts = [("consistency_max_shift", config.loss.lambda_consistency > 0)]
+        shifts.append(("q_ss_max_shift", True))
+        for name, used in shifts:
+            if used and config.loss[name] >= most:
+                problems.append(
+                    f"config.loss.{name}: {config.loss[name]} must be below {most} pixels "
+                    f"for {arch.image_shape[0]}x{arch.image_shape[1]} images"
+                )
     return problems
 
 

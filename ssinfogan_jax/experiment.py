@@ -34,13 +34,18 @@ class InstanceNoise:
 
 
 @dataclasses.dataclass(frozen=True)
-class Consistency:
-    """The translations of the optional consistency loss (not in the paper; its weight is
-    `LossWeights.lambda_consistency`): Q_ss on a translated copy of the real batch should
-    match Q_ss on the batch. It lets the unlabelled reals shape Q_ss, which otherwise learns
-    from the few labelled ones alone."""
+class Translations:
+    """Random translations of the real batch inside the step (neither is in the paper).
 
-    max_shift: int = 2
+    `consistency_max_shift`: of the copy the optional consistency loss reads (its weight is
+    `LossWeights.lambda_consistency`): Q_ss on it should match Q_ss on the batch, so the
+    unlabelled reals shape Q_ss, which otherwise learns from the few labelled ones alone.
+    `q_ss_max_shift` (0 = off; a Q_ss with a trunk of its own only): of the reals Q_ss reads,
+    so its few labelled images count for more while D sees them as they are.
+    """
+
+    consistency_max_shift: int = 2
+    q_ss_max_shift: int = 0
     fill: float = -1.0  # The image range's background (vacated pixels).
 
 
@@ -66,7 +71,7 @@ class Experiment:
       arch: G's and D's architecture.
       dataset: the data set's static facts (shapes, range, sizes, labels).
       num_labeled: the labelled subset's size (0 = the InfoGAN baseline).
-      weights, instance_noise, consistency, optimizer: the train step's settings.
+      weights, instance_noise, translations, optimizer: the train step's settings.
     """
 
     config: ml_collections.ConfigDict
@@ -76,7 +81,7 @@ class Experiment:
     num_labeled: int
     weights: losses.LossWeights
     instance_noise: InstanceNoise
-    consistency: Consistency
+    translations: Translations
     optimizer: Optimizer
 
     @property
@@ -87,7 +92,13 @@ class Experiment:
         """(G, D) Flax modules; under pmap/shard_map pass the device axis for batch norm."""
         model = self.config.model
         return models.create_models(
-            model.arch, self.layout, axis_name, model.dtype, model.conv_impl, model.d_batch_norm
+            model.arch,
+            self.layout,
+            axis_name,
+            model.dtype,
+            model.conv_impl,
+            model.d_batch_norm,
+            model.q_ss_trunk,
         )
 
 
@@ -125,7 +136,11 @@ def from_config(
         instance_noise=InstanceNoise(
             float(config.instance_noise.stddev), float(config.instance_noise.decay)
         ),
-        consistency=Consistency(int(config.loss.consistency_max_shift), arch.image_range[0]),
+        translations=Translations(
+            int(config.loss.consistency_max_shift),
+            int(config.loss.q_ss_max_shift),
+            arch.image_range[0],
+        ),
         optimizer=Optimizer(
             float(opt.g_learning_rate),
             float(opt.d_learning_rate),

@@ -4,7 +4,8 @@ D is one module holding the shared trunk and three heads, as in the reference (o
 tree, one optimizer): `d_head` (real/fake logit), `q_ss` (one linear layer predicting every
 supervised code) and `q_us` (FC 128 - BN - lReLU - FC predicting every free code). The
 top-level parameter names `trunk`, `d_head`, `q_ss`, `q_us` are what the gradient-routing tests
-and any research code can rely on.
+and any research code can rely on; `q_ss_trunk` is there only when Q_ss has a trunk of its own
+(`q_ss_trunk='own'`, not in the paper).
 
 Images are NHWC. Every BatchNorm takes `axis_name` so that under `pmap`/`shard_map` its batch
 statistics are global. D's trunk can go without batch norm (`d_batch_norm=False`,
@@ -218,6 +219,10 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+# Where Q_ss reads from: D's trunk (the paper's), or a trunk of its own (`Discriminator`).
+Q_SS_TRUNKS = ("shared", "own")
+
+
 def get_architecture(name: str) -> Architecture:
     if name not in ARCHITECTURES:
         known = sorted(ARCHITECTURES)
@@ -242,8 +247,13 @@ class QusHead(nn.Module):
 class Discriminator(nn.Module):
     """Shared trunk with the real/fake head, Q_ss and Q_us.
 
+    With `q_ss_own_trunk`, Q_ss reads a trunk of its own (the same architecture, its own
+    weights, named `q_ss_trunk`), which only the Q_ss terms train: what Q_ss learns from a few
+    labelled images (and their translations, `q_ss_images`) then leaves D's features alone.
+
     Returns a dict: `logit` float32 [B] (real/fake, pre-sigmoid) and `q` mapping every code
     name to its prediction [B, size] (logits for categorical codes, means for continuous ones).
+    `q_ss_images` [B, H, W, C] (own trunk only; default `images`): what Q_ss reads instead.
     """
 
     arch: str
@@ -252,22 +262,30 @@ class Discriminator(nn.Module):
     dtype: str = "float32"
     conv_impl: str = "auto"
     trunk_batch_norm: bool = True
+    q_ss_own_trunk: bool = False
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = True) -> dict:
+    def __call__(
+        self, images: jax.Array, train: bool = True, q_ss_images: jax.Array | None = None
+    ) -> dict:
         (Dense,) = _layers(self.dtype, self.conv_impl, "Dense")
-        trunk = get_architecture(self.arch).trunk(
+        trunk = functools.partial(
+            get_architecture(self.arch).trunk,
             axis_name=self.axis_name,
             dtype=self.dtype,
             conv_impl=self.conv_impl,
             batch_norm=self.trunk_batch_norm,
-            name="trunk",
         )
-        h = trunk(images, train)
+        h = trunk(name="trunk")(images, train)
         q = {}
         ss, us = self.layout.supervised_codes, self.layout.unsupervised_codes
+        if q_ss_images is not None and not (ss and self.q_ss_own_trunk):
+            raise ValueError("q_ss_images needs supervised codes and q_ss_own_trunk")
         if ss:
-            out = Dense(sum(c.size for c in ss), name="q_ss")(h)
+            h_ss = h
+            if self.q_ss_own_trunk:
+                h_ss = trunk(name="q_ss_trunk")(images if q_ss_images is None else q_ss_images, train)
+            out = Dense(sum(c.size for c in ss), name="q_ss")(h_ss)
             q.update(latents_lib.split_outputs(ss, out))
         if us:
             q_us = QusHead(sum(c.size for c in us), self.axis_name, self.dtype, name="q_us")
@@ -284,13 +302,20 @@ def create_models(
     dtype: str = "float32",
     conv_impl: str = "auto",
     d_batch_norm: bool = True,
+    q_ss_trunk: str = "shared",
 ) -> tuple[nn.Module, Discriminator]:
     """G and D for an architecture and latent layout; `dtype` of their matmuls ('float32' or
     'bfloat16'; parameters and outputs are float32 either way); `conv_impl` of their
     convolutions ('auto': 'cpu_fast' on the CPU backend, 'flax' elsewhere; the parameter tree
-    is the same for all); `d_batch_norm`: batch norm in D's trunk (Q_us's own is kept)."""
+    is the same for all); `d_batch_norm`: batch norm in D's trunk (Q_us's own is kept);
+    `q_ss_trunk`: 'shared' (Q_ss a head on D's trunk, the paper's) or 'own'."""
+    if q_ss_trunk not in Q_SS_TRUNKS:
+        raise ValueError(f"model.q_ss_trunk: {q_ss_trunk!r} is not one of {Q_SS_TRUNKS}")
     spec = get_architecture(arch)
     layers.check_dtype(dtype)
     conv_impl = layers.resolve_conv_impl(conv_impl)
     generator = spec.generator(axis_name=axis_name, dtype=dtype, conv_impl=conv_impl)
-    return generator, Discriminator(arch, layout, axis_name, dtype, conv_impl, d_batch_norm)
+    discriminator = Discriminator(
+        arch, layout, axis_name, dtype, conv_impl, d_batch_norm, q_ss_trunk == "own"
+    )
+    return generator, discriminator

@@ -38,7 +38,7 @@ from ssinfogan_jax import experiment as experiment_lib
 from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax import losses
 from ssinfogan_jax.data import augment
-from ssinfogan_jax.experiment import Consistency, Experiment, InstanceNoise
+from ssinfogan_jax.experiment import Experiment, InstanceNoise, Translations
 
 # image [B, H, W, C] float32, label_masks {name: [B]}, labels {name: [B]}
 Batch = Mapping[str, Any]
@@ -75,7 +75,7 @@ class TrainState:
 
 
 _NO_INSTANCE_NOISE = InstanceNoise()
-_DEFAULT_CONSISTENCY = Consistency()
+_DEFAULT_TRANSLATIONS = Translations()
 
 
 def _experiment(exp: Experiment | ml_collections.ConfigDict) -> Experiment:
@@ -144,6 +144,7 @@ def discriminator_loss(
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
     shifted_real_images: jax.Array | None = None,
+    q_ss_real_images: jax.Array | None = None,
     step: jax.Array | int = 0,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, tuple[Any, Metrics]]:
@@ -153,18 +154,30 @@ def discriminator_loss(
 
     Under a device axis, the supervised term counts labelled examples over all devices. With
     `shifted_real_images`, a third pass adds the consistency term; its batch statistics are
-    not kept (the running statistics describe untranslated data).
+    not kept (the running statistics describe untranslated data). With `q_ss_real_images`
+    (a Q_ss with a trunk of its own), Q_ss reads them in place of the reals.
     """
 
-    def forward(stats, images):
+    def forward(stats, images, q_ss_images=None):
+        # Passed only when used, so a D of the caller's own need not take it.
+        extra = {} if q_ss_images is None else {"q_ss_images": q_ss_images}
         out, mutated = discriminator.apply(
-            {"params": d_params, "batch_stats": stats}, images, train=True, mutable=["batch_stats"]
+            {"params": d_params, "batch_stats": stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            **extra,
         )
         return out, mutated["batch_stats"]
 
     # One pass over [real; fake] with batch norm per half: the statistics of two passes.
+    q_ss_images = None
+    if q_ss_real_images is not None:
+        q_ss_images = jnp.concatenate([q_ss_real_images, fake_images])
     with batch_norm_per_part(2):
-        both, stats = forward(d_batch_stats, jnp.concatenate([real_images, fake_images]))
+        both, stats = forward(
+            d_batch_stats, jnp.concatenate([real_images, fake_images]), q_ss_images
+        )
     size = real_images.shape[0]
     real = jax.tree.map(lambda x: x[:size], both)
     fake = jax.tree.map(lambda x: x[size:], both)
@@ -251,7 +264,7 @@ def train_step(
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
     instance_noise: InstanceNoise = _NO_INSTANCE_NOISE,
-    consistency: Consistency = _DEFAULT_CONSISTENCY,
+    translations: Translations = _DEFAULT_TRANSLATIONS,
     grad_norms: bool = False,
     axis_name: str | None = None,
 ) -> tuple[TrainState, Metrics]:
@@ -303,12 +316,15 @@ def train_step(
         normal = jax.vmap(lambda key: jax.random.normal(key, real_images.shape[1:]))
         d_real = d_real + sigma * normal(real_noise_rng)
         d_fake = d_fake + sigma * normal(fake_noise_rng)
-    shifted_real = None
+    translate = functools.partial(augment.translate, fill=translations.fill)
+    shifted_real = q_ss_real = None
     if weights.lambda_consistency > 0:
-        translate = functools.partial(
-            augment.translate, max_shift=consistency.max_shift, fill=consistency.fill
-        )
-        shifted_real = jax.vmap(translate)(shift_rng, d_real)
+        shift = functools.partial(translate, max_shift=translations.consistency_max_shift)
+        shifted_real = jax.vmap(shift)(shift_rng, d_real)
+    if translations.q_ss_max_shift > 0:
+        shift = functools.partial(translate, max_shift=translations.q_ss_max_shift)
+        q_ss_rng = jax.vmap(jax.random.fold_in, (0, None))(shift_rng, 1)
+        q_ss_real = jax.vmap(shift)(q_ss_rng, d_real)
     loss_kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
     d_grads, (d_stats, d_terms) = jax.grad(discriminator_loss, has_aux=True)(
         d.params,
@@ -319,6 +335,7 @@ def train_step(
         codes,
         **loss_kwargs,
         shifted_real_images=shifted_real,
+        q_ss_real_images=q_ss_real,
         step=state.step,
         axis_name=axis_name,
     )
@@ -368,7 +385,7 @@ def bind_train_step(
         layout=exp.layout,
         weights=exp.weights,
         instance_noise=exp.instance_noise,
-        consistency=exp.consistency,
+        translations=exp.translations,
         grad_norms=exp.config.log_grad_norms,
         axis_name=axis_name,
     )

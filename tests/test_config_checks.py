@@ -119,6 +119,17 @@ def test_consistency_shift_too_large_for_the_images(config):
     assert config_checks.find_problems(config) == []
 
 
+def test_q_ss_shift_needs_a_trunk_of_its_own_and_fits_the_images(config):
+    config.loss.q_ss_max_shift = 2
+    assert _only_problem(config).startswith(
+        "config.loss.q_ss_max_shift: translates what Q_ss reads only with model.q_ss_trunk='own'"
+    )
+    config.model.q_ss_trunk = "own"
+    assert config_checks.find_problems(config) == []
+    config.loss.q_ss_max_shift = 14
+    assert _only_problem(config).startswith("config.loss.q_ss_max_shift: 14 must be below")
+
+
 def test_missing_raw_data_folder(config, tmp_path):
     config.data.name = "mnist"
     config.data.data_dir = str(tmp_path)
@@ -196,6 +207,7 @@ BAD_VALUES = {
     "model.arch": "resnet",
     "model.dtype": "float16",
     "model.conv_impl": "cudnn",
+    "model.q_ss_trunk": "separate",
     "latents.codes": [default.code("digit", "categorical", 1)],
     "latents.noise_size": -1,
     "latents.noise_distribution": "laplace",
@@ -207,6 +219,7 @@ BAD_VALUES = {
     "loss.q_ss_on_fakes_start": -1,
     "loss.lambda_consistency": -1.0,
     "loss.consistency_max_shift": -1,
+    "loss.q_ss_max_shift": -1,
     "optimizer.g_learning_rate": 0.0,
     "optimizer.d_learning_rate": -1e-4,
     "optimizer.b1": 1.0,

@@ -349,7 +349,8 @@ def test_multi_gpu_sigterm_goes_to_the_run_and_ends_the_retries(tmp_path):
     count = tmp_path / "count"
     env = _fake_python3(
         tmp_path,
-        f"echo x >>{count}; trap 'exit 75' TERM; sleep 20 & wait\n",
+        # The count is written once the trap is set: a SIGTERM before it would kill the run.
+        f"trap 'exit 75' TERM; echo x >>{count}; sleep 20 & wait\n",
     )
     script = os.path.join(ROOT, "launch", "multi_gpu.sh")
     proc = subprocess.Popen(["bash", script, "--workdir=/x"], env=env, stderr=subprocess.PIPE)

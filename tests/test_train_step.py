@@ -41,8 +41,9 @@ def _fast(fast_compile):
 
 
 def initial_state(config_name: str = "default"):
-    """A host copy of a fresh train state (donation-proof); the same nets for all but 'rich'."""
-    return _initial_state("rich" if config_name == "rich" else "default")
+    """A host copy of a fresh train state (donation-proof); the same nets for all but those
+    with nets of their own (`OWN_NETS`)."""
+    return _initial_state(config_name if config_name in OWN_NETS else "default")
 
 
 @functools.cache
@@ -73,6 +74,12 @@ def consistency_config():
     return small_config(lambda_consistency=0.5, consistency_max_shift=2)
 
 
+def own_trunk_config():
+    config = small_config(q_ss_max_shift=2)
+    config.model.q_ss_trunk = "own"
+    return config
+
+
 CONFIGS = {
     "default": small_config,
     "baseline": baseline_config,
@@ -80,7 +87,9 @@ CONFIGS = {
     "noisy": noisy_config,
     "consistency": consistency_config,
     "late_fakes": late_fakes_config,
+    "own_trunk": own_trunk_config,
 }
+OWN_NETS = ("rich", "own_trunk")
 
 
 class Spy:
@@ -101,8 +110,15 @@ class Spy:
 
         def spied_d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs):
             shifted = kwargs.get("shifted_real_images")
+            q_ss_real = kwargs.get("q_ss_real_images")
             record(
-                self.d_inputs, d_params=d_params, real=real, fake=fake, codes=codes, shifted=shifted
+                self.d_inputs,
+                d_params=d_params,
+                real=real,
+                fake=fake,
+                codes=codes,
+                shifted=shifted,
+                q_ss_real=q_ss_real,
             )
             return d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs)
 
@@ -153,13 +169,13 @@ TERMS += ("g_gan", "g_ss", "g_us")
 
 
 @functools.cache
-def term_gradient_norms_fn():
+def term_gradient_norms_fn(config_name: str = "baseline"):
     """jitted (state, batch, codes) -> {term: {group: sum |grad|}}, w.r.t. G and D jointly.
 
     The fakes are G's output, not stop-gradiented, so a term's gradient reaches G wherever it
     depends on the fakes; the step then applies each gradient to one network only.
     """
-    layout, generator, discriminator, _ = models_for("baseline")
+    layout, generator, discriminator, _ = models_for(config_name)
     # Also computes the Q_ss-on-fakes and consistency terms.
     weights = losses.LossWeights(q_ss_on_fakes=True, lambda_consistency=1.0)
     kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
@@ -195,11 +211,12 @@ def term_gradient_norms_fn():
     return jax.jit(norms)
 
 
-def term_gradients(mask) -> dict[str, dict[str, float]]:
-    layout = models_for("baseline")[0]
+def term_gradients(mask, config_name: str = "baseline") -> dict[str, dict[str, float]]:
+    layout = models_for(config_name)[0]
     codes = latents.sample(jax.random.PRNGKey(3), layout, B)
     batch = make_batch(small_config(), list(mask))
-    return to_host(term_gradient_norms_fn()(initial_state("baseline"), batch, codes))
+    norms_fn = term_gradient_norms_fn(config_name)
+    return to_host(norms_fn(initial_state(config_name), batch, codes))
 
 
 ROUTES = {
@@ -223,6 +240,21 @@ def test_each_term_moves_exactly_its_parameter_groups(term):
     assert moved == ROUTES[term], norms
     for group in ROUTES[term]:
         assert np.isfinite(norms[group]) and norms[group] > 1e-8, (group, norms)
+
+
+def test_a_q_ss_trunk_of_its_own_is_moved_by_the_q_ss_terms_alone():
+    norms = term_gradients(MASK, "own_trunk")
+    groups = (*GROUPS, "q_ss_trunk")
+    own_routes = {
+        term: {"q_ss_trunk" if g == "trunk" and "q_ss" in route else g for g in route}
+        for term, route in ROUTES.items()
+    }
+    assert own_routes["d_ss_real"] == {"q_ss_trunk", "q_ss"}
+    assert own_routes["d_gan"] == {"G", "trunk", "d_head"}
+    for term, route in own_routes.items():
+        assert set(norms[term]) == set(groups)
+        moved = {group for group in groups if norms[term][group] > 0}
+        assert moved == route, (term, norms[term])
 
 
 def test_unlabelled_batch_gives_no_supervised_gradient():
@@ -623,6 +655,53 @@ def test_consistency_pass_sees_translated_reals_and_keeps_no_statistics():
     plain_step, plain_spy = spied_step("default")
     _, plain_metrics, plain_d, _ = plain_spy.run(plain_step, initial_state(), batch)
     assert plain_d["shifted"] is None and "d_consistency" not in plain_metrics
+
+
+def translation_of(real, moved, max_shift: int, fill: float) -> tuple[int, int] | None:
+    """The (dy, dx) that moves `real` [H, W, C] onto `moved`, if there is one."""
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            shifted = augment.shift_images(real[None], np.array([[dy, dx]]), fill)[0]
+            if np.array_equal(shifted, moved):
+                return dy, dx
+    return None
+
+
+def test_a_q_ss_of_its_own_reads_translated_reals_and_d_the_reals():
+    step, spy = spied_step("own_trunk")
+    state0 = initial_state("own_trunk")
+    batch = make_batch(own_trunk_config(), MASK)
+    _, metrics, d_in, _ = spy.run(step, state0, batch)
+    np.testing.assert_array_equal(d_in["real"], batch["image"])
+    fill = models.get_architecture(own_trunk_config().model.arch).image_range[0]
+    found = [
+        translation_of(real, moved, 2, fill)
+        for real, moved in zip(d_in["real"], d_in["q_ss_real"], strict=True)
+    ]
+    assert None not in found and len(set(found)) > 1, found
+    # The same D step without the translation: D's own terms are the same, Q_ss's are not.
+    layout, _, discriminator, weights = models_for("own_trunk")
+
+    def d_terms(q_ss_real):
+        _, (_, terms) = train.discriminator_loss(
+            d_in["d_params"],
+            state0.discriminator.batch_stats,
+            d_in["real"],
+            d_in["fake"],
+            batch,
+            d_in["codes"],
+            discriminator=discriminator,
+            layout=layout,
+            weights=weights,
+            q_ss_real_images=q_ss_real,
+        )
+        return to_host(terms)
+
+    shifted, plain = d_terms(d_in["q_ss_real"]), d_terms(None)
+    np.testing.assert_allclose(float(metrics["d_ss_real"]), shifted["d_ss_real"], rtol=1e-5)
+    np.testing.assert_allclose(shifted["d_gan"], plain["d_gan"], rtol=1e-6)
+    np.testing.assert_allclose(shifted["d_us"], plain["d_us"], rtol=1e-6)
+    assert abs(shifted["d_ss_real"] - plain["d_ss_real"]) > 1e-4
 
 
 def test_instance_noise_schedule():
