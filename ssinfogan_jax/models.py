@@ -284,7 +284,8 @@ class Discriminator(nn.Module):
         if ss:
             h_ss = h
             if self.q_ss_own_trunk:
-                h_ss = trunk(name="q_ss_trunk")(images if q_ss_images is None else q_ss_images, train)
+                q_ss_input = images if q_ss_images is None else q_ss_images
+                h_ss = trunk(name="q_ss_trunk")(q_ss_input, train)
             out = Dense(sum(c.size for c in ss), name="q_ss")(h_ss)
             q.update(latents_lib.split_outputs(ss, out))
         if us:
