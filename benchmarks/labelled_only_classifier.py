@@ -7,8 +7,8 @@ Trains a CNN of the independent judge's kind (`evaluation.classifier`, a head pe
 `configs/digit_scenes.py:<preset>`'s supervised codes; a continuous label on the code's range,
 as the loop feeds it to Q_ss) on the labelled subset that a run of that config draws (the same
 size, selection and `data.labeled_seed`), and reports its accuracy (a regression head: its
-correlation) on the whole test split. Q_ss learns from nothing else until G's codes mean something, so this says
-how far those labels alone can carry it.
+correlation) on the whole test split. Q_ss learns from nothing else until G's codes mean
+something, so this says how far those labels alone can carry it.
 
 Measured (2026-11-30, digit_scenes 2.0.0, 600 labelled scenes, shift 2 px, 1,000 steps, the
 2-core CPU shared with training runs): `--preset svhn` digit 0.771 (483 s); `--preset celeba`
