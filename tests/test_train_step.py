@@ -625,6 +625,16 @@ def test_instance_noise_in_the_d_update_only():
 # --- Consistency loss (optional) ---------------------------------------------------------------
 
 
+def translation_of(real, moved, max_shift: int, fill: float) -> tuple[int, int] | None:
+    """The (dy, dx) that moves `real` [H, W, C] onto `moved`, if there is one."""
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            shifted = augment.shift_images(real[None], np.array([[dy, dx]]), fill)[0]
+            if np.array_equal(shifted, moved):
+                return dy, dx
+    return None
+
+
 def test_consistency_pass_sees_translated_reals_and_keeps_no_statistics():
     step, spy = spied_step("consistency")
     state0 = initial_state("consistency")
@@ -633,18 +643,11 @@ def test_consistency_pass_sees_translated_reals_and_keeps_no_statistics():
     # Each example of the third pass is its real moved by some (dy, dx) in [-2, 2]^2, and the
     # vacated pixels are the data's background (0 for MNIST).
     fill = models.get_architecture(consistency_config().model.arch).image_range[0]
-    found = []
-    for real, shifted in zip(d_in["real"], d_in["shifted"], strict=True):
-        matches = [
-            (dy, dx)
-            for dy in range(-2, 3)
-            for dx in range(-2, 3)
-            if np.array_equal(
-                augment.shift_images(real[None], np.array([[dy, dx]]), fill)[0], shifted
-            )
-        ]
-        assert matches, "not a translation of its real"
-        found.append(matches[0])
+    found = [
+        translation_of(real, shifted, 2, fill)
+        for real, shifted in zip(d_in["real"], d_in["shifted"], strict=True)
+    ]
+    assert None not in found, "not a translation of its real"
     assert len(set(found)) > 1  # Per-example shifts.
     assert float(metrics["d_consistency"]) > 0.0
     # D's running statistics are those of the real and fake passes only.
@@ -655,16 +658,6 @@ def test_consistency_pass_sees_translated_reals_and_keeps_no_statistics():
     plain_step, plain_spy = spied_step("default")
     _, plain_metrics, plain_d, _ = plain_spy.run(plain_step, initial_state(), batch)
     assert plain_d["shifted"] is None and "d_consistency" not in plain_metrics
-
-
-def translation_of(real, moved, max_shift: int, fill: float) -> tuple[int, int] | None:
-    """The (dy, dx) that moves `real` [H, W, C] onto `moved`, if there is one."""
-    for dy in range(-max_shift, max_shift + 1):
-        for dx in range(-max_shift, max_shift + 1):
-            shifted = augment.shift_images(real[None], np.array([[dy, dx]]), fill)[0]
-            if np.array_equal(shifted, moved):
-                return dy, dx
-    return None
 
 
 def test_a_q_ss_of_its_own_reads_translated_reals_and_d_the_reals():
