@@ -7,9 +7,9 @@ Compile time, steps/s after warm-up (median of rounds; a labelled batch, as the 
 of a run), XLA's memory plan for the step, and the machine's state (numpy GEMM roof, memory
 bandwidth, load) before and after, as benchmarks/train_step.py does for MNIST. Several nets
 are timed in alternating rounds, so that their ratio holds while the machine's speed moves:
-`dcgan_32` (the 32x32 configs' net, D's trunk without batch norm), `infogan_32` (the
-InfoGAN paper's net, with D's batch norm) and `dcgan_32_own_q` (`dcgan_32` with Q_ss on a trunk
-of its own, reading reals shifted by up to 2 px).
+`dcgan_32` (the 32x32 configs' net: D's trunk without batch norm, Q_ss on a trunk of its
+own), `dcgan_32_shared_q` (Q_ss on D's trunk) and `infogan_32` (the InfoGAN paper's net, with
+D's batch norm and the shared trunk).
 """
 
 from __future__ import annotations
@@ -26,16 +26,12 @@ from benchmarks.train_step import flops_of, memory_of
 from configs import digit_scenes
 from ssinfogan_jax import experiment, train
 
-# name: config overrides.
+# name: config overrides of configs/digit_scenes.py (whose Q_ss has a trunk of its own).
+_SHARED_Q = {"model.q_ss_trunk": "shared", "loss.q_ss_max_shift": 0}
 NETS = {
     "dcgan_32": {"model.arch": "dcgan_32", "model.d_batch_norm": False},
-    "infogan_32": {"model.arch": "infogan_32", "model.d_batch_norm": True},
-    "dcgan_32_own_q": {
-        "model.arch": "dcgan_32",
-        "model.d_batch_norm": False,
-        "model.q_ss_trunk": "own",
-        "loss.q_ss_max_shift": 2,
-    },
+    "dcgan_32_shared_q": {"model.arch": "dcgan_32", "model.d_batch_norm": False, **_SHARED_Q},
+    "infogan_32": {"model.arch": "infogan_32", "model.d_batch_norm": True, **_SHARED_Q},
 }
 
 
