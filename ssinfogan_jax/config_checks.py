@@ -309,9 +309,11 @@ def find_problems(
                 f"{arch.image_range}, but {info.name} has {info.image_shape} in {info.image_range}"
             )
         most = min(arch.image_shape[:2]) // 2
-        shifts = [("consistency_max_shift", config.loss.lambda_consistency > 0)]
-        shifts.append(("q_ss_max_shift", True))
-        for name, used in shifts:
+        used_shifts = (
+            ("consistency_max_shift", config.loss.lambda_consistency > 0),
+            ("q_ss_max_shift", True),
+        )
+        for name, used in used_shifts:
             if used and config.loss[name] >= most:
                 problems.append(
                     f"config.loss.{name}: {config.loss[name]} must be below {most} pixels "
