@@ -200,6 +200,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.g_learning_rate = 1e-3
     config.optimizer.d_learning_rate = 1e-4  # D trunk and all heads share one Adam.
+    # Not in the paper (0 = D's rate, the reference): Q_ss's own Adam at this rate, for its
+    # head and, with model.q_ss_trunk = 'own', its trunk. The few labelled batches then teach
+    # it in fewer steps than D's slow rate allows.
+    config.optimizer.q_ss_learning_rate = 0.0
     config.optimizer.b1 = 0.5
     config.optimizer.b2 = 0.999
     config.optimizer.eps = 1e-8

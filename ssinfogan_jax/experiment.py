@@ -51,13 +51,15 @@ class Translations:
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    """Adam for each network (D's trunk and all its heads share one)."""
+    """Adam for each network (D's trunk and all its heads share one, unless Q_ss has a rate of
+    its own: `q_ss_learning_rate` > 0)."""
 
     g_learning_rate: float
     d_learning_rate: float
     b1: float
     b2: float
     eps: float
+    q_ss_learning_rate: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,5 +149,6 @@ def from_config(
             float(opt.b1),
             float(opt.b2),
             float(opt.eps),
+            float(opt.q_ss_learning_rate),
         ),
     )

@@ -221,6 +221,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 # Where Q_ss reads from: D's trunk (the paper's), or a trunk of its own (`Discriminator`).
 Q_SS_TRUNKS = ("shared", "own")
+# D's top-level parameter groups that belong to Q_ss (`optimizer.q_ss_learning_rate`).
+Q_SS_PARAMS = ("q_ss", "q_ss_trunk")
 
 
 def get_architecture(name: str) -> Architecture:

@@ -39,6 +39,7 @@ from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax import losses
 from ssinfogan_jax.data import augment
 from ssinfogan_jax.experiment import Experiment, InstanceNoise, Translations
+from ssinfogan_jax.models import Q_SS_PARAMS
 
 # image [B, H, W, C] float32, label_masks {name: [B]}, labels {name: [B]}
 Batch = Mapping[str, Any]
@@ -93,12 +94,23 @@ def create_train_state(rng: jax.Array, exp: Experiment | ml_collections.ConfigDi
     d_vars = jax.jit(functools.partial(discriminator.init, train=False))(d_rng, images)
     opt = exp.optimizer
     adam = functools.partial(optax.adam, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+    d_tx = adam(opt.d_learning_rate)
+    if opt.q_ss_learning_rate > 0:
+        d_tx = optax.multi_transform(
+            {"d": d_tx, "q_ss": adam(opt.q_ss_learning_rate)}, q_ss_param_labels
+        )
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         rng=init_rng,
         generator=NetworkState.create(g_vars, adam(opt.g_learning_rate)),
-        discriminator=NetworkState.create(d_vars, adam(opt.d_learning_rate)),
+        discriminator=NetworkState.create(d_vars, d_tx),
     )
+
+
+def q_ss_param_labels(d_params) -> dict[str, str]:
+    """'q_ss' for Q_ss's top-level parameter groups (its head, its own trunk), 'd' for the rest:
+    which of D's two Adams (`optimizer.q_ss_learning_rate`) moves each."""
+    return {name: "q_ss" if name in Q_SS_PARAMS else "d" for name in d_params}
 
 
 def batch_norm_per_part(parts: int):

@@ -222,6 +222,7 @@ BAD_VALUES = {
     "loss.q_ss_max_shift": -1,
     "optimizer.g_learning_rate": 0.0,
     "optimizer.d_learning_rate": -1e-4,
+    "optimizer.q_ss_learning_rate": -1e-3,
     "optimizer.b1": 1.0,
     "optimizer.b2": -0.1,
     "optimizer.eps": 0.0,

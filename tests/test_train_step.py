@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import (
     create_models,
@@ -255,6 +256,33 @@ def test_a_q_ss_trunk_of_its_own_is_moved_by_the_q_ss_terms_alone():
         assert set(norms[term]) == set(groups)
         moved = {group for group in groups if norms[term][group] > 0}
         assert moved == route, (term, norms[term])
+
+
+def test_q_ss_learning_rate_moves_q_ss_alone_at_its_rate():
+    # Adam's first update moves each parameter by its rate times g / (|g| + eps): so after one
+    # step the largest move in every group is that group's rate.
+    config = own_trunk_config()
+    d_rate, q_ss_rate = config.optimizer.d_learning_rate, 1e-3
+    exp = experiment_of(config)
+    plain = train.create_train_state(jax.random.PRNGKey(0), exp).discriminator
+    config.optimizer.q_ss_learning_rate = q_ss_rate
+    exp = experiment_of(config)
+    state0 = to_host(train.create_train_state(jax.random.PRNGKey(0), exp))
+    state1, _ = train.make_train_step(exp, donate=False)(state0, make_batch(config, MASK))
+    moved = jax.tree.map(
+        lambda a, b: float(np.max(np.abs(np.asarray(a) - b))),
+        state1.discriminator.params,
+        state0.discriminator.params,
+    )
+    largest = {group: max(jax.tree.leaves(tree)) for group, tree in moved.items()}
+    expected = {"trunk": d_rate, "d_head": d_rate, "q_us": d_rate}
+    expected |= {"q_ss": q_ss_rate, "q_ss_trunk": q_ss_rate}
+    assert largest.keys() == expected.keys()
+    for group, rate in expected.items():
+        assert largest[group] == pytest.approx(rate, rel=1e-3), (group, largest)
+    # Without a rate of its own, D keeps the one Adam (and the checkpoints' layout).
+    assert not isinstance(plain.opt_state, optax.transforms.PartitionState)
+    assert isinstance(state0.discriminator.opt_state, optax.transforms.PartitionState)
 
 
 def test_unlabelled_batch_gives_no_supervised_gradient():
