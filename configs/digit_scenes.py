@@ -23,11 +23,11 @@ Arguments (comma-separated; the first two choose the supervised codes and may be
 Expected: see the README's digit_scenes section. With the InfoGAN paper's net (`infogan_32`,
 D's trunk with batch norm) G collapsed (H200, 5,000-8,800 steps: labels steered the codes, but
 every sample of a code value was one image); with `dcgan_32` and no batch norm in D's trunk its
-samples vary (CPU, batch 128, step 500: sample_spread 0.27 against 0.008, Frechet 59 against
-124). With Q_ss on a trunk of its own (default.own_q_ss; CPU, seed 1, version 2.0.0) `:celeba`'s
-four binary codes reach 0.90-0.92 mean direct accuracy at steps 500-1,500 (0.73-0.83 with the
-shared trunk) and its rotation code 0.80-0.85 correlation (0.40-0.61). No 95% target is
-measured as met yet.
+samples vary. With Q_ss on a trunk of its own (default.own_q_ss; CPU, version 2.0.0, seeds 1
+and 2) `:celeba`'s four binary codes reach 0.91-0.95 mean direct accuracy at step 1,000 (0.75
+with the shared trunk) and its rotation code 0.84-0.85 correlation; `:svhn`'s digit code 0.47
+at step 1,000 and 0.59 at 2,000 (0.88 at 1,000 with --config.optimizer.q_ss_learning_rate=1e-3,
+which broke `:celeba` down at the same step). No 95% target is measured as met yet.
 """
 
 from configs import default
