@@ -196,6 +196,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # translated by up to this many pixels (fresh each step), D's are not. With the shared
     # trunk, data.labeled_max_shift translates labelled examples for both.
     config.loss.q_ss_max_shift = 0
+    # Not in the paper (needs model.q_ss_trunk = 'own'): Q_ss reads every image, real or fake,
+    # with its colour channels reordered and maybe negated at random, so that G cannot mark
+    # its supervised codes with colour. Only for labels that do not depend on colour.
+    config.loss.q_ss_recolour = False
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.g_learning_rate = 1e-3

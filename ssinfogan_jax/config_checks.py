@@ -212,6 +212,8 @@ UNCHECKED = {
     "latents.codes_from_data": "a bool (ml_collections enforces the type): one code per "
     "column of a folder's CSV",
     "loss.q_ss_on_fakes": "None, True or False; ml_collections enforces the type",
+    "loss.q_ss_recolour": "a bool (ml_collections enforces the type); find_problems checks "
+    "that Q_ss has a trunk of its own",
     "data.data_dir": "a path: whether the data is there is checked when it loads",
     "data.raw_dir": "a path: whether its files are there is checked when the data loads",
     "eval.classifier_dir": "a path: read or created when the classifier is first needed",
@@ -296,6 +298,11 @@ def find_problems(
             "config.loss.q_ss_max_shift: translates what Q_ss reads only with "
             "model.q_ss_trunk='own' (with the shared trunk, data.labeled_max_shift translates "
             "the labelled examples for D and Q_ss alike)"
+        )
+    if config.loss.q_ss_recolour and config.model.q_ss_trunk != "own":
+        problems.append(
+            "config.loss.q_ss_recolour: recolours what Q_ss reads only with "
+            "model.q_ss_trunk='own' (the shared trunk reads what D reads)"
         )
     data_problems = registry.find_problems(config, process_count, device_count)
     problems += data_problems

@@ -34,19 +34,23 @@ class InstanceNoise:
 
 
 @dataclasses.dataclass(frozen=True)
-class Translations:
-    """Random translations of the real batch inside the step (neither is in the paper).
+class Augmentations:
+    """Random changes of the images inside the step (none is in the paper).
 
-    `consistency_max_shift`: of the copy the optional consistency loss reads (its weight is
-    `LossWeights.lambda_consistency`): Q_ss on it should match Q_ss on the batch, so the
-    unlabelled reals shape Q_ss, which otherwise learns from the few labelled ones alone.
-    `q_ss_max_shift` (0 = off; a Q_ss with a trunk of its own only): of the reals Q_ss reads,
-    so its few labelled images count for more while D sees them as they are.
+    `consistency_max_shift`: translation of the copy the optional consistency loss reads (its
+    weight is `LossWeights.lambda_consistency`): Q_ss on it should match Q_ss on the batch, so
+    the unlabelled reals shape Q_ss, which otherwise learns from the few labelled ones alone.
+    `q_ss_max_shift` (0 = off; a Q_ss with a trunk of its own only): translation of the reals
+    Q_ss reads, so its few labelled images count for more while D sees them as they are.
+    `q_ss_recolour` (a Q_ss with a trunk of its own only): Q_ss reads every image, real or
+    fake, with its channels reordered and maybe negated at random (`augment.recolour`), so G
+    cannot mark its supervised codes with colour; for labels that do not depend on colour.
     """
 
     consistency_max_shift: int = 2
     q_ss_max_shift: int = 0
-    fill: float = -1.0  # The image range's background (vacated pixels).
+    q_ss_recolour: bool = False
+    image_range: tuple[float, float] = (-1.0, 1.0)  # G's; its low end fills vacated pixels.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +77,7 @@ class Experiment:
       arch: G's and D's architecture.
       dataset: the data set's static facts (shapes, range, sizes, labels).
       num_labeled: the labelled subset's size (0 = the InfoGAN baseline).
-      weights, instance_noise, translations, optimizer: the train step's settings.
+      weights, instance_noise, augmentations, optimizer: the train step's settings.
     """
 
     config: ml_collections.ConfigDict
@@ -83,7 +87,7 @@ class Experiment:
     num_labeled: int
     weights: losses.LossWeights
     instance_noise: InstanceNoise
-    translations: Translations
+    augmentations: Augmentations
     optimizer: Optimizer
 
     @property
@@ -138,10 +142,11 @@ def from_config(
         instance_noise=InstanceNoise(
             float(config.instance_noise.stddev), float(config.instance_noise.decay)
         ),
-        translations=Translations(
+        augmentations=Augmentations(
             int(config.loss.consistency_max_shift),
             int(config.loss.q_ss_max_shift),
-            arch.image_range[0],
+            bool(config.loss.q_ss_recolour),
+            tuple(arch.image_range),
         ),
         optimizer=Optimizer(
             float(opt.g_learning_rate),

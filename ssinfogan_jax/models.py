@@ -255,7 +255,8 @@ class Discriminator(nn.Module):
 
     Returns a dict: `logit` float32 [B] (real/fake, pre-sigmoid) and `q` mapping every code
     name to its prediction [B, size] (logits for categorical codes, means for continuous ones).
-    `q_ss_images` [B, H, W, C] (own trunk only; default `images`): what Q_ss reads instead.
+    `q_ss_images` [B', H, W, C] (own trunk only; default `images`): what Q_ss reads instead;
+    its batch may differ from that of `images`, and Q_ss's outputs then have its batch.
     """
 
     arch: str

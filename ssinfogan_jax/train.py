@@ -38,7 +38,7 @@ from ssinfogan_jax import experiment as experiment_lib
 from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax import losses
 from ssinfogan_jax.data import augment
-from ssinfogan_jax.experiment import Experiment, InstanceNoise, Translations
+from ssinfogan_jax.experiment import Augmentations, Experiment, InstanceNoise
 from ssinfogan_jax.models import Q_SS_PARAMS
 
 # image [B, H, W, C] float32, label_masks {name: [B]}, labels {name: [B]}
@@ -76,7 +76,7 @@ class TrainState:
 
 
 _NO_INSTANCE_NOISE = InstanceNoise()
-_DEFAULT_TRANSLATIONS = Translations()
+_DEFAULT_AUGMENTATIONS = Augmentations()
 
 
 def _experiment(exp: Experiment | ml_collections.ConfigDict) -> Experiment:
@@ -113,13 +113,14 @@ def q_ss_param_labels(d_params) -> dict[str, str]:
     return {name: "q_ss" if name in Q_SS_PARAMS else "d" for name in d_params}
 
 
-def batch_norm_per_part(parts: int):
+def batch_norm_per_part(parts: int, whole: tuple[str, ...] = ()):
     """A context in which every `nn.BatchNorm` in training mode treats its batch as `parts`
     equal parts, one after another: each part normalised by its own statistics, the running
     statistics updated part after part. A module applied there to the concatenated parts
     computes what `parts` separate passes compute, but each layer between the batch norms runs
     once on the whole batch (one matmul over all parts: on a CPU at batch 32, 12% off the
     step). Other layers must treat examples independently, as convolutions and dense layers do.
+    Batch norms within the top-level submodules named in `whole` see their batch as one part.
     """
 
     splitting = []  # Non-empty while a batch norm call is being split into its parts.
@@ -127,6 +128,8 @@ def batch_norm_per_part(parts: int):
     def interceptor(next_fun, args, kwargs, context):
         module = context.module
         if splitting or not isinstance(module, nn.BatchNorm) or context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        if module.path[:1] and module.path[0] in whole:
             return next_fun(*args, **kwargs)
         x, *rest = args
         running = kwargs.get("use_running_average", rest[0] if rest else None)
@@ -157,6 +160,7 @@ def discriminator_loss(
     weights: losses.LossWeights,
     shifted_real_images: jax.Array | None = None,
     q_ss_real_images: jax.Array | None = None,
+    q_ss_fake_images: jax.Array | None = None,
     step: jax.Array | int = 0,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, tuple[Any, Metrics]]:
@@ -167,7 +171,10 @@ def discriminator_loss(
     Under a device axis, the supervised term counts labelled examples over all devices. With
     `shifted_real_images`, a third pass adds the consistency term; its batch statistics are
     not kept (the running statistics describe untranslated data). With `q_ss_real_images`
-    (a Q_ss with a trunk of its own), Q_ss reads them in place of the reals.
+    (a Q_ss with a trunk of its own), Q_ss reads them in place of the reals, and reads the
+    fakes (or `q_ss_fake_images` in their place) only when it learns from them
+    (`weights.q_ss_on_fakes`): its trunk's fake half would cost a quarter of its work in this
+    step and change no gradient.
     """
 
     def forward(stats, images, q_ss_images=None):
@@ -183,10 +190,13 @@ def discriminator_loss(
         return out, mutated["batch_stats"]
 
     # One pass over [real; fake] with batch norm per half: the statistics of two passes.
-    q_ss_images = None
-    if q_ss_real_images is not None:
-        q_ss_images = jnp.concatenate([q_ss_real_images, fake_images])
-    with batch_norm_per_part(2):
+    q_ss_images, whole = None, ()
+    if q_ss_real_images is not None and weights.q_ss_on_fakes:
+        q_ss_fakes = fake_images if q_ss_fake_images is None else q_ss_fake_images
+        q_ss_images = jnp.concatenate([q_ss_real_images, q_ss_fakes])
+    elif q_ss_real_images is not None:
+        q_ss_images, whole = q_ss_real_images, Q_SS_PARAMS
+    with batch_norm_per_part(2, whole):
         both, stats = forward(
             d_batch_stats, jnp.concatenate([real_images, fake_images]), q_ss_images
         )
@@ -235,13 +245,17 @@ def generator_loss(
     discriminator: nn.Module,
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
+    q_ss_view: Callable[[jax.Array], jax.Array] | None = None,
 ) -> tuple[jax.Array, Metrics]:
-    """L_G through D in train mode; D's updated statistics are discarded."""
+    """L_G through D in train mode; D's updated statistics are discarded. With `q_ss_view` (a
+    Q_ss with a trunk of its own), Q_ss reads `q_ss_view(fake_images)`, differentiably."""
+    extra = {} if q_ss_view is None else {"q_ss_images": q_ss_view(fake_images)}
     fake, _ = discriminator.apply(
         {"params": d_params, "batch_stats": d_batch_stats},
         fake_images,
         train=True,
         mutable=["batch_stats"],
+        **extra,
     )
     terms = {
         "g_gan": losses.gan_generator_loss(fake["logit"]),
@@ -276,7 +290,7 @@ def train_step(
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
     instance_noise: InstanceNoise = _NO_INSTANCE_NOISE,
-    translations: Translations = _DEFAULT_TRANSLATIONS,
+    augmentations: Augmentations = _DEFAULT_AUGMENTATIONS,
     grad_norms: bool = False,
     axis_name: str | None = None,
 ) -> tuple[TrainState, Metrics]:
@@ -328,15 +342,28 @@ def train_step(
         normal = jax.vmap(lambda key: jax.random.normal(key, real_images.shape[1:]))
         d_real = d_real + sigma * normal(real_noise_rng)
         d_fake = d_fake + sigma * normal(fake_noise_rng)
-    translate = functools.partial(augment.translate, fill=translations.fill)
-    shifted_real = q_ss_real = None
+    aug = augmentations
+    translate = functools.partial(augment.translate, fill=aug.image_range[0])
+    shifted_real = q_ss_real = q_ss_fake = q_ss_view = None
     if weights.lambda_consistency > 0:
-        shift = functools.partial(translate, max_shift=translations.consistency_max_shift)
+        shift = functools.partial(translate, max_shift=aug.consistency_max_shift)
         shifted_real = jax.vmap(shift)(shift_rng, d_real)
-    if translations.q_ss_max_shift > 0:
-        shift = functools.partial(translate, max_shift=translations.q_ss_max_shift)
+    own_q_ss = getattr(discriminator, "q_ss_own_trunk", False) and layout.supervised_codes
+    if (aug.q_ss_max_shift or aug.q_ss_recolour) and not own_q_ss:
+        raise ValueError("q_ss_max_shift and q_ss_recolour need a Q_ss with a trunk of its own")
+    if own_q_ss:  # Q_ss's reals apart from D's, so that its trunk may skip the fakes.
+        shift = functools.partial(translate, max_shift=aug.q_ss_max_shift)
         q_ss_rng = jax.vmap(jax.random.fold_in, (0, None))(shift_rng, 1)
         q_ss_real = jax.vmap(shift)(q_ss_rng, d_real)
+    if aug.q_ss_recolour:
+        recolour = functools.partial(augment.recolour, image_range=aug.image_range)
+        real_rng, fake_rng = (jax.vmap(jax.random.fold_in, (0, None))(shift_rng, i) for i in (2, 3))
+        q_ss_real = jax.vmap(recolour)(real_rng, q_ss_real)
+
+        def q_ss_view(fakes):
+            return jax.vmap(recolour)(fake_rng, fakes)
+
+        q_ss_fake = q_ss_view(d_fake) if weights.q_ss_on_fakes else None
     loss_kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
     d_grads, (d_stats, d_terms) = jax.grad(discriminator_loss, has_aux=True)(
         d.params,
@@ -348,6 +375,7 @@ def train_step(
         **loss_kwargs,
         shifted_real_images=shifted_real,
         q_ss_real_images=q_ss_real,
+        q_ss_fake_images=q_ss_fake,
         step=state.step,
         axis_name=axis_name,
     )
@@ -356,7 +384,7 @@ def train_step(
 
     # G update: gradient of L_G w.r.t. the image, pulled back through G's saved forward.
     image_grads, g_terms = jax.grad(generator_loss, has_aux=True)(
-        fake_images, d.params, d.batch_stats, codes, **loss_kwargs
+        fake_images, d.params, d.batch_stats, codes, **loss_kwargs, q_ss_view=q_ss_view
     )
     (g_grads,) = generator_vjp(image_grads)
     g_grads = _mean_over_devices(g_grads, axis_name)
@@ -397,7 +425,7 @@ def bind_train_step(
         layout=exp.layout,
         weights=exp.weights,
         instance_noise=exp.instance_noise,
-        translations=exp.translations,
+        augmentations=exp.augmentations,
         grad_norms=exp.config.log_grad_norms,
         axis_name=axis_name,
     )

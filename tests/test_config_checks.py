@@ -130,6 +130,15 @@ def test_q_ss_shift_needs_a_trunk_of_its_own_and_fits_the_images(config):
     assert _only_problem(config).startswith("config.loss.q_ss_max_shift: 14 must be below")
 
 
+def test_q_ss_recolouring_needs_a_trunk_of_its_own(config):
+    config.loss.q_ss_recolour = True
+    assert _only_problem(config).startswith(
+        "config.loss.q_ss_recolour: recolours what Q_ss reads only with model.q_ss_trunk='own'"
+    )
+    config.model.q_ss_trunk = "own"
+    assert config_checks.find_problems(config) == []
+
+
 def test_missing_raw_data_folder(config, tmp_path):
     config.data.name = "mnist"
     config.data.data_dir = str(tmp_path)

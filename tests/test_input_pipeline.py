@@ -4,6 +4,7 @@ No test can download: an autouse fixture makes any tfds download raise.
 """
 
 import gzip
+import itertools
 import json
 import os
 import shutil
@@ -329,6 +330,29 @@ def test_subset_written_to_workdir_and_reread_on_resume(digits_dir, tmp_path, mo
 
 # ----------------------------------------------------------------------------------------------
 # Labels never leak; the schedule.
+
+
+def test_recolour_reorders_and_negates_channels_uniformly():
+    image = np.random.default_rng(0).uniform(-1, 1, (4, 5, 3)).astype(np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(5), 1200)
+    out = np.asarray(jax.jit(jax.vmap(lambda k: augment.recolour(k, image, (-1.0, 1.0))))(keys))
+    variants = {
+        (order, mirrored): (-1.0 + 1.0 - image[..., order]) if mirrored else image[..., order]
+        for order in itertools.permutations(range(3))
+        for mirrored in (False, True)
+    }
+    counts = dict.fromkeys(variants, 0)
+    for seen in out:
+        (match,) = [v for v, expected in variants.items() if np.array_equal(seen, expected)]
+        counts[match] += 1
+    # 12 variants, 100 expected each: binomial sd 9.6, so 60-140 holds unless one is missing.
+    assert all(60 < n < 140 for n in counts.values()), counts
+    # A grey image in [0, 1] can only be mirrored: 1 - x.
+    grey = image[..., :1] / 2 + 0.5
+    seen = {
+        bool(np.array_equal(augment.recolour(k, grey, (0.0, 1.0)), 1.0 - grey)) for k in keys[:20]
+    }
+    assert seen == {False, True}
 
 
 @pytest.mark.parametrize("mode", ["alternate", "mix"])

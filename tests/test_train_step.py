@@ -81,6 +81,13 @@ def own_trunk_config():
     return config
 
 
+def recolour_config():
+    config = own_trunk_config()
+    config.loss.q_ss_recolour = True
+    config.loss.q_ss_on_fakes = True
+    return config
+
+
 CONFIGS = {
     "default": small_config,
     "baseline": baseline_config,
@@ -89,8 +96,9 @@ CONFIGS = {
     "consistency": consistency_config,
     "late_fakes": late_fakes_config,
     "own_trunk": own_trunk_config,
+    "recolour": recolour_config,
 }
-OWN_NETS = ("rich", "own_trunk")
+OWN_NETS = ("rich", "own_trunk", "recolour")
 
 
 class Spy:
@@ -111,7 +119,6 @@ class Spy:
 
         def spied_d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs):
             shifted = kwargs.get("shifted_real_images")
-            q_ss_real = kwargs.get("q_ss_real_images")
             record(
                 self.d_inputs,
                 d_params=d_params,
@@ -119,12 +126,15 @@ class Spy:
                 fake=fake,
                 codes=codes,
                 shifted=shifted,
-                q_ss_real=q_ss_real,
+                q_ss_real=kwargs.get("q_ss_real_images"),
+                q_ss_fake=kwargs.get("q_ss_fake_images"),
             )
             return d_loss(d_params, d_stats, real, fake, batch, codes, **kwargs)
 
         def spied_g_loss(fake, d_params, d_stats, codes, **kwargs):
-            record(self.g_inputs, d_params=d_params, fake=fake, codes=codes)
+            view = kwargs.get("q_ss_view")
+            q_ss_fake = None if view is None else view(fake)
+            record(self.g_inputs, d_params=d_params, fake=fake, codes=codes, q_ss_fake=q_ss_fake)
             return g_loss(fake, d_params, d_stats, codes, **kwargs)
 
         monkeypatch.setattr(train, "discriminator_loss", spied_d_loss)
@@ -256,6 +266,59 @@ def test_a_q_ss_trunk_of_its_own_is_moved_by_the_q_ss_terms_alone():
         assert set(norms[term]) == set(groups)
         moved = {group for group in groups if norms[term][group] > 0}
         assert moved == route, (term, norms[term])
+
+
+def test_an_own_q_ss_trunk_reads_the_fakes_in_the_d_step_only_to_learn_from_them():
+    # Without Q_ss on fakes its trunk's fake half changes no gradient, so the D step skips it:
+    # the same gradients as reading the fakes at weight 0 (Q_ss on fakes from a later step),
+    # Q_ss's running statistics of the reals alone, and fewer FLOPs.
+    skip = own_trunk_config()
+    read = own_trunk_config()
+    read.loss.q_ss_on_fakes, read.loss.q_ss_on_fakes_start = True, 10**6
+    layout, _, discriminator = create_models(skip)
+    d = initial_state("own_trunk").discriminator
+    batch = make_batch(skip, MASK)
+    fake, q_ss_real = (make_batch(skip, MASK, seed)["image"] for seed in (1, 2))
+    codes = latents.sample(jax.random.PRNGKey(3), layout, B)
+
+    def d_update(config):
+        loss = functools.partial(
+            train.discriminator_loss,
+            discriminator=discriminator,
+            layout=layout,
+            weights=experiment_of(config).weights,
+            q_ss_real_images=q_ss_real,
+        )
+        args = (d.params, d.batch_stats, batch["image"], fake, batch, codes)
+        return to_host(jax.jit(jax.grad(loss, has_aux=True))(*args))
+
+    grads_skip, (stats_skip, terms_skip) = d_update(skip)
+    grads_read, (stats_read, terms_read) = d_update(read)
+    chex.assert_trees_all_close(grads_skip, grads_read, rtol=1e-4, atol=1e-5)  # Sum order.
+    assert terms_skip["d_loss"] == pytest.approx(float(terms_read["d_loss"]), rel=1e-6)
+    assert trees_equal(
+        {k: v for k, v in stats_skip.items() if k != "q_ss_trunk"},
+        {k: v for k, v in stats_read.items() if k != "q_ss_trunk"},
+    )
+    _, reals_only = discriminator.apply(
+        {"params": d.params, "batch_stats": d.batch_stats},
+        batch["image"],
+        q_ss_images=q_ss_real,
+        mutable=["batch_stats"],
+    )
+    chex.assert_trees_all_close(
+        stats_skip["q_ss_trunk"], reals_only["batch_stats"]["q_ss_trunk"], rtol=1e-5, atol=1e-7
+    )
+    assert not trees_equal(stats_read["q_ss_trunk"], stats_skip["q_ss_trunk"])
+
+    def step_flops(config):
+        step = jax.jit(train.bind_train_step(experiment_of(config)))
+        return step.lower(d_state_of(config), batch).compile().cost_analysis()["flops"]
+
+    def d_state_of(config):
+        return train.create_train_state(jax.random.PRNGKey(0), experiment_of(config))
+
+    assert step_flops(skip) < 0.95 * step_flops(read)
 
 
 def test_q_ss_learning_rate_moves_q_ss_alone_at_its_rate():
@@ -723,6 +786,52 @@ def test_a_q_ss_of_its_own_reads_translated_reals_and_d_the_reals():
     np.testing.assert_allclose(shifted["d_gan"], plain["d_gan"], rtol=1e-6)
     np.testing.assert_allclose(shifted["d_us"], plain["d_us"], rtol=1e-6)
     assert abs(shifted["d_ss_real"] - plain["d_ss_real"]) > 1e-4
+
+
+def test_a_recolouring_q_ss_reads_every_image_recoloured_and_d_reads_it_as_it_is():
+    step, spy = spied_step("recolour")
+    config = recolour_config()
+    batch = make_batch(config, MASK)
+    _, metrics, d_in, g_in = spy.run(step, initial_state("recolour"), batch)
+    np.testing.assert_array_equal(d_in["real"], batch["image"])
+    low, high = models.get_architecture(config.model.arch).image_range
+
+    def mirrored(seen, image) -> bool | None:
+        """MNIST has one channel: a recolouring of it is the image or its negative."""
+        for flip in (False, True):
+            if np.allclose(seen, low + high - image if flip else image, atol=1e-6):
+                return flip
+        return None
+
+    # Reals: translated by up to 2 px, then recoloured; fakes (D and G step alike): recoloured.
+    reals = []
+    for real, seen in zip(d_in["real"], d_in["q_ss_real"], strict=True):
+        shifts = [
+            augment.shift_images(real[None], np.array([[dy, dx]]), low)[0]
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        ]
+        reals.append({mirrored(seen, moved) for moved in shifts} - {None})
+    assert all(len(found) == 1 for found in reals), reals
+    fakes = [mirrored(*pair) for pair in zip(d_in["q_ss_fake"], d_in["fake"], strict=True)]
+    assert None not in fakes and set(fakes) == {False, True}, fakes
+    np.testing.assert_array_equal(g_in["q_ss_fake"], d_in["q_ss_fake"])
+    assert {found.pop() for found in reals} == {False, True}
+
+    # G's Q_ss term reads the recoloured fakes; its GAN term the fakes as they are.
+    layout, _, discriminator, weights = models_for("recolour")
+    state1_d = g_in["d_params"]
+    _, plain = train.generator_loss(
+        g_in["fake"],
+        state1_d,
+        initial_state("recolour").discriminator.batch_stats,
+        g_in["codes"],
+        discriminator=discriminator,
+        layout=layout,
+        weights=weights,
+    )
+    np.testing.assert_allclose(float(metrics["g_gan"]), float(plain["g_gan"]), rtol=1e-5)
+    assert abs(float(metrics["g_ss"]) - float(plain["g_ss"])) > 1e-4
 
 
 def test_instance_noise_schedule():

@@ -1,5 +1,6 @@
 """Random translations: of the labelled examples on the host, a pure function of (seed, step),
-and of any batch inside the jitted step (`translate`, for the consistency loss).
+and of any batch inside the jitted step (`translate`, for the consistency loss and Q_ss's
+reals); and random recolourings inside the step (`recolour`, for what Q_ss reads).
 
 With 100 labels, Q_ss (trained on the labelled reals only, reference section 5) sees the
 same 100 images hundreds of times and generalises to about 80% of the real test split;
@@ -49,3 +50,16 @@ def translate(rng: jax.Array, image: jax.Array, max_shift: int, fill: float) -> 
     dy, dx = jax.random.randint(rng, (2,), -m, m + 1)
     padded = jnp.pad(image, ((m, m), (m, m), (0, 0)), constant_values=fill)
     return jax.lax.dynamic_slice(padded, (m - dy, m - dx, 0), (h, w, c))
+
+
+def recolour(rng: jax.Array, image: jax.Array, image_range: tuple[float, float]) -> jax.Array:
+    """One image [H, W, C] with its channels in one of the C! orders and, with probability
+    1/2, its values mirrored within `image_range` (a negative); uniform over those 2 * C!.
+
+    A label that does not depend on colour (a digit, an object) survives it; what Q_ss reads
+    through it cannot tell G's codes by colour.
+    """
+    order_rng, flip_rng = jax.random.split(rng)
+    image = jnp.asarray(image)[..., jax.random.permutation(order_rng, image.shape[-1])]
+    low, high = image_range
+    return jnp.where(jax.random.bernoulli(flip_rng), low + high - image, image)
