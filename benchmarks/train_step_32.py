@@ -27,7 +27,12 @@ from configs import digit_scenes
 from ssinfogan_jax import experiment, train
 
 # name: config overrides of configs/digit_scenes.py (whose Q_ss has a trunk of its own).
-_SHARED_Q = {"model.q_ss_trunk": "shared", "loss.q_ss_max_shift": 0}
+_SHARED_Q = {
+    "model.q_ss_trunk": "shared",
+    "loss.q_ss_max_shift": 0,
+    "loss.q_ss_recolour": False,
+    "optimizer.q_ss_learning_rate": 0.0,
+}
 NETS = {
     "dcgan_32": {"model.arch": "dcgan_32", "model.d_batch_norm": False},
     "dcgan_32_shared_q": {"model.arch": "dcgan_32", "model.d_batch_norm": False, **_SHARED_Q},
