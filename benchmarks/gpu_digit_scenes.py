@@ -57,8 +57,8 @@ RUNS = {
     "svhn_l1pct_noise_s1": ("svhn", {"seed": 1, **_INSTANCE_NOISE}),
 }
 # The configs' Q_ss reads a trunk of its own (configs/default.py: own_q_ss); the paper's shares
-# D's trunk, for comparison.
-_SHARED_Q = {
+# D's trunk, for comparison (also benchmarks/train_step_32.py's nets).
+SHARED_Q = {
     "model.q_ss_trunk": "shared",
     "loss.q_ss_max_shift": 0,
     "loss.q_ss_recolour": False,
@@ -66,13 +66,13 @@ _SHARED_Q = {
 }
 # The InfoGAN paper's net with D's batch norm, which collapsed at 32x32 (README), for comparison;
 # and the recipe search of 2026-11-29 on it (histories in results/digit_scenes/infogan_32_h200).
-_PAPER_NET = {"model.arch": "infogan_32", "model.d_batch_norm": True, **_SHARED_Q}
+PAPER_NET = {"model.arch": "infogan_32", "model.d_batch_norm": True, **SHARED_Q}
 _LR = {"optimizer.g_learning_rate": 2e-4, "optimizer.d_learning_rate": 2e-4}
 RUNS |= {
-    "svhn_l1pct_infogan32_s1": ("svhn", {"seed": 1, **_PAPER_NET}),
-    "svhn_l1pct_infogan32_lr2e-4_s1": ("svhn", {"seed": 1, **_PAPER_NET, **_LR}),
-    "svhn_l1pct_sharedq_s1": ("svhn", {"seed": 1, **_SHARED_Q}),
-    "celeba_l1pct_sharedq_s1": ("celeba", {"seed": 1, **_SHARED_Q}),
+    "svhn_l1pct_infogan32_s1": ("svhn", {"seed": 1, **PAPER_NET}),
+    "svhn_l1pct_infogan32_lr2e-4_s1": ("svhn", {"seed": 1, **PAPER_NET, **_LR}),
+    "svhn_l1pct_sharedq_s1": ("svhn", {"seed": 1, **SHARED_Q}),
+    "celeba_l1pct_sharedq_s1": ("celeba", {"seed": 1, **SHARED_Q}),
 }
 # Q_ss's settings against the configs' (on the CPU: `:celeba` at D's rate 1e-4 0.914 / 0.946
 # mean binary at step 1,000 on seeds 1 / 2, against 0.956 / 0.964 at 3e-4; at 1e-3 it broke

@@ -22,21 +22,16 @@ import jax
 import numpy as np
 
 from benchmarks import machine_state
+from benchmarks.gpu_digit_scenes import PAPER_NET, SHARED_Q
 from benchmarks.train_step import flops_of, memory_of
 from configs import digit_scenes
 from ssinfogan_jax import experiment, train
 
 # name: config overrides of configs/digit_scenes.py (whose Q_ss has a trunk of its own).
-_SHARED_Q = {
-    "model.q_ss_trunk": "shared",
-    "loss.q_ss_max_shift": 0,
-    "loss.q_ss_recolour": False,
-    "optimizer.q_ss_learning_rate": 0.0,
-}
 NETS = {
     "dcgan_32": {"model.arch": "dcgan_32", "model.d_batch_norm": False},
-    "dcgan_32_shared_q": {"model.arch": "dcgan_32", "model.d_batch_norm": False, **_SHARED_Q},
-    "infogan_32": {"model.arch": "infogan_32", "model.d_batch_norm": True, **_SHARED_Q},
+    "dcgan_32_shared_q": {"model.arch": "dcgan_32", "model.d_batch_norm": False, **SHARED_Q},
+    "infogan_32": PAPER_NET,
 }
 
 
