@@ -7,7 +7,9 @@ For a run trained with `--config.eval_every_steps=0 --config.max_checkpoints_to_
 that training never stops for an evaluation (on a slow, shared machine): each checkpoint not
 yet in `--out` is restored and evaluated as the loop would (one JSON line per step, the loop's
 eval_history format), and the sample and traversal grids of the latest one are written as
-PNGs. Run it again to add the newer checkpoints.
+PNGs. Run it again to add the newer checkpoints. With `--raw_generator`, a run that keeps a
+moving average of G (`optimizer.g_ema_decay`) is judged by its G instead (write to another
+`--out`), so the two can be compared on the same checkpoints.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's work dir.")
 _OUT = flags.DEFINE_string("out", None, "JSON lines; default <workdir>/eval_history.jsonl.")
 _GRIDS = flags.DEFINE_string("grids", None, "Folder for the latest step's grid PNGs.")
+_RAW_GENERATOR = flags.DEFINE_bool(
+    "raw_generator", False, "Judge G itself, not the moving average of G that the run keeps."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     del argv
-    from ssinfogan_jax import loop
+    from ssinfogan_jax import loop, train
     from ssinfogan_jax.evaluation import images
 
     config, workdir = _CONFIG.value, _WORKDIR.value
@@ -44,6 +49,8 @@ def main(argv) -> None:
         if step in done:
             continue
         state, _ = checkpointer.restore(template, step=step)
+        if _RAW_GENERATOR.value:
+            state = train.without_generator_ema(state)
         evaluator = evaluator or loop._make_evaluator(exp)
         metrics = evaluator.evaluate(state)
         with open(out, "a") as f:
@@ -52,6 +59,8 @@ def main(argv) -> None:
     if _GRIDS.value and steps:
         if state is None or int(state.step) != steps[-1]:
             state, _ = checkpointer.restore(template, step=steps[-1])
+            if _RAW_GENERATOR.value:
+                state = train.without_generator_ema(state)
         evaluator = evaluator or loop._make_evaluator(exp)
         for name, grid in evaluator.image_grids(state).items():
             path = os.path.join(_GRIDS.value, f"step{steps[-1]}_{name.replace('/', '_')}.png")

@@ -233,6 +233,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # head and, with model.q_ss_trunk = 'own', its trunk, so that the few labelled batches
     # teach it more than D's slow rate allows (own_q_ss: 3e-4; the measurements are there).
     config.optimizer.q_ss_learning_rate = 0.0
+    # Not in the paper (0 = off): a moving average of G's weights (and batch-norm statistics)
+    # with this decay, e.g. 0.999 (early on at most (1 + t) / (10 + t)), is kept beside G and
+    # is what evaluation, the best checkpoint and sampling use.
+    config.optimizer.g_ema_decay = 0.0
     config.optimizer.b1 = 0.5
     config.optimizer.b2 = 0.999
     config.optimizer.eps = 1e-8

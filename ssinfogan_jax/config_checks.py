@@ -142,6 +142,7 @@ RANGES = (
     ("optimizer.g_learning_rate", 0.0, None, True, True, False),
     ("optimizer.d_learning_rate", 0.0, None, True, True, False),
     ("optimizer.q_ss_learning_rate", 0.0, None, False, True, False),
+    ("optimizer.g_ema_decay", 0.0, 1.0, False, True, False),
     ("optimizer.b1", 0.0, 1.0, False, True, False),
     ("optimizer.b2", 0.0, 1.0, False, True, False),
     ("optimizer.eps", 0.0, None, True, True, False),

@@ -56,7 +56,8 @@ class Augmentations:
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
     """Adam for each network (D's trunk and all its heads share one, unless Q_ss has a rate of
-    its own: `q_ss_learning_rate` > 0)."""
+    its own: `q_ss_learning_rate` > 0), and `g_ema_decay` (> 0: a moving average of G's
+    weights is kept, and evaluated and sampled instead of G)."""
 
     g_learning_rate: float
     d_learning_rate: float
@@ -64,6 +65,7 @@ class Optimizer:
     b2: float
     eps: float
     q_ss_learning_rate: float = 0.0
+    g_ema_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,5 +157,6 @@ def from_config(
             float(opt.b2),
             float(opt.eps),
             float(opt.q_ss_learning_rate),
+            float(opt.g_ema_decay),
         ),
     )

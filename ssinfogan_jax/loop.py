@@ -485,10 +485,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     """Generates from a checkpoint into <workdir>/samples (see sampling.write_samples)."""
     exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
     generator, _ = exp.models()
-    g = state.generator
-    generate = sampling.make_generate_fn(generator, exp.layout)(
-        {"params": g.params, "batch_stats": g.batch_stats}
-    )
+    variables = train_lib.generator_variables(state)  # G's moving average where one is kept.
+    generate = sampling.make_generate_fn(generator, exp.layout)(variables)
     out_dir = os.path.join(workdir, "samples")
     written = sampling.write_samples(
         generate,

@@ -75,6 +75,35 @@ class TrainState:
     discriminator: NetworkState
 
 
+@struct.dataclass
+class EmaTrainState(TrainState):
+    """A train state that also keeps a moving average of G (`optimizer.g_ema_decay` > 0), which
+    evaluation and sampling read instead of G. A subclass rather than an optional field, so that
+    a state without it, and its checkpoints, keep their structure."""
+
+    generator_ema: Any  # {"params", "batch_stats"}, G's.
+
+
+def without_generator_ema(state: TrainState) -> TrainState:
+    """The state as a plain TrainState: its G, not the moving average, is what gets evaluated."""
+    return TrainState(state.step, state.rng, state.generator, state.discriminator)
+
+
+def generator_variables(state: TrainState) -> dict[str, Any]:
+    """The G variables to evaluate and sample with: the moving average when kept, else G's."""
+    if isinstance(state, EmaTrainState):
+        return state.generator_ema
+    return {"params": state.generator.params, "batch_stats": state.generator.batch_stats}
+
+
+def ema_decay(decay: float, step: jax.Array) -> jax.Array:
+    """The moving average's decay at `step`: min(decay, (1 + t) / (10 + t)), TensorFlow's
+    ExponentialMovingAverage with num_updates, so that early on it does not hold on to G's
+    initial weights (it averages over about the last t / 9 steps until 1 / (1 - decay))."""
+    t = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
 _NO_INSTANCE_NOISE = InstanceNoise()
 _DEFAULT_AUGMENTATIONS = Augmentations()
 
@@ -99,12 +128,15 @@ def create_train_state(rng: jax.Array, exp: Experiment | ml_collections.ConfigDi
         d_tx = optax.multi_transform(
             {"d": d_tx, "q_ss": adam(opt.q_ss_learning_rate)}, q_ss_param_labels
         )
-    return TrainState(
+    state = TrainState(
         step=jnp.zeros((), jnp.int32),
         rng=init_rng,
         generator=NetworkState.create(g_vars, adam(opt.g_learning_rate)),
         discriminator=NetworkState.create(d_vars, d_tx),
     )
+    if opt.g_ema_decay > 0:
+        state = EmaTrainState(**vars(state), generator_ema=generator_variables(state))
+    return state
 
 
 def q_ss_param_labels(d_params) -> dict[str, str]:
@@ -291,6 +323,7 @@ def train_step(
     weights: losses.LossWeights,
     instance_noise: InstanceNoise = _NO_INSTANCE_NOISE,
     augmentations: Augmentations = _DEFAULT_AUGMENTATIONS,
+    g_ema_decay: float = 0.0,
     grad_norms: bool = False,
     axis_name: str | None = None,
 ) -> tuple[TrainState, Metrics]:
@@ -305,6 +338,8 @@ def train_step(
       batch: `image` float32 [B, H, W, C] in G's output range, `label_masks` {label name:
         float32 [B]} (1 = labelled for that label), `labels` {label name: [B]} (anything where
         that label's mask is 0).
+      g_ema_decay: > 0: the state (an `EmaTrainState`) moves its moving average of G towards
+        G's new variables with `ema_decay(g_ema_decay, step)`.
       grad_norms: add d_grad_norm and g_grad_norm to the metrics (`config.log_grad_norms`).
     Returns:
       (new state, scalar metrics).
@@ -389,6 +424,13 @@ def train_step(
     (g_grads,) = generator_vjp(image_grads)
     g_grads = _mean_over_devices(g_grads, axis_name)
     g = g.apply_gradients(g_grads, g_stats)
+    averaged = {}
+    if g_ema_decay > 0:
+        if not isinstance(state, EmaTrainState):
+            raise ValueError("g_ema_decay > 0 needs an EmaTrainState (create_train_state)")
+        new_g = {"params": g.params, "batch_stats": g.batch_stats}
+        rate = 1.0 - ema_decay(g_ema_decay, state.step)
+        averaged["generator_ema"] = optax.incremental_update(new_g, state.generator_ema, rate)
 
     metrics = {
         **d_terms,
@@ -400,7 +442,7 @@ def train_step(
         metrics["d_grad_norm"] = optax.tree.norm(d_grads)
         metrics["g_grad_norm"] = optax.tree.norm(g_grads)
     metrics = _mean_over_devices(metrics, axis_name)
-    new_state = state.replace(step=state.step + 1, generator=g, discriminator=d)
+    new_state = state.replace(step=state.step + 1, generator=g, discriminator=d, **averaged)
     return new_state, metrics
 
 
@@ -426,6 +468,7 @@ def bind_train_step(
         weights=exp.weights,
         instance_noise=exp.instance_noise,
         augmentations=exp.augmentations,
+        g_ema_decay=exp.optimizer.g_ema_decay,
         grad_norms=exp.config.log_grad_norms,
         axis_name=axis_name,
     )

@@ -232,6 +232,7 @@ BAD_VALUES = {
     "optimizer.g_learning_rate": 0.0,
     "optimizer.d_learning_rate": -1e-4,
     "optimizer.q_ss_learning_rate": -1e-3,
+    "optimizer.g_ema_decay": 1.0,
     "optimizer.b1": 1.0,
     "optimizer.b2": -0.1,
     "optimizer.eps": 0.0,

@@ -413,6 +413,33 @@ def test_a_second_evaluation_compiles_nothing():
     assert 0.0 <= second["q_ss_test_acc"] <= 1.0
 
 
+def test_evaluation_reads_the_moving_average_of_g_where_one_is_kept():
+    from configs import default
+    from ssinfogan_jax import experiment, train
+    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+    config = default.get_config()
+    config.eval.samples_per_value = 4
+    config.optimizer.g_ema_decay = 0.999
+    exp = experiment.from_config(config, check=False)
+    rng = np.random.default_rng(0)
+    test_images = rng.uniform(0, 1, (30, 28, 28, 1)).astype(np.float32)
+    test_labels = {"label": rng.integers(0, 10, 30).astype(np.int32)}
+    evaluator = evaluator_lib.Evaluator(exp, test_images, test_labels, classifier=None)
+    state = train.create_train_state(jax.random.PRNGKey(0), exp)
+    other = train.create_train_state(jax.random.PRNGKey(1), exp)  # Another G as the average.
+    averaged = state.replace(generator_ema=train.generator_variables(other))
+    g = state.generator
+    as_g = state.replace(generator_ema={"params": g.params, "batch_stats": g.batch_stats})
+    swapped = state.replace(
+        generator=g.replace(params=other.generator.params, batch_stats=other.generator.batch_stats)
+    )
+    result = evaluator.evaluate(averaged)
+    assert result == evaluator.evaluate(swapped.replace(generator_ema=averaged.generator_ema))
+    assert result["recovery_mse/c_us"] != evaluator.evaluate(as_g)["recovery_mse/c_us"]
+    assert evaluator.evaluate(as_g) == evaluator.evaluate(train.without_generator_ema(state))
+
+
 # --- every supervised code judged ---------------------------------------------------------------
 
 

@@ -346,6 +346,38 @@ def test_q_ss_learning_rate_moves_q_ss_alone_at_its_rate():
     assert isinstance(state0.discriminator.opt_state, optax.transforms.PartitionState)
 
 
+def test_a_moving_average_of_g_follows_g_and_changes_nothing_else():
+    config = small_config()
+    state0 = initial_state("default")
+    batches = [make_batch(config, MASK, seed=i) for i in range(3)]
+    plain_step = train.make_train_step(experiment_of(config), donate=False)
+    config.optimizer.g_ema_decay = decay = 0.2  # Capped by (1 + t) / (10 + t) at steps 0 and 1.
+    exp = experiment_of(config)
+    created = train.create_train_state(jax.random.PRNGKey(0), exp)
+    assert isinstance(created, train.EmaTrainState)
+    plain_created = train.without_generator_ema(created)
+    assert type(plain_created) is train.TrainState
+    assert trees_equal(created.generator_ema, train.generator_variables(plain_created))
+    averaged_step = train.make_train_step(exp, donate=False)
+    plain = state0
+    averaged = train.EmaTrainState(**vars(state0), generator_ema=train.generator_variables(state0))
+    expected = to_host(train.generator_variables(state0))
+    for t, batch in enumerate(batches):
+        plain, plain_metrics = plain_step(plain, batch)
+        averaged, metrics = averaged_step(averaged, batch)
+        kept = min(decay, (1 + t) / (10 + t))
+        new = to_host(train.generator_variables(plain))
+        expected = jax.tree.map(lambda e, g, k=kept: k * e + (1 - k) * g, expected, new)
+        assert trees_equal(metrics, plain_metrics)
+    # G, D, their optimizers and the step are those of a run without the average.
+    assert trees_equal(train.without_generator_ema(averaged), plain)
+    chex.assert_trees_all_close(averaged.generator_ema, expected, rtol=1e-5, atol=1e-7)
+    assert not trees_equal(averaged.generator_ema, train.generator_variables(plain))
+    assert train.generator_variables(averaged) is averaged.generator_ema
+    with pytest.raises(ValueError, match="EmaTrainState"):
+        averaged_step(state0, batches[0])
+
+
 def test_unlabelled_batch_gives_no_supervised_gradient():
     norms = term_gradients((0,) * B)
     assert norms["d_ss_real"] == dict.fromkeys(GROUPS, 0.0)

@@ -2,7 +2,8 @@
 
 All metrics use G and D in eval mode (batch-norm running statistics) and fixed latents (the
 same key every time, as the reference's fixed test inputs), so successive evaluations differ
-only through the networks.
+only through the networks. G is the moving average of its weights where one is kept
+(`optimizer.g_ema_decay`).
 
   cond_acc_direct / cond_acc_mapped   the independent classifier's accuracy on samples of each
                                       value of the first categorical c_ss code (direct: code k
@@ -36,7 +37,7 @@ import jax
 import numpy as np
 
 from ssinfogan_jax import latents as latents_lib
-from ssinfogan_jax import losses
+from ssinfogan_jax import losses, train
 from ssinfogan_jax.evaluation import batching, frechet, images, metrics, sampling
 from ssinfogan_jax.evaluation import classifier as classifier_lib
 
@@ -128,8 +129,7 @@ class Evaluator:
         return clf.predict if self.code is not None and code.name == self.code.name else None
 
     def _generate_fn(self, state) -> sampling.GenerateFn:
-        g = state.generator
-        return self._generate({"params": g.params, "batch_stats": g.batch_stats})
+        return self._generate(train.generator_variables(state))
 
     def _q_outputs(self, state, x: np.ndarray) -> dict[str, np.ndarray]:
         d = state.discriminator
