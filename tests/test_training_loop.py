@@ -18,7 +18,8 @@ from conftest import (
 )
 from PIL import Image
 
-from ssinfogan_jax import checkpointing, loop
+from ssinfogan_jax import checkpointing, latents, loop, train
+from ssinfogan_jax import experiment as experiment_lib
 
 # In-process runs here check files, shapes and ranges, not numbers: cheap compiles.
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -93,3 +94,30 @@ def test_sample_mode_writes_images_and_codes(digits_shared, digits_run, tmp_path
     assert grid.shape[0] > 10 * 28 and grid.shape[1] > 3 * 28
     for name in ("traversal_digit", "traversal_c_us_0", "traversal_c_us_1"):
         assert Image.open(written[name]).size[0] > 0
+
+
+def test_a_run_with_a_moving_average_of_g_resumes_and_samples_from_it(digits_shared, tmp_path):
+    config = digits_config(digits_shared, num_train_steps=3, checkpoint_every_steps=3)
+    config.optimizer.g_ema_decay = 0.999
+    loop.train_and_evaluate(config, str(tmp_path))
+    step, saved = saved_state(tmp_path)
+    assert step == 3 and set(saved["generator_ema"]) == {"params", "batch_stats"}
+    config.num_train_steps = 4  # Resumes into the same layout.
+    loop.train_and_evaluate(config, str(tmp_path))
+    step, resumed = saved_state(tmp_path)
+    kernel = lambda tree: np.asarray(tree["params"]["Dense_0"]["kernel"])
+    assert step == 4 and not np.array_equal(
+        kernel(resumed["generator_ema"]), kernel(saved["generator_ema"])
+    )
+    assert not np.array_equal(kernel(resumed["generator_ema"]), kernel(resumed["generator"]))
+    written = loop.sample(config, str(tmp_path))
+    _, state, _ = loop._restore_for_inference(config, str(tmp_path), "latest")
+    assert isinstance(state, train.EmaTrainState)
+    samples = np.load(written["samples"])
+    generator, _ = experiment_lib.from_config(config, check=False).models()
+    z = {k: samples[k] for k in ("digit", "c_us", "noise")}
+    layout = latents.LatentLayout.from_config(config.latents)
+    expected = generator.apply(
+        train.generator_variables(state), latents.generator_input(layout, z), train=False
+    )
+    np.testing.assert_allclose(samples["images"], np.asarray(expected), atol=1e-5)
