@@ -41,7 +41,7 @@ def main(argv) -> None:
     if os.path.exists(out):
         with open(out) as f:
             done = {json.loads(line)["step"] for line in f if line.strip()}
-    exp, template, checkpointer = loop._setup(config, workdir)
+    exp, template, checkpointer, _ = loop._setup(config, workdir)
     steps = sorted(checkpointer._manager("latest").all_steps())
     evaluator = None
     state = None
