@@ -48,6 +48,7 @@ def _config():
     config.batch_size = GLOBAL_BATCH
     config.instance_noise.stddev = 0.1  # Exercise the noise path too.
     config.instance_noise.decay = 0.9
+    config.optimizer.g_ema_decay = 0.9  # And G's moving average.
     config.latents.codes = [
         default.code("digit", "categorical", 10, label="label"),
         default.code("thickness", "continuous", 1, label="thickness"),
@@ -102,7 +103,7 @@ def _initial_state(config):
 
 
 def _arrays(state) -> dict[str, np.ndarray]:
-    """Flat {path: array} of the parameters and batch-norm statistics of G and D."""
+    """Flat {path: array} of the parameters and batch-norm statistics of G, D and G's average."""
     import jax
 
     out = {}
@@ -111,6 +112,8 @@ def _arrays(state) -> dict[str, np.ndarray]:
             tree = getattr(getattr(state, net), part)
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
                 out[f"{net}/{part}{jax.tree_util.keystr(path)}"] = np.asarray(leaf, np.float64)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state.generator_ema):
+        out[f"generator_ema{jax.tree_util.keystr(path)}"] = np.asarray(leaf, np.float64)
     out["step"] = np.asarray(state.step, np.float64)
     return out
 
@@ -328,6 +331,7 @@ def devices_result(tmp_path_factory):
 def test_n_devices_equal_one_device(devices_result, name):
     run = devices_result[name]
     assert run["step"] == STEPS
+    assert "generator_ema" in run["relative_error"]
     for group, err in run["relative_error"].items():
         assert err < TOLERANCE, (name, group, err)
 
