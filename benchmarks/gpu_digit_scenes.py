@@ -66,7 +66,12 @@ SHARED_Q = {
 }
 # The InfoGAN paper's net with D's batch norm, which collapsed at 32x32 (README), for comparison;
 # and the recipe search of 2026-11-29 on it (histories in results/digit_scenes/infogan_32_h200).
-PAPER_NET = {"model.arch": "infogan_32", "model.d_batch_norm": True, **SHARED_Q}
+PAPER_NET = {
+    "model.arch": "infogan_32",
+    "model.d_batch_norm": True,
+    "optimizer.g_ema_decay": 0.0,
+    **SHARED_Q,
+}
 _LR = {"optimizer.g_learning_rate": 2e-4, "optimizer.d_learning_rate": 2e-4}
 RUNS |= {
     "svhn_l1pct_infogan32_s1": ("svhn", {"seed": 1, **PAPER_NET}),

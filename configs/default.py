@@ -50,9 +50,16 @@ def colour_32(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     Measured on digit_scenes (README): with `infogan_32` and D's batch norm, G ignores its noise
     from the first steps (sample_spread 0.005-0.010 at step 150, 0.008 at 450); with these,
     0.22-0.29 from step 250 to 1,000 and a Frechet distance of 41 against 145.
+
+    And a moving average of G (decay 0.999) is what gets judged and sampled: G's own weights
+    swing from evaluation to evaluation. On digit_scenes `:svhn` (CPU, seed 1, the same
+    checkpoints judged both ways) the digit code's direct accuracy is 0.90 / 0.94 / 0.94 / 0.96
+    at steps 250-1,000 with the average against 0.40 / 0.72 / 0.68 with G itself, Frechet 105 /
+    74 / 65 against 112 / 96 / 92 at 250-750.
     """
     config.model.arch = "dcgan_32"
     config.model.d_batch_norm = False
+    config.optimizer.g_ema_decay = 0.999
     return config
 
 
