@@ -386,18 +386,26 @@ def test_batched_apply_matches_one_call_and_compiles_once_per_chunk_size():
     assert empty["sum"].shape == (0,)
 
 
-def test_a_second_evaluation_compiles_nothing():
+def _mnist_evaluator(g_ema_decay: float = 0.0):
+    """(experiment, evaluator) of the MNIST config on 30 random test images, with no judge."""
     from configs import default
-    from ssinfogan_jax import experiment, train
+    from ssinfogan_jax import experiment
     from ssinfogan_jax.evaluation import evaluator as evaluator_lib
 
     config = default.get_config()
     config.eval.samples_per_value = 4
+    config.optimizer.g_ema_decay = g_ema_decay
     exp = experiment.from_config(config, check=False)
     rng = np.random.default_rng(0)
     test_images = rng.uniform(0, 1, (30, 28, 28, 1)).astype(np.float32)
     test_labels = {"label": rng.integers(0, 10, 30).astype(np.int32)}
-    evaluator = evaluator_lib.Evaluator(exp, test_images, test_labels, classifier=None)
+    return exp, evaluator_lib.Evaluator(exp, test_images, test_labels, classifier=None)
+
+
+def test_a_second_evaluation_compiles_nothing():
+    from ssinfogan_jax import train
+
+    exp, evaluator = _mnist_evaluator()
     first = evaluator.evaluate(train.create_train_state(jax.random.PRNGKey(0), exp))
     compiles = []
     listener = lambda event, duration, **kwargs: compiles.append(event)
@@ -414,18 +422,9 @@ def test_a_second_evaluation_compiles_nothing():
 
 
 def test_evaluation_reads_the_moving_average_of_g_where_one_is_kept():
-    from configs import default
-    from ssinfogan_jax import experiment, train
-    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+    from ssinfogan_jax import train
 
-    config = default.get_config()
-    config.eval.samples_per_value = 4
-    config.optimizer.g_ema_decay = 0.999
-    exp = experiment.from_config(config, check=False)
-    rng = np.random.default_rng(0)
-    test_images = rng.uniform(0, 1, (30, 28, 28, 1)).astype(np.float32)
-    test_labels = {"label": rng.integers(0, 10, 30).astype(np.int32)}
-    evaluator = evaluator_lib.Evaluator(exp, test_images, test_labels, classifier=None)
+    exp, evaluator = _mnist_evaluator(g_ema_decay=0.999)
     state = train.create_train_state(jax.random.PRNGKey(0), exp)
     other = train.create_train_state(jax.random.PRNGKey(1), exp)  # Another G as the average.
     averaged = state.replace(generator_ema=train.generator_variables(other))
