@@ -367,7 +367,9 @@ def report(folder: str) -> None:
     for run, label in sweep:
         if run in histories:
             rows = histories[run]
-            ax.plot([r["step"] for r in rows], [r["cond_acc_direct"] for r in rows], label=label)
+            ax.plot(
+                [r["step"] for r in rows], [r["cond_acc_direct"] for r in rows], ".-", label=label
+            )
     ax.set(xlabel="step", ylabel="direct conditional accuracy", ylim=(0, 1))
     ax.set_title(f"digit_scenes :svhn, {os.path.basename(os.path.abspath(folder))}", fontsize=9)
     ax.legend(title="labels", fontsize=8)
