@@ -35,6 +35,9 @@ TOLERANCE = 1e-5  # Relative error allowed between N devices and one device.
 PJRT_NPROC = "8"
 DEVICES = 4
 RUNS = ["pmap:2", "shard_map:4"]  # 2 and 4 devices; the 2-process test adds 2 x 1 device.
+# A worker that has not finished by then is stuck; it dumps its stacks a minute before. Generous:
+# on 2 cores shared with two training runs the devices worker took over 200 s.
+WORKER_TIMEOUT = 1200
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -132,7 +135,7 @@ def _relative_errors(arrays: dict, reference: dict) -> dict[str, float]:
     return {g: float(np.sqrt(d / n)) for g, (d, n) in groups.items()}
 
 
-def _run_worker(args: list[str], devices: int, timeout: float = 240) -> subprocess.Popen:
+def _run_worker(args: list[str], devices: int) -> subprocess.Popen:
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["PJRT_NPROC"] = PJRT_NPROC
@@ -150,9 +153,9 @@ def _run_worker(args: list[str], devices: int, timeout: float = 240) -> subproce
     )
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 240) -> dict:
+def _finish(proc: subprocess.Popen) -> dict:
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, _ = proc.communicate(timeout=WORKER_TIMEOUT)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
@@ -416,7 +419,7 @@ def test_unknown_kind_is_a_clear_error():
 if __name__ == "__main__":
     import faulthandler
 
-    faulthandler.dump_traceback_later(200, exit=False)  # Where a stuck worker is stuck.
+    faulthandler.dump_traceback_later(WORKER_TIMEOUT - 60, exit=False)  # Where it is stuck.
     mode, *rest = sys.argv[1:]
     if mode == "devices":
         out = worker_devices(*rest)
