@@ -363,6 +363,7 @@ def report(folder: str) -> None:
             )
     sweep = [("svhn_l0_s1", "0"), ("svhn_l0.1pct_s1", "0.1%"), ("svhn_l1pct_s1", "1%")]
     sweep += [("svhn_l1pct_s2", "1%, seed 2"), ("svhn_l10pct_s1", "10%")]
+    sweep += [("svhn_l0_s2", "0, seed 2"), ("svhn_l10pct_s2", "10%, seed 2")]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for run, label in sweep:
         if run in histories:
