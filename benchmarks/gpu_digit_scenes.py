@@ -53,8 +53,11 @@ RUNS = {
     "svhn_l0_s1": ("svhn,infogan", {"seed": 1}),
     "svhn_l0_s2": ("svhn,infogan", {"seed": 2}),
     "svhn_l0.1pct_s1": ("svhn", {"seed": 1, "data.labeled_fraction": 0.001}),
+    "svhn_l0.1pct_s2": ("svhn", {"seed": 2, "data.labeled_fraction": 0.001}),
     "svhn_l10pct_s1": ("svhn", {"seed": 1, "data.labeled_fraction": 0.1}),
+    "svhn_l10pct_s2": ("svhn", {"seed": 2, "data.labeled_fraction": 0.1}),
     "svhn_l1pct_noise_s1": ("svhn", {"seed": 1, **_INSTANCE_NOISE}),
+    "svhn_l1pct_noise_s2": ("svhn", {"seed": 2, **_INSTANCE_NOISE}),
 }
 # The configs' Q_ss reads a trunk of its own (configs/default.py: own_q_ss); the paper's shares
 # D's trunk, for comparison (also benchmarks/train_step_32.py's nets).
@@ -361,16 +364,18 @@ def report(folder: str) -> None:
                 + ", ".join(f"{k} {v:.3f}" for k, v in per_code.items())
                 + " |"
             )
-    sweep = [("svhn_l0_s1", "0"), ("svhn_l0.1pct_s1", "0.1%"), ("svhn_l1pct_s1", "1%")]
-    sweep += [("svhn_l1pct_s2", "1%, seed 2"), ("svhn_l10pct_s1", "10%")]
-    sweep += [("svhn_l0_s2", "0, seed 2"), ("svhn_l10pct_s2", "10%, seed 2")]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for run, label in sweep:
-        if run in histories:
-            rows = histories[run]
-            ax.plot(
-                [r["step"] for r in rows], [r["cond_acc_direct"] for r in rows], ".-", label=label
-            )
+    sweep = [("0", "l0"), ("0.1%", "l0.1pct"), ("1%", "l1pct"), ("10%", "l10pct")]
+    for colour, (label, tag) in enumerate(sweep):
+        for seed, style in ((1, ".-"), (2, "x--")):
+            if rows := histories.get(f"svhn_{tag}_s{seed}"):
+                ax.plot(
+                    [r["step"] for r in rows],
+                    [r["cond_acc_direct"] for r in rows],
+                    style,
+                    color=f"C{colour}",
+                    label=f"{label}, seed {seed}",
+                )
     ax.set(xlabel="step", ylabel="direct conditional accuracy", ylim=(0, 1))
     ax.set_title(f"digit_scenes :svhn, {os.path.basename(os.path.abspath(folder))}", fontsize=9)
     ax.legend(title="labels", fontsize=8)
