@@ -27,9 +27,9 @@ samples vary. Q_ss reads a trunk of its own (default.own_q_ss) at Adam 3e-4, `:s
 image recoloured at random at Adam 1e-3 (default.colour_blind_q_ss), and G's moving average is
 judged and sampled (default.colour_32). At step 1,000 (CPU, version 2.0.0, judged on the
 average; G itself in brackets): `:svhn`'s digit code 0.961 / 0.988 direct accuracy on seeds 1
-/ 2 (0.91 / 0.77); `:celeba`'s binary codes 0.977 or more on seed 1 (thick_stroke 0.977,
-neighbours 0.988; mean 0.991 against 0.959) and 0.945 or more on seed 2 (thick_stroke 0.945,
-mean 0.980), its rotation code 0.905 / 0.892 correlation (0.88 on seed 1).
+/ 2 (0.91 / 0.77); `:celeba`'s dark_background, warm_foreground and neighbours 0.96 or more on
+seeds 1-3, thick_stroke 0.977 on seed 1 and 0.92-0.94 on seeds 2 and 3, its rotation code
+0.88-0.905 correlation.
 """
 
 from configs import default
