@@ -28,8 +28,8 @@ image recoloured at random at Adam 1e-3 (default.colour_blind_q_ss), and G's mov
 judged and sampled (default.colour_32). At step 1,000 (CPU, version 2.0.0, judged on the
 average; G itself in brackets): `:svhn`'s digit code 0.961 / 0.988 direct accuracy on seeds 1
 / 2 (0.91 / 0.77); `:celeba`'s dark_background, warm_foreground and neighbours 0.96 or more on
-seeds 1-3, thick_stroke 0.977 on seed 1 and 0.92-0.94 on seeds 2 and 3, its rotation code
-0.88-0.905 correlation.
+seeds 1-4, thick_stroke 0.96-0.98 on seeds 1 and 4 and 0.92-0.94 on seeds 2 and 3, its
+rotation code 0.88-0.905 correlation.
 """
 
 from configs import default
