@@ -47,6 +47,7 @@ EXTRAS_REQUIRE = {
         "gcsfs>=2026.10.1",
         "google-cloud-storage>=3.17.1",
         "pytest>=9.2.0",
+        "pytest-xdist>=3.8.0",  # The suite runs a file per CPU (pyproject.toml's addopts).
         "ruff>=0.17.6",
     ],
     "benchmark": ["torch>=2.13.0", "matplotlib>=3.11.2"],
