@@ -17,20 +17,20 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import pytest
 from conftest import ROOT, main_command
 
 pytest.importorskip("gcsfs", reason="gs:// through etils epath needs gcsfs ([test] extra)")
-emulator_server = pytest.importorskip(
-    "gcp_storage_emulator.server", reason="the GCS emulator is in the [test] extra"
-)
+pytest.importorskip("gcp_storage_emulator.server", reason="the GCS emulator is in the [test] extra")
 storage = pytest.importorskip("google.cloud.storage")
-from gcp_storage_emulator.handlers import objects as emulator_objects  # noqa: E402
+import gcs_emulator  # noqa: E402  (tests/gcs_emulator.py)
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 
 BUCKET, RUN = "bucket", "run"
@@ -39,55 +39,17 @@ BUCKET, RUN = "bucket", "run"
 PREEMPTED = 75 if os.path.exists(os.path.join(ROOT, "ssinfogan_jax", "exit_codes.py")) else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def emulator(monkeypatch_module):
-    """The emulator on a free port, with an in-memory bucket; yields its URL."""
-    download = emulator_objects.download
-
-    def download_with_generation(request, response, storage_, *args, **kwargs):
-        # Real GCS sends the object's generation with its bytes; the emulator does not, and
-        # tensorstore needs it to update orbax's OCDBT manifests (conditional writes).
-        try:
-            obj = storage_.get_file_obj(request.params["bucket_name"], request.params["object_id"])
-            response["x-goog-generation"] = str(obj["generation"])
-            response["x-goog-metageneration"] = str(obj["metageneration"])
-        except Exception:  # Not found: the emulator's own handler answers 404.
-            pass
-        return download(request, response, storage_, *args, **kwargs)
-
-    monkeypatch_module.setattr(emulator_objects, "download", download_with_generation)
-    port = _free_port()
-    server = emulator_server.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+def emulator():
+    """The emulator on a free port, with an in-memory bucket (tests/gcs_emulator.py, the
+    helper a user runs by hand: it adds the generation headers orbax needs); yields its URL."""
+    server, url = gcs_emulator.start(port=0, bucket=BUCKET)
+    yield url
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
 def _env(url: str) -> dict[str, str]:
-    return dict(
-        os.environ,
-        PYTHONPATH=ROOT,
-        # google-cloud-storage and gcsfs (etils epath's backend for gs:// once EPATH_USE_TF
-        # is false; otherwise it would take TensorFlow's, which cannot reach the emulator).
-        STORAGE_EMULATOR_HOST=url,
-        GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false",  # Else each bucket lookup stalls 60 s.
-        EPATH_USE_TF="false",
-        # tensorstore (orbax's array writer).
-        TENSORSTORE_GCS_HTTP_URL=url,
-        GOOGLE_AUTH_TOKEN_FOR_TESTING="dummy",
-    )
+    return dict(os.environ, PYTHONPATH=ROOT, **gcs_emulator.environment(url))
 
 
 def _main(url, shared, local, *flags: str) -> subprocess.Popen:
@@ -221,3 +183,80 @@ def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, digits_share
     # TensorBoard events went to the local folder; nothing went to a local "gs:" folder.
     assert any("tfevents" in f for f in os.listdir(local / "tensorboard"))
     assert not os.path.exists(local / "gs:") and not os.path.exists(os.path.join(ROOT, "gs:"))
+
+
+# Saves twice (the second save and the pruning rewrite orbax's OCDBT manifests: conditional
+# writes that need the generation headers), restores the latest, prints what it read.
+_ORBAX_ROUND_TRIP = """
+import numpy as np, orbax.checkpoint as ocp
+manager = ocp.CheckpointManager(
+    "gs://bucket/by_hand", options=ocp.CheckpointManagerOptions(max_to_keep=1)
+)
+for step in (1, 2):
+    tree = {"w": np.arange(6.0).reshape(2, 3) * step}
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree)))
+manager.wait_until_finished()
+restored = manager.restore(2, args=ocp.args.Composite(state=ocp.args.StandardRestore(tree)))
+print("steps", manager.all_steps(), "w", restored["state"]["w"].ravel().tolist())
+"""
+
+
+def test_the_emulator_run_by_hand_prints_what_to_export_and_takes_orbax_saves(tmp_path):
+    """`python tests/gcs_emulator.py` as the README says: its `export` lines, sourced in another
+    process, let orbax save to and restore from gs://bucket; SIGTERM stops it with exit 0."""
+    helper = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "gcs_emulator.py"), "--port=0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        exports = [helper.stdout.readline() for _ in range(5)]
+        variables = dict(line.removeprefix("export ").strip().split("=", 1) for line in exports)
+        url = variables["STORAGE_EMULATOR_HOST"]
+        assert variables == gcs_emulator.environment(url)
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        child = subprocess.run(
+            [sys.executable, "-c", _ORBAX_ROUND_TRIP],
+            cwd=tmp_path,
+            env=dict(os.environ, **variables),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        assert child.stdout.splitlines()[-1] == "steps [2] w [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]"
+        names = sorted(b.name for b in _client(url).list_blobs(BUCKET))
+        assert "by_hand/2/state/manifest.ocdbt" in names
+        # The fix itself, on both download routes: the bytes come with the object's generation.
+        blob = _client(url).bucket(BUCKET).get_blob("by_hand/2/state/manifest.ocdbt")
+        quoted = urllib.parse.quote(blob.name, safe="")
+        for route in ("storage/v1", "download/storage/v1"):
+            with urllib.request.urlopen(f"{url}/{route}/b/{BUCKET}/o/{quoted}?alt=media") as r:
+                assert r.headers["x-goog-generation"] == str(blob.generation), route
+                assert r.headers["x-goog-metageneration"] == str(blob.metageneration), route
+        assert not any(n.startswith("by_hand/1/") for n in names)  # Pruned (max_to_keep=1).
+        assert not os.path.exists(tmp_path / "gs:")
+    finally:
+        helper.send_signal(signal.SIGTERM)
+        _, err = helper.communicate(timeout=30)
+    assert helper.returncode == 0, err
+    assert f"serving gs://{BUCKET} at {url}" in err
+
+
+def test_the_emulator_on_a_port_in_use_is_one_line_and_exit_2():
+    server, url = gcs_emulator.start(port=0, bucket=BUCKET)
+    try:
+        port = url.rsplit(":", 1)[1]
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tests", "gcs_emulator.py"), f"--port={port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"gcs_emulator: cannot listen on 127.0.0.1:{port}: ")
+    assert line.endswith("pick another --port (0: any free one)")
