@@ -1,24 +1,24 @@
-"""The training loop and the two inference modes: what `main.py` runs.
+"""The training loop and the inference modes: what `main.py` runs.
 
     train_and_evaluate(config, workdir)   # trains from scratch or resumes; returns eval metrics
+    train_and_evaluate(config, workdir, data={"train": (images, labels), "test": ...})
     evaluate(config, workdir)             # a checkpoint's metrics -> <workdir>/eval_<step>.json
+    evaluate_checkpoints(config, workdir) # every checkpoint's metrics -> an eval history
     sample(config, workdir)               # a checkpoint's samples -> <workdir>/samples/
 
-The loop ties the pieces together and owns the chores: data, the data-parallel step,
-checkpoints (orbax), TensorBoard (clu's writer, hparams, progress with steps/s and ETA),
-evaluation, SIGTERM (TPU preemption) and NaN stops, and the independent classifier's cache.
-The pieces know nothing of it.
+`data` (any mode): your own data instead of config.data's, as a data source
+(`data.sources`) or arrays (uint8 images [N, H, W, C]; labels {name: [N]}, -1 or NaN where
+unlabelled).
 
-The work dir's record: `config.json` is the config of the run, written only once every check
-has passed (the config's, the data's, the saved config's and the checkpoint's); a resumed run
-may change only `config_checks.MAY_CHANGE_ON_RESUME`, and each accepted start is appended to
-`config_history.jsonl` with what it changed. Eval and sample only read the work dir.
+The loop ties the pieces together and owns the chores: the data-parallel step, checkpoints
+(orbax), TensorBoard (clu's writer, hparams, progress with steps/s and ETA), evaluation,
+SIGTERM (TPU preemption) and NaN stops. The pieces know nothing of it; the work dir's record
+is `run_record`'s. Eval and sample only read the work dir.
 """
 
 from __future__ import annotations
 
 import collections
-import datetime
 import json
 import os
 import signal
@@ -41,16 +41,13 @@ from ssinfogan_jax import (
     fileio,
     input_pipeline,
     parallel,
+    run_record,
 )
 from ssinfogan_jax import experiment as experiment_lib
 from ssinfogan_jax import train as train_lib
-from ssinfogan_jax.data import builders, labeled_subset
-from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+from ssinfogan_jax.data import labeled_subset
 from ssinfogan_jax.evaluation import sampling
 
-EVAL_HISTORY = "eval_history.jsonl"  # One JSON line of eval metrics per evaluated step.
-CONFIG_FILE = "config.json"  # The run's config (as last accepted).
-CONFIG_HISTORY = "config_history.jsonl"  # One line per accepted start: step, time, changes.
 # How many train steps the host may dispatch ahead of the device. It bounds how late a SIGTERM
 # is acted on (the step saved is at most this many steps after the one running at the signal)
 # while still queueing the next step before the device finishes the current one.
@@ -62,11 +59,11 @@ class AlreadyFinished(exit_codes.RunStopped):
 
     exit_code = exit_codes.FINISHED
 
-    def __init__(self, step: int, config, workdir: str, metrics: dict[str, float]):
+    def __init__(self, step: int, num_train_steps: int, workdir: str, metrics: dict[str, float]):
         self.step, self.metrics = step, metrics
         super().__init__(
             f"already finished: {workdir} holds step {step} (num_train_steps="
-            f"{config.num_train_steps}); nothing to do (raise --config.num_train_steps to "
+            f"{num_train_steps}); nothing to do (raise --config.num_train_steps to "
             "train further)"
         )
 
@@ -126,212 +123,28 @@ def _check_finite(metrics: dict[str, float], step: int, checkpointer) -> None:
         )
 
 
-def _saved_config(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict | None, dict]:
-    """(the work dir's config.json or None, {field: [saved, new]} allowed changes).
-
-    Raises ConfigError naming every field that differs and may not change on resume.
-    """
-    path = epath.Path(workdir, CONFIG_FILE)
-    if not path.exists():
-        return None, {}
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise config_checks.ConfigError(
-            f"{path} is not valid JSON ({e}); restore it, or use a fresh --workdir"
-        ) from None
-    allowed, problems = config_checks.compare_with_saved(saved, config)
-    if problems:
-        raise config_checks.ConfigError(
-            f"{workdir} was trained with another config: {'; '.join(problems)}; these "
-            "cannot change on resume (only cadences, lengths, paths and eval settings can): pass "
-            f"the saved values (in {path}) or use a fresh --workdir"
-        )
-    return saved, allowed
-
-
-def _write_config_record(config, workdir: str, saved: dict | None, changes: dict, step: int):
-    """config.json and a line of config_history.jsonl (process 0; after every check)."""
-    if not _is_main():
-        return
-    if saved is None or changes:
-        epath.Path(workdir, CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
-    line = {
-        "step": step,
-        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "changed": changes,
-    }
-    path = epath.Path(workdir, CONFIG_HISTORY)
-    previous = path.read_text() if path.exists() else ""
-    path.write_text(previous + json.dumps(line) + "\n")
-
-
-def _read_eval_history(workdir: str) -> list[dict]:
-    path = epath.Path(workdir, EVAL_HISTORY)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _trim_eval_history(workdir: str, step: int) -> None:
-    """Drops rows after `step` (evaluated after the checkpoint that a run resumes from: the
-    resumed run evaluates those steps again), so the file keeps one row per step."""
-    rows = _read_eval_history(workdir)
-    kept = [row for row in rows if row["step"] <= step]
-    if _is_main() and len(kept) < len(rows):
-        text = "".join(json.dumps(row) + "\n" for row in kept)
-        epath.Path(workdir, EVAL_HISTORY).write_text(text)
-
-
-def _hparams(config: ml_collections.ConfigDict) -> dict:
-    """The config flattened to TensorBoard hparams ('data.name': 'mnist', ...)."""
-    flat = {}
-
-    def visit(prefix, node):
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, ml_collections.ConfigDict):
-                visit(f"{name}.", value)
-            elif isinstance(value, bool | int | float | str):
-                flat[name] = value
-            else:
-                flat[name] = str(value)
-
-    visit("", config)
-    return flat
-
-
-def independent_classifier(
-    exp: experiment_lib.Experiment, test_split, train_split
-) -> evaluation.Classifier | None:
-    """The classifier that judges samples: loaded, or trained on the *test* split and
-    validated on the *train* split (the paper's protocol), then saved for later runs.
-
-    One head per label of the c_ss codes and per other label of the data set
-    (`evaluator.judged_labels`); a single label keeps the single-head network of before. A
-    continuous label turns random rotation and scaling off, and the random shift too unless
-    `eval.classifier_max_shift` keeps it: it may be geometric (an angle, a size, a position),
-    which a random affine map would falsify.
-    """
-    config = exp.config
-    heads = evaluator_lib.judged_labels(exp.layout, exp.dataset.labels)
-    if not heads:
-        return None
-    root = config.eval.classifier_dir or os.path.join(
-        builders.default_data_dir(config.data.data_dir), "ssinfogan_classifiers"
-    )
-    # Keyed by what shapes it (a smoke run's never stands in for a real one); never by the
-    # training seed: every run of a data set is judged by the same classifier.
-    steps, seed = config.eval.classifier_steps, config.eval.classifier_seed
-    batch_size = config.eval.classifier_batch_size
-    categorical_only = all(heads.values())
-    max_shift = config.eval.classifier_max_shift
-    key = f"{config.data.name}_{'+'.join(sorted(heads))}_steps{steps}_seed{seed}"
-    if exp.dataset.version:  # A set rendered here: its judge is its version's.
-        key += f"_v{exp.dataset.version}"
-    if batch_size != 128:  # Not the default: a judge of its own (older caches keep their key).
-        key += f"_batch{batch_size}"
-    if max_shift >= 0:  # Set, not automatic: a judge of its own.
-        key += f"_shift{max_shift:g}"
-    else:
-        max_shift = 2.0 if categorical_only else 0.0
-    path = os.path.join(root, key)
-    if fileio.exists(os.path.join(path, evaluation.classifier.INFO_FILE)):
-        classifier = evaluation.load(path)
-        logging.info(
-            "Independent classifier from %s (validation %s).",
-            path,
-            classifier.info.get("val_by_head") or classifier.val_accuracy,
-        )
-        return classifier
-    logging.info(
-        "Training the independent classifier for %s on the test split (%d steps of batch %d; "
-        "cached in %s).",
-        ", ".join(heads),
-        steps,
-        batch_size,
-        path,
-    )
-    (test_images, test_labels), (train_images, train_labels) = test_split, train_split
-    options = dict(
-        seed=seed,
-        num_steps=steps,
-        batch_size=batch_size,
-        log_every=max(steps // 10, 1),
-        max_shift=max_shift,
-    )
-    if not categorical_only:
-        options.update(max_rotation=0.0, max_scale=0.0)
-    if len(heads) == 1 and categorical_only:
-        ((label, classes),) = heads.items()
-        classifier, val = evaluation.train_classifier(
-            test_images,
-            test_labels[label],
-            train_images,
-            train_labels[label],
-            num_classes=classes,
-            **options,
-        )
-    else:
-        classifier, val = evaluation.train_classifier(
-            test_images,
-            {k: test_labels[k] for k in heads},
-            train_images,
-            {k: train_labels[k] for k in heads},
-            num_classes=heads,
-            **options,
-        )
-    logging.info("Independent classifier on the train split (accuracy or correlation): %s.", val)
-    if _is_main():
-        classifier.save(path)
-    return classifier
-
-
-def _setup(config: ml_collections.ConfigDict, workdir: str, read_only: bool = False):
+def _setup(config, workdir: str, data=None, read_only: bool = False):
     """What every mode needs, checked before anything is written: the experiment (config
     checked once), the data's availability, the work dir's saved config, the compilation
     cache, a fresh state and the checkpointer (which creates nothing until it saves)."""
-    exp = experiment_lib.from_config(config)
-    if problems := input_pipeline.availability_problems(config):
+    exp = experiment_lib.from_config(config, data=data)
+    if problems := exp.source.problems():
         raise input_pipeline.DataNotFoundError("\n".join(problems))
-    if not read_only:  # A folder's images are converted (and checked) here, before any write.
-        input_pipeline.ensure_data(exp.config)
-    saved = _saved_config(config, workdir)
-    if config.compilation_cache_dir:
-        compilation_cache.enable(config.compilation_cache_dir)
+    if not read_only:  # E.g. a folder's images are converted (and checked) here, before any write.
+        exp.source.prepare()
+    saved = run_record.saved_config(config, workdir)
+    if exp.compilation_cache_dir:
+        compilation_cache.enable(exp.compilation_cache_dir)
     checkpointer = checkpointing.Checkpointer(
-        workdir, config.max_checkpoints_to_keep, config.best_metric, read_only=read_only
+        workdir, exp.cadences.max_checkpoints_to_keep, exp.cadences.best_metric, read_only=read_only
     )
-    state = train_lib.create_train_state(jax.random.PRNGKey(config.seed), exp)
+    state = train_lib.create_train_state(jax.random.PRNGKey(exp.seed), exp)
     return exp, state, checkpointer, saved
-
-
-def _labelled_only(split, names):
-    """The examples of (images, labels) that carry every label in `names` (a folder's rows may
-    lack some)."""
-    images, labels = split
-    keep = np.ones(len(images), bool)
-    for name in names:
-        keep &= evaluation.metrics.is_labelled(labels[name])
-    if keep.all():
-        return split
-    return images[keep], {name: values[keep] for name, values in labels.items()}
-
-
-def _make_evaluator(exp: experiment_lib.Experiment) -> evaluator_lib.Evaluator:
-    test_split = input_pipeline.load_split(exp.config, "test")
-    classifier = None
-    if heads := evaluator_lib.judged_labels(exp.layout, exp.dataset.labels):
-        train_split = input_pipeline.load_split(exp.config, "train")
-        classifier = independent_classifier(
-            exp, _labelled_only(test_split, heads), _labelled_only(train_split, heads)
-        )
-    return evaluator_lib.Evaluator(exp, *test_split, classifier)
 
 
 def _data_parallel(exp: experiment_lib.Experiment) -> parallel.DataParallel:
     """The step and state placement: plain jit on one device, else pmap or shard_map."""
-    kind = exp.config.parallel
+    kind = exp.parallel
     if kind == "auto":
         kind = "pmap" if jax.device_count() > 1 else "jit"
     if kind == "jit":
@@ -341,41 +154,44 @@ def _data_parallel(exp: experiment_lib.Experiment) -> parallel.DataParallel:
     return parallel.DataParallel.create(step, kind)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, data=None
+) -> dict[str, float]:
     """Trains from scratch, or resumes from the latest checkpoint in `workdir`.
 
     Writes TensorBoard events, the latest and best checkpoints, the labelled subset and the
-    config record into `workdir`; returns the final evaluation metrics.
+    run record into `workdir`; returns the final evaluation metrics. `data`: your own data
+    (see the module's doc); a resume must pass the same data.
 
     Raises (see main.py for what each becomes): config_checks.ConfigError (also for a config
     that differs from the work dir's where it may not), input_pipeline.DataNotFoundError,
     checkpointing.CheckpointError, FloatingPointError (a NaN), OSError, AlreadyFinished, and
     exit_codes.Preempted after saving the step that all hosts agreed on.
     """
-    exp, state, checkpointer, (saved, changes) = _setup(config, workdir)
+    exp, state, checkpointer, (saved, changes) = _setup(config, workdir, data)
     try:
         if checkpointer.latest_step() is not None:
             state, meta = checkpointer.restore(state)
             logging.info("Resumed from step %d in %s.", meta["step"], workdir)
         start_step = int(state.step)
-        if start_step >= config.num_train_steps:
-            rows = _read_eval_history(workdir)
+        if start_step >= exp.cadences.num_train_steps:
+            rows = run_record.read_eval_history(workdir)
             last = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
-            raise AlreadyFinished(start_step, config, workdir, last)
+            raise AlreadyFinished(start_step, exp.cadences.num_train_steps, workdir, last)
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
         try:
-            data = input_pipeline.create_train_data(
+            batches = input_pipeline.create_train_data(
                 exp, workdir, process_index=jax.process_index(), process_count=jax.process_count()
             )
         except ValueError as e:
             if labeled_subset.SUBSET_FILE in str(e):  # The work dir's subset is another one.
                 raise config_checks.ConfigError(str(e)) from e
             raise
-        evaluator = _make_evaluator(exp)
+        evaluator = evaluation.make_evaluator(exp)
         # Every check has passed: from here on the run writes its record.
-        _write_config_record(config, workdir, saved, changes, start_step)
-        _trim_eval_history(workdir, start_step)
-        return _train(exp, workdir, state, start_step, checkpointer, data, evaluator)
+        run_record.write_config(config, workdir, saved, changes, start_step)
+        run_record.trim_eval_history(workdir, start_step)
+        return _train(exp, workdir, state, start_step, checkpointer, batches, evaluator)
     finally:  # Pending async saves complete even when a NaN or an error stops the loop.
         try:
             checkpointer.wait_until_finished()
@@ -384,29 +200,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> dict[str, float]:
-    config = exp.config
+    cadences = exp.cadences
     is_main = _is_main()
     # TensorBoard and the log on host 0; the other hosts' writers only log (at INFO, which
     # main.py silences there).
     writer = metric_writers.create_default_writer(
-        config.tensorboard_dir or workdir, just_logging=not is_main
+        exp.tensorboard_dir or workdir, just_logging=not is_main
     )
     if start_step == 0:
-        writer.write_hparams(_hparams(config))
+        writer.write_hparams(run_record.hparams(exp.config))
     dp = _data_parallel(exp)
     state = dp.replicate(state)
     report_progress = periodic_actions.ReportProgress(
-        num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps
+        num_train_steps=cadences.num_train_steps, writer=writer, every_steps=cadences.log_every
     )
 
     eval_metrics: dict[str, float] = {}
     history = []
     in_flight = collections.deque()  # The metrics of dispatched steps, not yet waited for.
     batches = data.iterate(start_step)
-    logging.info("Training from step %d to %d.", start_step, config.num_train_steps)
+    logging.info("Training from step %d to %d.", start_step, cadences.num_train_steps)
     try:
         with _Preemption(checkpointer) as preemption:
-            for step in range(start_step + 1, config.num_train_steps + 1):
+            for step in range(start_step + 1, cadences.num_train_steps + 1):
                 state, metrics = dp.train_step(state, dp.shard(next(batches)))
                 history.append(metrics)
                 in_flight.append(metrics)
@@ -414,39 +230,29 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
                     jax.block_until_ready(in_flight.popleft())
                 report_progress(step, time.monotonic())
                 preempted = preemption.should_stop(step)
-                is_last = step == config.num_train_steps
-                if step % config.log_every_steps == 0 or is_last or preempted:
+                if cadences.due(cadences.log_every, step) or preempted:
                     summary = jax.device_get(history)
                     summary = {k: float(np.mean([m[k] for m in summary])) for k in summary[0]}
                     history = []
                     _check_finite(summary, step, checkpointer)
                     writer.write_scalars(step, summary)
                 host_state = None
-                if preempted or is_last or step % config.checkpoint_every_steps == 0:
+                if preempted or cadences.due(cadences.checkpoint_every, step):
                     host_state = dp.unreplicate(state)
                     checkpointer.save(step, host_state)
                 if preempted:
                     checkpointer.wait_until_finished()
                     logging.warning("Saved step %d after a preemption notice; exiting.", step)
                     raise exit_codes.Preempted(step, workdir)
-                if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
+                if cadences.due(cadences.eval_every, step):
                     host_state = host_state or dp.unreplicate(state)
                     with report_progress.timed("eval"):
                         eval_metrics = evaluator.evaluate(host_state)
                     writer.write_scalars(step, eval_metrics)
-                    if is_main:  # Plain-text history beside TensorBoard, for sweeps and plots.
-                        record = json.dumps({"step": step, **eval_metrics})
-                        fileio.append_line(os.path.join(workdir, EVAL_HISTORY), record)
-                    if config.best_metric and config.best_metric not in eval_metrics:
-                        logging.warning(
-                            "config.best_metric %r is not an eval metric (%s): no best "
-                            "checkpoint is kept.",
-                            config.best_metric,
-                            ", ".join(sorted(eval_metrics)),
-                        )
-                    if config.best_metric in eval_metrics:
-                        checkpointer.save_best(step, host_state, eval_metrics)
-                if (config.images_every_steps and step % config.images_every_steps == 0) or is_last:
+                    # Plain-text history beside TensorBoard, for sweeps and plots.
+                    run_record.append_eval(workdir, step, eval_metrics)
+                    _keep_best(cadences.best_metric, checkpointer, step, host_state, eval_metrics)
+                if cadences.due(cadences.images_every, step):
                     host_state = host_state or dp.unreplicate(state)
                     writer.write_images(step, evaluator.image_grids(host_state))
     finally:
@@ -454,9 +260,20 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
     return eval_metrics
 
 
-def _restore_for_inference(config, workdir: str, which: str):
+def _keep_best(best_metric: str, checkpointer, step: int, state, metrics: dict) -> None:
+    if best_metric and best_metric not in metrics:
+        logging.warning(
+            "config.best_metric %r is not an eval metric (%s): no best checkpoint is kept.",
+            best_metric,
+            ", ".join(sorted(metrics)),
+        )
+    if best_metric in metrics:
+        checkpointer.save_best(step, state, metrics)
+
+
+def _restore_for_inference(config, workdir: str, which: str, data=None):
     """The checkpoint's (experiment, state, step); reads the work dir and writes nothing."""
-    exp, state, checkpointer, _ = _setup(config, workdir, read_only=True)
+    exp, state, checkpointer, _ = _setup(config, workdir, data, read_only=True)
     try:
         state, meta = checkpointer.restore(state, which=which)
     finally:
@@ -464,14 +281,16 @@ def _restore_for_inference(config, workdir: str, which: str):
     return exp, state, meta["step"]
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, report=None) -> dict[str, float]:
+def evaluate(
+    config: ml_collections.ConfigDict, workdir: str, report=None, data=None
+) -> dict[str, float]:
     """Evaluates the latest (or `config.sample.checkpoint`) checkpoint; writes eval_<step>.json.
 
     `report(step, metrics)`, if given, is called (on process 0) before anything is written, so
     the metrics are shown even when the work dir cannot be written.
     """
-    exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
-    result = _make_evaluator(exp).evaluate(state)
+    exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint, data)
+    result = evaluation.make_evaluator(exp).evaluate(state)
     if _is_main():
         if report is not None:
             report(step, result)
@@ -481,9 +300,49 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, report=None) -> di
     return result
 
 
-def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
+def evaluate_checkpoints(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    steps: list[int] | None = None,
+    out: str | None = None,
+    raw_generator: bool = False,
+    data=None,
+) -> list[dict]:
+    """Evaluates each checkpoint of `workdir` (or those of `steps`) not yet in the eval
+    history `out` (default: the run's own), appending one row per step; returns the new rows.
+
+    For a run trained with eval_every_steps=0 and max_checkpoints_to_keep high, so that
+    training never stops for an evaluation. `raw_generator`: judge G itself where the run
+    keeps a moving average of G (write to another `out` to compare the two). Raises
+    ValueError for a step without a checkpoint.
+    """
+    exp, template, checkpointer, _ = _setup(config, workdir, data, read_only=True)
+    try:
+        saved = checkpointer.all_steps()
+        if steps is not None:
+            if missing := sorted(set(steps) - set(saved)):
+                raise ValueError(f"no checkpoint at step {missing} in {workdir} (saved: {saved})")
+            saved = sorted(set(steps))
+        done = {row["step"] for row in run_record.read_eval_history(workdir, out)}
+        evaluator, rows = None, []
+        for step in (s for s in saved if s not in done):
+            state, _ = checkpointer.restore(template, step=step)
+            if raw_generator:
+                state = train_lib.without_generator_ema(state)
+            evaluator = evaluator or evaluation.make_evaluator(exp)
+            metrics = evaluator.evaluate(state)
+            run_record.append_eval(workdir, step, metrics, out)
+            logging.info("step %d: %s", step, metrics)
+            rows.append({"step": step, **metrics})
+    finally:
+        checkpointer.close()
+    return rows
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[str, str]:
     """Generates from a checkpoint into <workdir>/samples (see sampling.write_samples)."""
-    exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint)
+    exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint, data)
     generator, _ = exp.models()
     variables = train_lib.generator_variables(state)  # G's moving average where one is kept.
     generate = sampling.make_generate_fn(generator, exp.layout)(variables)
@@ -491,12 +350,12 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     written = sampling.write_samples(
         generate,
         exp.layout,
-        jax.random.PRNGKey(config.seed),
+        jax.random.PRNGKey(exp.seed),
         out_dir,
         exp.arch.image_range,
-        per_value=config.sample.per_value,
-        traversal_rows=config.sample.traversal_rows,
-        traversal_values=config.sample.traversal_values,
+        per_value=exp.sample.per_value,
+        traversal_rows=exp.sample.traversal_rows,
+        traversal_values=exp.sample.traversal_values,
     )
     if _is_main():
         written.update(_write_row_titles(exp, written))
@@ -506,12 +365,11 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
 
 def _write_row_titles(exp: experiment_lib.Experiment, written: dict[str, str]) -> dict[str, str]:
     """<code>.json beside each <code>.png grid of a categorical c_ss code: what each row is
-    (the class names of a folder's labels, else the class indices)."""
-    names = input_pipeline.class_names(exp.config)
+    (the class names where the data names them, else the class indices)."""
     out = {}
     for code in exp.layout.supervised_codes:
         if code.categorical and code.name in written:
-            rows = names.get(code.label) or [str(k) for k in range(code.size)]
+            rows = exp.source.class_names.get(code.label) or [str(k) for k in range(code.size)]
             path = os.path.splitext(written[code.name])[0] + ".json"
             payload = {"code": code.name, "label": code.label, "rows": rows}
             epath.Path(path).write_text(json.dumps(payload, indent=2))

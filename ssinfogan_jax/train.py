@@ -23,23 +23,70 @@ the output too: G has not changed in between).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import struct
 
-from ssinfogan_jax import experiment as experiment_lib
+from ssinfogan_jax import augment, losses
 from ssinfogan_jax import latents as latents_lib
-from ssinfogan_jax import losses
-from ssinfogan_jax.data import augment
-from ssinfogan_jax.experiment import Augmentations, Experiment, InstanceNoise
 from ssinfogan_jax.models import Q_SS_PARAMS
+
+if TYPE_CHECKING:
+    from ssinfogan_jax.experiment import Experiment
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceNoise:
+    """Gaussian noise on D's inputs in the D step: sigma_t = stddev * decay**t."""
+
+    stddev: float = 0.0
+    decay: float = 1.0
+
+    def sigma(self, step: jax.Array) -> jax.Array:
+        return self.stddev * jnp.power(self.decay, step.astype(jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentations:
+    """Random changes of the images inside the step (none is in the paper).
+
+    `consistency_max_shift`: translation of the copy the optional consistency loss reads (its
+    weight is `LossWeights.lambda_consistency`): Q_ss on it should match Q_ss on the batch, so
+    the unlabelled reals shape Q_ss, which otherwise learns from the few labelled ones alone.
+    `q_ss_max_shift` (0 = off; a Q_ss with a trunk of its own only): translation of the reals
+    Q_ss reads, so its few labelled images count for more while D sees them as they are.
+    `q_ss_recolour` (a Q_ss with a trunk of its own only): Q_ss reads every image, real or
+    fake, with its channels reordered and maybe negated at random (`augment.recolour`), so G
+    cannot mark its supervised codes with colour; for labels that do not depend on colour.
+    """
+
+    consistency_max_shift: int = 2
+    q_ss_max_shift: int = 0
+    q_ss_recolour: bool = False
+    image_range: tuple[float, float] = (-1.0, 1.0)  # G's; its low end fills vacated pixels.
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """Adam for each network (D's trunk and all its heads share one, unless Q_ss has a rate of
+    its own: `q_ss_learning_rate` > 0), and `g_ema_decay` (> 0: a moving average of G's
+    weights is kept, and evaluated and sampled instead of G)."""
+
+    g_learning_rate: float
+    d_learning_rate: float
+    b1: float
+    b2: float
+    eps: float
+    q_ss_learning_rate: float = 0.0
+    g_ema_decay: float = 0.0
+
 
 # image [B, H, W, C] float32, label_masks {name: [B]}, labels {name: [B]}
 Batch = Mapping[str, Any]
@@ -108,13 +155,8 @@ _NO_INSTANCE_NOISE = InstanceNoise()
 _DEFAULT_AUGMENTATIONS = Augmentations()
 
 
-def _experiment(exp: Experiment | ml_collections.ConfigDict) -> Experiment:
-    return exp if isinstance(exp, Experiment) else experiment_lib.from_config(exp)
-
-
-def create_train_state(rng: jax.Array, exp: Experiment | ml_collections.ConfigDict) -> TrainState:
+def create_train_state(rng: jax.Array, exp: Experiment) -> TrainState:
     """Initialises G, D and both Adam states. `rng` seeds init and every step's randomness."""
-    exp = _experiment(exp)
     generator, discriminator = exp.models()
     init_rng, g_rng, d_rng = jax.random.split(rng, 3)
     z = jnp.zeros((1, exp.layout.input_size), jnp.float32)
@@ -454,11 +496,8 @@ def labeled_fraction(label_masks: Mapping[str, jax.Array]) -> jax.Array:
     return jnp.mean(functools.reduce(jnp.maximum, masks))
 
 
-def bind_train_step(
-    exp: Experiment | ml_collections.ConfigDict, axis_name: str | None = None
-) -> TrainStep:
+def bind_train_step(exp: Experiment, axis_name: str | None = None) -> TrainStep:
     """`train_step` with its dependencies bound from the experiment; not yet jitted."""
-    exp = _experiment(exp)
     generator, discriminator = exp.models(axis_name)
     return functools.partial(
         train_step,
@@ -469,7 +508,7 @@ def bind_train_step(
         instance_noise=exp.instance_noise,
         augmentations=exp.augmentations,
         g_ema_decay=exp.optimizer.g_ema_decay,
-        grad_norms=exp.config.log_grad_norms,
+        grad_norms=exp.log_grad_norms,
         axis_name=axis_name,
     )
 
@@ -484,9 +523,7 @@ def default_donation() -> bool:
     return jax.default_backend() != "cpu"
 
 
-def make_train_step(
-    exp: Experiment | ml_collections.ConfigDict, donate: bool | None = None
-) -> TrainStep:
+def make_train_step(exp: Experiment, donate: bool | None = None) -> TrainStep:
     """The jitted single-device train step `(state, batch) -> (state, metrics)`.
 
     `donate`: reuse the old state's buffers for the new state (None = `default_donation()`).

@@ -14,10 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import experiment
 from ssinfogan_jax import input_pipeline as ip
-from ssinfogan_jax.data import augment, builders, labeled_subset, registry, sampler
+from ssinfogan_jax import augment
+from ssinfogan_jax.data import builders, labeled_subset, registry, sampler
 from ssinfogan_jax.data.tf_setup import tfds
 
 MNIST_RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
@@ -34,8 +35,13 @@ def create_train_data(config, workdir, process_index: int = 0, process_count: in
 
 def validate_data_config(config, process_count: int = 1, device_count: int = 1) -> list[str]:
     """The data's problems as a run meets them: the config's first, then the data's presence."""
-    problems = registry.find_problems(config, process_count, device_count)
-    return problems or ip.availability_problems(config)
+    problems = experiment.find_problems(config, process_count, device_count)
+    return problems or source_of(config).problems()
+
+
+def source_of(config):
+    """The config's data source, as a run builds it."""
+    return experiment.data_source(config)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,7 @@ def tiny_idx_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def digits_dir(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-    ip.prepare("digits", "", data_dir)
+    builders.prepare("digits", "", data_dir)
     return data_dir
 
 
@@ -97,11 +103,11 @@ def digits_config(data_dir, **data):
 
 def test_digits_loads_offline_and_matches_sklearn(digits_dir, tmp_path):
     config = digits_config(digits_dir)
-    info = ip.get_dataset_info(config)
-    assert info == ip.DatasetInfo(
+    info = source_of(config).spec
+    assert info == registry.DataSpec(
         "digits", "mnist", (28, 28, 1), (0.0, 1.0), 1438, 359, {"label": 10}
     )
-    images, labels = ip.load_split(config, "test")
+    images, labels = source_of(config).load_float("test")
     assert images.shape == (359, 28, 28, 1) and images.dtype == np.float32
     assert images.min() == 0.0 and images.max() == 1.0
     raw_images, raw_labels = builders.digits_arrays()["test"]
@@ -206,11 +212,12 @@ def test_missing_data_fails_fast_with_what_to_place_where(tmp_path, tiny_idx_dir
 
     # Other sets name the original downloads.
     config.data.name, config.data.raw_dir = "svhn_cropped", ""
+    config.model.arch = "infogan_32"
     problems = validate_data_config(config, process_count=1, device_count=1)
     (problem,) = [p for p in problems if "place" in p]
-    assert "extra_32x32.mat, test_32x32.mat, train_32x32.mat" in problem
+    assert "train_32x32.mat" in problem and "test_32x32.mat" in problem
     with pytest.raises(ip.DataNotFoundError, match="cannot prepare celeb_a offline"):
-        ip.prepare("celeb_a", str(raw), str(tmp_path / "tfds"))
+        builders.prepare("celeb_a", str(raw), str(tmp_path / "tfds"))
     assert time.perf_counter() - start < 10.0
 
 
@@ -262,15 +269,16 @@ def test_mock_data_batches(name, labels, tmp_path, monkeypatch):
                 assert np.all(values[~mask] == -1)
                 if labelled:
                     assert mask.sum() == 16
-        images, test_labels = ip.load_split(config, "test")
+        images, test_labels = source_of(config).load_float("test")
         assert images.shape == (60, 32, 32, 3) and set(test_labels) == set(labels)
 
 
 def test_celeba_crop_is_the_configured_box():
     config = default.get_config()
     config.data.name = "celeb_a"
-    info = ip.get_dataset_info(config)
-    fn = ip._preprocess_fn(config, info)
+    source = source_of(config)
+    info = source.spec
+    fn = source.preprocess_fn()
     image = np.zeros((218, 178, 3), np.uint8)
     top, left, h, w = config.data.celeba_crop
     image[top : top + h, left : left + w] = 200  # only the box is bright
@@ -359,7 +367,7 @@ def test_recolour_reorders_and_negates_channels_uniformly():
 def test_no_unlabelled_label_ever_reaches_a_batch(digits_dir, mode):
     config = digits_config(digits_dir, batch_mode=mode, mix_labeled_share=0.25)
     data = create_train_data(config, None)
-    _, true_labels = ip._load_uint8(config, "train")
+    _, true_labels = source_of(config).load("train")
     subset = set(data.labeled_indices.tolist())
     seen_labelled, masked = set(), 0
     for step in range(0, 3000, 3):
@@ -577,7 +585,7 @@ def test_validation_names_each_bad_field(digits_dir, tiny_idx_dir):
         default.code("glasses", "categorical", 2, label="Eyeglasses"),
         default.code("grin", "categorical", 2, label="Grin"),
     ]
-    assert ip.get_dataset_info(config).labels == {"Smiling": 2, "Eyeglasses": 2}
+    assert source_of(config).spec.labels == {"Smiling": 2, "Eyeglasses": 2}
     assert validate_data_config(config, process_count=1)[-1].startswith(
         "config.latents.codes[grin].label: celeb_a has no label 'Grin'"
     )

@@ -8,7 +8,9 @@ there rather than recomputed, so a run keeps its labels even if this code change
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 
 import numpy as np
 from absl import logging
@@ -17,6 +19,62 @@ from ssinfogan_jax import fileio
 
 SUBSET_FILE = "labeled_subset.json"
 SELECTIONS = ("stratified", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsetSpec:
+    """How the labelled subset is chosen (config.data's num_labeled, labeled_fraction,
+    labeled_selection, labeled_seed), and which label stratified selection balances."""
+
+    num_labeled: int = -1  # -1: `fraction` of the examples.
+    fraction: float = 1.0
+    selection: str = "stratified"
+    seed: int = 0
+    strata_label: str | None = None  # None: no categorical label, so the choice is random.
+
+    def count(self, num_train: int) -> int:
+        """The subset's size out of `num_train` examples."""
+        return resolve_num_labeled(self.num_labeled, self.fraction, num_train)
+
+
+def choose(spec: SubsetSpec, labels: Mapping[str, np.ndarray], num_labeled: int) -> np.ndarray:
+    """Sorted int64 train indices of a subset of `num_labeled` that carries every label,
+    stratified by spec.strata_label's classes (random without one)."""
+    num_train = len(next(iter(labels.values()))) if labels else 0
+    strata = labels[spec.strata_label] if spec.strata_label else None
+    selection = spec.selection if strata is not None else "random"
+    if strata is None:
+        strata = np.zeros(num_train, np.int64)
+    return select_labeled(strata, num_labeled, selection, spec.seed)
+
+
+def choose_per_label(spec: SubsetSpec, labels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{label: sorted int64 train indices that keep that label}, for data whose examples may
+    lack labels (-1 or NaN).
+
+    Per label, of the examples that carry it: all of them when num_labeled is -1 and the
+    fraction is 1; else num_labeled (at most all), or that fraction, chosen by the selection
+    (stratified by the label's classes; random for a continuous label) with the seed and the
+    label's position.
+    """
+    out = {}
+    for i, (name, values) in enumerate(labels.items()):
+        categorical = np.issubdtype(values.dtype, np.integer)
+        filled = np.flatnonzero(values >= 0 if categorical else ~np.isnan(values))
+        count = min(spec.count(len(filled)), len(filled))
+        if count == len(filled):
+            out[name] = filled.astype(np.int64)
+            continue
+        strata = values[filled] if categorical else np.zeros(len(filled), np.int64)
+        selection = spec.selection if categorical else "random"
+        chosen = select_labeled(strata, count, selection, [spec.seed, i])
+        out[name] = np.sort(filled[chosen]).astype(np.int64)
+    return out
+
+
+def union(per_label: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Sorted int64 indices that keep at least one label."""
+    return np.unique(np.concatenate([np.zeros(0, np.int64), *per_label.values()]))
 
 
 def resolve_num_labeled(num_labeled: int, labeled_fraction: float, num_train: int) -> int:

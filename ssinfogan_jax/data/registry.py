@@ -1,22 +1,22 @@
 """What each data set is, without reading it: image geometry, range, split sizes, labels.
 
-    info = get_dataset_info(config)          # DatasetInfo; no example is read
-    problems = find_problems(config)         # one line per bad config.data / code-label field
+    spec = spec_of(name, entry(name), continuous_range=1.0)    # DataSpec; no example is read
+    problems = find_problems(config, spec, num_labeled)        # one line per bad data field
 
 A data set is one entry of `DATASETS`: its preprocessing kind (how a tfds example becomes a
-training image, see `KINDS` and `input_pipeline`), its split sizes and its labels. Any other
+training image, see `KINDS` and data/sources.py), its split sizes and its labels. Any other
 tfds name with 28x28x1 or 32x32x3 images also works; its facts are read from tfds's metadata.
 `FOLDER` ('folder') is the user's own images: its facts come from the CSV and the folder
-(`data/folder.py`), its kind from the architecture's shape.
-Nothing here imports TensorFlow at module level, so the train step's imports stay light.
+(data/sources.py's FolderSource), its kind from the architecture's shape.
+Nothing here imports TensorFlow at module level.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import ml_collections
-import numpy as np
 
 from ssinfogan_jax.data import digit_scenes, folder, labeled_subset, sampler
 
@@ -67,19 +67,16 @@ DATASETS = {
         digit_scenes.VERSION,
     ),
 }
-# config.data.download: what happens when a set is not prepared and no raw_dir is given.
-DOWNLOADS = ("auto", "never")  # tfds's download_and_prepare; stop with how to prepare offline
-# Sets that tfds cannot download: built from files only (see data/builders.py).
-NOT_DOWNLOADABLE = ("digit_scenes",)
-CELEBA = "celeb_a"
-FOLDER = "folder"  # Your own images; not a table entry (see _from_folder).
+FOLDER = "folder"  # Your own images; not a table entry (data/sources.py's FolderSource).
 CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
 
 
 @dataclasses.dataclass(frozen=True)
-class DatasetInfo:
+class DataSpec:
+    """A data set's static facts, as a run uses them (no example is read to make one)."""
+
     name: str
-    kind: str
+    kind: str  # A key of KINDS: how a tfds example becomes a training image.
     image_shape: tuple[int, int, int]  # after preprocessing
     image_range: tuple[float, float]  # (0, 1) or (-1, 1)
     num_train: int
@@ -87,6 +84,7 @@ class DatasetInfo:
     labels: dict[str, int]  # label name -> number of classes (0 = continuous)
     label_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     version: str = ""  # Dataset.version
+    continuous_range: float = 1.0  # r: continuous labels are mapped onto the codes' [-r, r].
 
 
 def celeba_attributes() -> tuple[str, ...]:
@@ -129,173 +127,72 @@ def _from_tfds(name: str) -> Dataset:
     )
 
 
-def _from_folder(config: ml_collections.ConfigDict) -> Dataset:
-    """The entry of config.data's folder and CSV; raises folder.FolderError.
-
-    The kind is the one whose shape the architecture makes (the images are converted to it).
-    """
-    from ssinfogan_jax import models  # Only here: the registry stays free of JAX otherwise.
-
-    source = folder.read_source(config.data)
-    arch = models.ARCHITECTURES.get(config.model.arch)
-    shape = arch.image_shape if arch else KINDS["rgb32"][0]
-    kind = "mnist" if shape == KINDS["mnist"][0] else "rgb32"
-    num_test = int(source.is_test.sum())
-    labels = {name: label.num_classes for name, label in source.labels.items()}
-    return Dataset(kind, len(source.files) - num_test, num_test, labels)
+def entry(name: str) -> Dataset:
+    """The registry entry of a tfds set (DATASETS, else tfds's metadata); raises ValueError."""
+    return DATASETS.get(name) or _from_tfds(name)
 
 
-def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-    """Shapes, ranges, split sizes and labels of config.data.name; raises ValueError if unknown
-    (folder.FolderError for a folder that cannot be used)."""
-    name = config.data.name
-    if name == FOLDER:
-        entry = _from_folder(config)
-    else:
-        entry = DATASETS.get(name) or _from_tfds(name)
-    labels = dict(entry.labels)
-    if entry.kind == "celeba":
-        # The listed attributes, plus any attribute a code names (so a config that only edits
-        # its codes works); each a binary label of that name.
+def spec_of(
+    name: str,
+    dataset: Dataset,
+    *,
+    continuous_range: float = 1.0,
+    attributes: Sequence[str] = (),
+    code_labels: Sequence[str] = (),
+) -> DataSpec:
+    """The spec of a registry entry. CelebA's labels are the chosen attributes plus any
+    attribute a code names (so a config that only edits its codes works), each binary."""
+    labels = dict(dataset.labels)
+    if dataset.kind == "celeba":
         known = celeba_attributes()
-        names = list(config.data.celeba_attributes)
-        names += [c.label for c in config.latents.codes if c.get("label") in known]
+        names = [*attributes, *(label for label in code_labels if label in known)]
         labels = dict.fromkeys(names, 2)
-    shape, value_range = KINDS[entry.kind]
-    return DatasetInfo(
+    shape, value_range = KINDS[dataset.kind]
+    return DataSpec(
         name,
-        entry.kind,
+        dataset.kind,
         shape,
         value_range,
-        entry.num_train,
-        entry.num_test,
+        dataset.num_train,
+        dataset.num_test,
         labels,
-        dict(entry.label_ranges),
-        entry.version,
+        dict(dataset.label_ranges),
+        dataset.version,
+        float(continuous_range),
     )
 
 
-def num_labeled(config: ml_collections.ConfigDict, num_train: int) -> int:
-    """The labelled subset size: config.data.num_labeled, or the fraction when it is -1.
-
-    For a folder: the training examples that keep at least one label after the selection per
-    label (`folder_labeled`)."""
-    d = config.data
-    if d.name == FOLDER:
-        per_label = folder_labeled(config)
-        return len(np.unique(np.concatenate([np.zeros(0, np.int64), *per_label.values()])))
-    return labeled_subset.resolve_num_labeled(d.num_labeled, d.labeled_fraction, num_train)
-
-
-def folder_labeled(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-    """{label: sorted int64 train-split positions that keep that label} for a folder.
-
-    Per label, of the training rows whose cell is filled: all of them when num_labeled is -1
-    and labeled_fraction is 1; else num_labeled (at most all), or that fraction, chosen by
-    labeled_selection (stratified by the label's classes; random for a continuous label) with
-    labeled_seed and the label's position.
-    """
-    d = config.data
-    source = folder.read_source(d)
-    train = source.rows("train")
-    out = {}
-    for i, (name, label) in enumerate(source.labels.items()):
-        values = source.values[name][train]
-        filled = np.flatnonzero(values >= 0 if label.num_classes else ~np.isnan(values))
-        count = labeled_subset.resolve_num_labeled(d.num_labeled, d.labeled_fraction, len(filled))
-        count = min(count, len(filled))
-        if count == len(filled):
-            out[name] = filled.astype(np.int64)
-            continue
-        strata = values[filled] if label.num_classes else None
-        selection = d.labeled_selection if strata is not None else "random"
-        if strata is None:
-            strata = np.zeros(len(filled), np.int64)
-        chosen = labeled_subset.select_labeled(strata, count, selection, [d.labeled_seed, i])
-        out[name] = np.sort(filled[chosen]).astype(np.int64)
-    return out
-
-
-def codes_from_data(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
-    """One supervised code per label of the data set, named after it: categorical with the
-    label's classes (binary = 2), or continuous of size 1."""
-    info = get_dataset_info(config)
-    return [
-        ml_collections.ConfigDict(
-            dict(
-                name=name,
-                kind="categorical" if classes else "continuous",
-                size=classes or 1,
-                label=name,
-            )
-        )
-        for name, classes in info.labels.items()
-    ]
-
-
-def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The config with what the data decides filled in (a copy; `config` is not changed):
-    latents.codes_from_data's codes, and for a folder the judge's own cache folder (so two
-    folders never share a classifier). Unchanged when the data cannot be read (the checks
-    then say why)."""
-    needs_codes = bool(config.latents.get("codes_from_data", False))
-    is_folder = config.data.name == FOLDER
-    if not needs_codes and not is_folder:
-        return config
-    try:
-        info = get_dataset_info(config)
-        codes = codes_from_data(config) if needs_codes else None
-    except ValueError:
-        return config
-    config = ml_collections.ConfigDict(config.to_dict())
-    if needs_codes:
-        config.latents.codes = [*codes, *config.latents.codes]
-        config.latents.codes_from_data = False
-    if is_folder and not config.eval.classifier_dir:
-        import os
-
-        from ssinfogan_jax.data import builders
-
-        digest = folder.read_source(config.data).digest
-        config.eval.classifier_dir = os.path.join(
-            builders.default_data_dir(config.data.data_dir),
-            "ssinfogan_classifiers",
-            f"{FOLDER}_{digest[:16]}_{info.image_shape[0]}x{info.image_shape[1]}",
-        )
-    return config
-
-
 def find_problems(
-    config: ml_collections.ConfigDict, process_count: int = 1, device_count: int = 1
+    config: ml_collections.ConfigDict,
+    spec: DataSpec,
+    num_labeled: int,
+    process_count: int = 1,
+    device_count: int = 1,
 ) -> list[str]:
-    """Every problem of config.data and of the codes' labels, one line each; reads no data.
+    """Every problem of config.data and of the codes' labels, one line each, for the data set
+    of `spec` with a labelled subset of `num_labeled`; reads no data.
 
-    (Whether the data is present is the input pipeline's check, made when it loads.)
+    (Whether the data is present is the data source's check, made before it loads.)
     """
-    d, problems = config.data, []
-    try:
-        info = get_dataset_info(config)
-    except folder.FolderError as e:
-        return e.problems
-    except ValueError as e:
-        return [str(e)]
-    is_folder = d.name == FOLDER
+    d, problems, info = config.data, [], spec
+    is_folder = spec.name == FOLDER
     # The labelled subset.
-    if not 0.0 <= d.labeled_fraction <= 1.0:
+    fraction_ok = 0.0 <= d.labeled_fraction <= 1.0
+    if not fraction_ok:
         problems.append(f"config.data.labeled_fraction: {d.labeled_fraction} is not in [0, 1]")
     if d.num_labeled < -1:
         problems.append(
             f"config.data.num_labeled: {d.num_labeled} is negative (use -1 for "
             f"labeled_fraction, 0 for no labels = the InfoGAN baseline)"
         )
-    elif is_folder:
-        pass  # At most all of each label's filled cells (folder_labeled).
-    elif info.num_train and num_labeled(config, info.num_train) > info.num_train:
+    elif is_folder or (d.num_labeled == -1 and not fraction_ok):
+        pass  # A folder: at most all of each label's filled cells (choose_per_label).
+    elif info.num_train and num_labeled > info.num_train:
         problems.append(
             f"config.data.num_labeled: {d.num_labeled} is larger than the {info.num_train} "
-            f"training examples of {d.name}"
+            f"training examples of {info.name}"
         )
-    elif 0 < num_labeled(config, info.num_train) < process_count:
+    elif 0 < num_labeled < process_count:
         problems.append(
             f"config.data.num_labeled: {d.num_labeled} labelled examples cannot be shared by "
             f"{process_count} processes (each needs at least one)"
@@ -322,7 +219,7 @@ def find_problems(
         where = f"config.latents.codes[{c.name}].label"
         if label not in info.labels:
             problems.append(
-                f"{where}: {d.name} has no label {label!r} (it has {sorted(info.labels)})"
+                f"{where}: {info.name} has no label {label!r} (it has {sorted(info.labels)})"
             )
             continue
         classes = info.labels[label]
@@ -361,7 +258,7 @@ def find_problems(
     if not 0 <= d.labeled_max_shift < min(info.image_shape[:2]) // 2:
         problems.append(
             f"config.data.labeled_max_shift: {d.labeled_max_shift} must be in "
-            f"[0, {min(info.image_shape[:2]) // 2}) pixels for {d.name}"
+            f"[0, {min(info.image_shape[:2]) // 2}) pixels for {info.name}"
         )
     # Batch.
     for count, what in ((process_count, "processes"), (device_count, "devices")):

@@ -51,6 +51,30 @@ class Schedule:
         return np.minimum(self.start + self.step * k, self.final)
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+    """How training batches are drawn (config.batch_size, config.seed and config.data's
+    batch_mode, mix_labeled_share, p_labeled_*, labeled_max_shift, prefetch).
+
+    `p_final` -1 means the true labelled fraction, known once the subset is chosen.
+    """
+
+    batch_size: int  # Global: split over the processes.
+    seed: int
+    mode: str = "alternate"
+    mix_share: float = 0.5
+    p_start: float = 1.0
+    p_step: float = 0.1
+    p_every: int = 100
+    p_final: float = -1.0
+    labeled_max_shift: int = 0  # Labelled examples shifted by up to this many pixels.
+    prefetch: int = 2  # Batches computed ahead in a thread (0: none).
+
+    def schedule(self, labeled_fraction: float) -> Schedule:
+        final = labeled_fraction if self.p_final == -1 else float(self.p_final)
+        return Schedule(self.p_start, self.p_step, self.p_every, final)
+
+
 class Pool:
     """An endless stream of seeded per-epoch permutations of `size` local positions."""
 

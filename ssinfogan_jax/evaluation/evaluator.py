@@ -90,8 +90,8 @@ class Evaluator:
         self.layout = exp.layout
         generator, discriminator = exp.models()
         self.image_range = exp.arch.image_range
-        self.samples_per_value = exp.config.eval.samples_per_value
-        self.rng = jax.random.PRNGKey(exp.config.seed + 1)
+        self.samples_per_value = exp.eval.samples_per_value
+        self.rng = jax.random.PRNGKey(exp.eval.seed)
         self.test_images = test_images
         self.test_labels = test_labels
         self.classifier = classifier
