@@ -4,7 +4,7 @@ Requirements are ranges, so that the library installs next to a researcher's own
 bounds are the versions CI tests (`constraints.txt` holds the exact set, for CI and the
 README's commands), except numpy and scipy, whose floors are jax 0.10.2's own (the code uses
 only their long-stable APIs). Upper bounds only where a known break exists (none today).
-`benchmarks/install_check.py` checks that this resolves on Linux x86-64 and aarch64 and on
+`benchmarks/tools/install_check.py` checks that this resolves on Linux x86-64 and aarch64 and on
 macOS arm64.
 """
 

@@ -1,1 +1,2 @@
-"""Benchmarks: run as modules, e.g. `python -m benchmarks.train_step`."""
+"""Measurements, run as modules (`python -m benchmarks.train_step`); experiment drivers in
+`benchmarks.experiments`, tools in `benchmarks.tools`; what they share in `benchmarks.common`."""

@@ -11,11 +11,11 @@ told not to preallocate):
 2. tests: tests/test_layers.py, test_models.py, test_train_step.py and test_parallel.py
    (layers against Flax, `conv_impl` 'flax' against 'cpu_fast', the train step's routing,
    data parallelism) on JAX's default backend. `--smoke`: a few of the conv_impl tests.
-3. ours: the MNIST train step (benchmarks/common.py) at each batch size, for
+3. ours: the MNIST train step (common.JaxRunner) at each batch size, for
    `conv_impl` 'flax' (Flax's nn.Conv / nn.ConvTranspose, the default off CPU) and 'cpu_fast'
    (layers.py, the default on CPU), in float32 and bfloat16 matmuls; median of 3 timings
    of `--steps` steps after a warm-up (compile).
-4. the PyTorch twin (benchmarks/pytorch_twin.py: same network and update) on CUDA, float32
+4. the PyTorch twin (common.TorchRunner: same network and update) on CUDA, float32
    and bfloat16 autocast, same batch sizes; on a machine without CUDA it runs on the CPU
    (a smoke check of the code, not a figure to compare).
 
@@ -33,7 +33,8 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import common
+
 TESTS = ["tests/test_layers.py", "tests/test_models.py", "tests/test_train_step.py"]
 TESTS += ["tests/test_parallel.py"]
 # The conv_impl tests: 'auto' per backend; 'flax' against 'cpu_fast' on one model, bfloat16.
@@ -59,7 +60,7 @@ except ImportError:
 def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         command,
-        cwd=REPO,
+        cwd=common.REPO,
         env=os.environ | ENV,
         capture_output=True,
         text=True,
@@ -68,26 +69,18 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess:
     )
 
 
-def _time(run, steps: int, rounds: int) -> float:
+def _steps_per_s(run, steps: int, rounds: int) -> float:
     """Median steps/s of `rounds` timings of `steps` steps (run(n) waits for the device)."""
-    run(2)  # Compile and allocate.
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run(steps)
-        times.append((time.perf_counter() - start) / steps)
-    return 1.0 / statistics.median(times)
+    return 1.0 / statistics.median(common.timed_rounds(run, steps, rounds))
 
 
 def part_jax(batch_sizes: list[int], steps: int, rounds: int) -> None:
     import jax
 
-    from benchmarks import common
-
     for batch_size in batch_sizes:
         for impl in IMPLS:
             for dtype in DTYPES:
-                rate = _time(common.JaxRunner(batch_size, dtype, impl), steps, rounds)
+                rate = _steps_per_s(common.JaxRunner(batch_size, dtype, impl), steps, rounds)
                 row = dict(framework="jax", device=jax.default_backend(), impl=impl)
                 row |= dict(dtype=dtype, batch=batch_size, steps_per_s=rate)
                 print(json.dumps(row), flush=True)
@@ -96,13 +89,11 @@ def part_jax(batch_sizes: list[int], steps: int, rounds: int) -> None:
 def part_torch(batch_sizes: list[int], steps: int, rounds: int) -> None:
     import torch
 
-    from benchmarks import pytorch_twin
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for batch_size in batch_sizes:
         for dtype in DTYPES:
-            runner = pytorch_twin.TorchRunner(batch_size, dtype=dtype, device=device)
-            rate = _time(runner, steps, rounds)
+            runner = common.TorchRunner(batch_size, dtype=dtype, device=device)
+            rate = _steps_per_s(runner, steps, rounds)
             row = dict(framework="torch", device=device, impl="-", dtype=dtype)
             row |= dict(batch=batch_size, steps_per_s=rate)
             print(json.dumps(row), flush=True)

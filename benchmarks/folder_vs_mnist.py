@@ -1,6 +1,6 @@
 r"""The folder path against the tfds MNIST path: same batches? same steps/s?
 
-    python -m benchmarks.export_mnist_folder --out=/tmp/mnist_folder
+    python -m benchmarks.tools.export_mnist_folder --out=/tmp/mnist_folder
     python -m benchmarks.folder_vs_mnist --images_dir=/tmp/mnist_folder \
         --labels_csv=/tmp/mnist_folder/labels.csv [--mnist_data_dir=DIR]
 

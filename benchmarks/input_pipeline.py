@@ -7,17 +7,16 @@ already holds it), then times `iterate` for --steps batches of --batch_size (the
 128), in both batch modes. The pipeline must outrun the train step by 10x or more.
 """
 
-import os
 import tempfile
 import time
 
 from absl import app, flags
 
-from configs import default
+from benchmarks import common
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import experiment, input_pipeline
 
-_RAW = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
-_RAW_DIR = flags.DEFINE_string("raw_dir", os.path.abspath(_RAW), "MNIST IDX folder.")
+_RAW_DIR = flags.DEFINE_string("raw_dir", common.RAW_MNIST, "MNIST IDX folder.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Prepared tfds data_dir ('' = a temp dir).")
 _STEPS = flags.DEFINE_integer("steps", 5000, "Batches to time.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
@@ -31,9 +30,11 @@ def main(argv):
         config.data.data_dir = data_dir
         config.batch_size = _BATCH.value
         start = time.perf_counter()
-        if not input_pipeline.builders.is_prepared("mnist", data_dir):
-            input_pipeline.prepare("mnist", _RAW_DIR.value, data_dir)
-            print(f"prepare MNIST (70,000 images, offline): {time.perf_counter() - start:.1f} s")
+        common.prepared_mnist(data_dir, _RAW_DIR.value)
+        print(
+            f"MNIST ready (70,000 images, prepared offline unless it was): "
+            f"{time.perf_counter() - start:.1f} s"
+        )
         for mode in ("alternate", "mix"):
             config.data.batch_mode = mode
             start = time.perf_counter()

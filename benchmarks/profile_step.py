@@ -24,8 +24,7 @@ import tempfile
 
 import jax
 
-from benchmarks import common, gemm_peak
-from benchmarks.machine import machine
+from benchmarks import common
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+?)\{?[\d,]*\}? ([\w\-]+)\((.*)$")
 _SHAPE = re.compile(r"\[([\d,]*)\]")
@@ -142,8 +141,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    print(f"machine: {machine()}; jax {jax.__version__}; load average {os.getloadavg()}")
-    peak = gemm_peak.gemm_peak()["peak"] * 1e9
+    print(f"machine: {common.machine()}; jax {jax.__version__}; load average {os.getloadavg()}")
+    peak = common.gemm_peak()["peak"] * 1e9
     busy, ops, seconds, param_shapes = profile(args.batch_size, args.steps)
     total_us = sum(busy.values())
     per_step = total_us / args.steps / 1e3

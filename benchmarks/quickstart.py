@@ -11,7 +11,7 @@ between the seeds instead (the second run on a machine: judge and compiled code 
 
 For each run it prints the wall time from starting the process to its exit, the final
 `cond_acc_direct` it printed, the longest stretch without a line of output (progress shown
-all the way?) and the machine's state (benchmarks/machine_state.py) measured just before and
+all the way?) and the machine's state (common.measure) measured just before and
 just after: on a shared machine the wall time is only meaningful next to it.
 """
 
@@ -28,9 +28,8 @@ import tempfile
 import threading
 import time
 
-from benchmarks import machine_state
+from benchmarks import common
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = [sys.executable, "-m", "ssinfogan_jax.main", "--config=configs/digits.py"]
 METRIC = re.compile(r"^cond_acc_direct: ([0-9.eE+-]+)$", re.M)
 
@@ -47,7 +46,12 @@ def run_once(seed: int | None, home: str, extra: list[str], log_path: str) -> di
     lines: list[tuple[float, str]] = []
     start = time.perf_counter()
     proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=common.REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
     def read():
@@ -108,10 +112,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for seed in seeds:
         home = shared_home or tempfile.mkdtemp(prefix="ssinfogan_home_")
-        before = machine_state.describe(machine_state.measure())
+        before = common.describe(common.measure())
         log_path = os.path.join(log_dir, f"seed{seed}.log")
         r = run_once(seed, home, args.extra, log_path)
-        after = machine_state.describe(machine_state.measure())
+        after = common.describe(common.measure())
         judge = "cached"
         if r["judge_start"] is not None and r["judge_done"] is not None:
             judge = _fmt(r["judge_done"] - r["judge_start"])

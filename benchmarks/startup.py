@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks import common
+
 CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
@@ -26,12 +28,10 @@ import jax
 from ssinfogan_jax import compilation_cache
 compilation_cache.enable(sys.argv[1])
 from benchmarks import common
-from ssinfogan_jax import train
+from ssinfogan_jax import default_config  # What common.jax_step imports: timed as imports.
+from ssinfogan_jax import experiment, train
 t_import = time.perf_counter()
-config = common.mnist_config(int(sys.argv[2]))
-state = train.create_train_state(jax.random.PRNGKey(config.seed), config)
-step = train.make_train_step(config)
-batch = common.mnist_batch(config.batch_size)
+step, state, batch = common.jax_step(int(sys.argv[2]))
 jax.block_until_ready((state, batch))
 t_state = time.perf_counter()
 state, metrics = step(state, batch)
@@ -49,7 +49,7 @@ def run_child(cache_dir: str, batch_size: int) -> dict:
         capture_output=True,
         text=True,
         check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=common.REPO,
     )
     times = json.loads(out.stdout.strip().splitlines()[-1])
     return times | {"total": times["done"] - start}

@@ -10,11 +10,11 @@ judge first sees >= 95% (and >= 98%) direct conditional accuracy (code value k d
 k), for
 - ours: `python -m ssinfogan_jax.main --config=configs/mnist.py --config.data.num_labeled=100`
   as a subprocess; its `<workdir>/eval_history.jsonl` is read as it is written;
-- the PyTorch twin (benchmarks/pytorch_twin.py's networks and update) running the reference
-  recipe (configs/default.py: labelled batches with probability 1 - 0.1 per 100 steps down to
-  the true fraction, no shifts, Q_ss on reals only), 100 labels stratified (10 per class),
-  evaluated the same way: 128 samples per code value from G in eval mode, judged by the same
-  classifier, at the same cadence.
+- the PyTorch twin (common.TorchRunner, the network and update that benchmarks/pytorch_twin.py
+  times) running the reference recipe (configs/default.py: labelled batches with probability
+  1 - 0.1 per 100 steps down to the true fraction, no shifts, Q_ss on reals only), 100 labels
+  stratified (10 per class), evaluated the same way: 128 samples per code value from G in eval
+  mode, judged by the same classifier, at the same cadence.
 
 The judge is the independent classifier of ssinfogan_jax/evaluation/classifier.py, found as
 `loop.independent_classifier` finds it (<data_dir>/ssinfogan_classifiers/...); it is trained
@@ -33,10 +33,9 @@ import subprocess
 import sys
 import time
 
+from benchmarks import common
 from ssinfogan_jax import exit_codes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HISTORY = "eval_history.jsonl"
 LABELS = 100
 
 
@@ -53,7 +52,6 @@ def _config(args):
 
 def prepare(args) -> str:
     """Prepares the data set and the cached judge (untimed); returns the judge's path."""
-    from benchmarks import common
     from ssinfogan_jax import experiment, input_pipeline, loop
 
     config = _config(args)
@@ -103,30 +101,17 @@ def _torch_command(args, workdir: str, judge: str) -> list[str]:
     ]
 
 
-def _read_history(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        rows = []
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # A line being written.
-                break
-        return rows
-
-
 def timed_run(command: list[str], workdir: str, thresholds: list[float], log: str) -> dict:
     """Runs `command`, watching <workdir>/eval_history.jsonl; stops it once every threshold
     is reached. Returns {threshold: (seconds, step) or None, 'history': rows, 'wall_s'}."""
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, HISTORY)
+    path = os.path.join(workdir, common.EVAL_HISTORY)
     if os.path.exists(path):
         os.remove(path)
     reached: dict[float, tuple[float, int] | None] = dict.fromkeys(thresholds)
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=common.REPO, stdout=out, stderr=subprocess.STDOUT)
         try:
             rows = _watch(proc, path, thresholds, reached, start)
         finally:  # Also on a timeout or Ctrl-C of this process: never leave the run behind.
@@ -144,7 +129,7 @@ def _watch(proc, path: str, thresholds: list[float], reached: dict, start: float
     seen, rows = 0, []
     while True:
         done = proc.poll() is not None
-        rows = _read_history(path)
+        rows = common.read_history(path)
         now = time.perf_counter() - start
         for row in rows[seen:]:
             acc = row.get("cond_acc_direct")
@@ -167,7 +152,6 @@ def twin_worker(args) -> None:
     import torch
     from torch.nn import functional as F
 
-    from benchmarks import pytorch_twin as twin
     from ssinfogan_jax import evaluation, input_pipeline
 
     config = _config(args)
@@ -176,18 +160,18 @@ def twin_worker(args) -> None:
     images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     judge = evaluation.load(args.judge)
     rng = np.random.default_rng(config.data.labeled_seed)
-    per_class = args.labels // twin.NUM_CLASSES
+    per_class = args.labels // common.TWIN_CLASSES
     labeled = np.concatenate(
         [rng.choice(np.flatnonzero(labels == k), per_class, replace=False) for k in range(10)]
     )
     labels = torch.from_numpy(labels.astype(np.int64))
     true_fraction = len(labeled) / len(images)
 
-    runner = twin.TorchRunner(config.batch_size, seed=args.seed)
+    runner = common.TorchRunner(config.batch_size, seed=args.seed)
     g = runner.g
     batch_rng = np.random.default_rng(args.seed)
     eval_gen = torch.Generator().manual_seed(0)
-    path = os.path.join(args.workdir, HISTORY)
+    path = os.path.join(args.workdir, common.EVAL_HISTORY)
     b = config.batch_size
     for step in range(1, args.max_steps + 1):
         # Reference schedule (section 8): p = 1.0 - 0.1 per 100 steps, down to the true fraction.
@@ -205,11 +189,11 @@ def twin_worker(args) -> None:
             g.eval()
             with torch.no_grad():
                 correct = []
-                for k in range(twin.NUM_CLASSES):
+                for k in range(common.TWIN_CLASSES):
                     n = config.eval.samples_per_value
-                    c_us = torch.rand(n, twin.NUM_CONT, generator=eval_gen) * 2 - 1
-                    noise = torch.randn(n, twin.NUM_NOISE, generator=eval_gen)
-                    one_hot = F.one_hot(torch.full((n,), k), twin.NUM_CLASSES).float()
+                    c_us = torch.rand(n, common.TWIN_CONT, generator=eval_gen) * 2 - 1
+                    noise = torch.randn(n, common.TWIN_NOISE, generator=eval_gen)
+                    one_hot = F.one_hot(torch.full((n,), k), common.TWIN_CLASSES).float()
                     fake = g(torch.cat([one_hot, c_us, noise], 1)).permute(0, 2, 3, 1).numpy()
                     correct.append(np.mean(judge.predict_classes(fake) == k))
             g.train()
@@ -229,9 +213,7 @@ def main() -> None:
     parser.add_argument("--classifier_steps", type=int, default=2_000, help="the judge's")
     parser.add_argument("--root", default="/tmp/ssinfogan_time_to_accuracy")
     parser.add_argument("--data_dir", default=os.path.expanduser("~/tensorflow_datasets"))
-    parser.add_argument(
-        "--raw_dir", default=os.path.join(os.path.dirname(REPO), "shared", "data", "mnist")
-    )
+    parser.add_argument("--raw_dir", default=common.RAW_MNIST)
     parser.add_argument("--twin_worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--judge", help=argparse.SUPPRESS)
@@ -239,8 +221,6 @@ def main() -> None:
     if args.twin_worker:
         twin_worker(args)
         return
-
-    from benchmarks import machine_state
 
     thresholds = [float(t) for t in args.thresholds.split(",")]
     judge = prepare(args)
@@ -253,8 +233,8 @@ def main() -> None:
             command = _torch_command(args, workdir, judge)
         else:
             parser.error(f"--frameworks: unknown {framework!r}")
-        state = machine_state.measure()
-        print(f"{framework}: {' '.join(command)}\n  {machine_state.describe(state)}", flush=True)
+        state = common.measure()
+        print(f"{framework}: {' '.join(command)}\n  {common.describe(state)}", flush=True)
         results[framework] = timed_run(command, workdir, thresholds, workdir + ".log")
         results[framework]["state"] = state
 

@@ -4,7 +4,7 @@
 
 For each batch size: compile time, FLOPs per step (XLA's cost analysis of the compiled
 step), steps/s and images/s after warm-up (median of rounds), the achieved FLOP/s as a
-fraction of the float32 GEMM peak measured in the same run (benchmarks/gemm_peak.py), and
+fraction of the float32 GEMM peak measured in the same run (common.gemm_peak), and
 XLA's memory plan for the step (arguments + outputs + temporaries - donated aliases).
 """
 
@@ -17,8 +17,7 @@ import time
 
 import jax
 
-from benchmarks import common, gemm_peak
-from benchmarks.machine import machine
+from benchmarks import common
 
 
 def compiled_step(batch_size: int):
@@ -29,38 +28,19 @@ def compiled_step(batch_size: int):
     return runner, compiled, time.perf_counter() - start
 
 
-def flops_of(compiled) -> float:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list):  # Older jax: one dict per computation.
-        cost = cost[0]
-    return float(cost["flops"])
-
-
-def memory_of(compiled) -> float:
-    """Bytes XLA plans for one step: arguments + outputs + temporaries - donated aliases."""
-    m = compiled.memory_analysis()
-    return float(
-        m.argument_size_in_bytes
-        + m.output_size_in_bytes
-        + m.temp_size_in_bytes
-        - m.alias_size_in_bytes
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch_sizes", default="64,128,256")
     parser.add_argument("--steps", type=int, default=5, help="iterations per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    print(f"machine: {machine()}; jax {jax.__version__}; load average {os.getloadavg()}")
+    print(f"machine: {common.machine()}; jax {jax.__version__}; load average {os.getloadavg()}")
     rows = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         runner, compiled, compile_s = compiled_step(batch_size)
         runner.step = compiled  # Same executable as the jitted step; no dispatch lookup.
-        runner(2)  # Warm-up.
-        times = [common.time_per_step(runner, args.steps) for _ in range(args.rounds)]
-        peak = gemm_peak.gemm_peak()["peak"] * 1e9  # Measured between the same runs.
+        times = common.timed_rounds(runner, args.steps, args.rounds)
+        peak = common.gemm_peak()["peak"] * 1e9  # Measured between the same runs.
         rows.append((batch_size, statistics.median(times), compiled, compile_s, peak))
         print(f"batch {batch_size}: s/step per round {[round(t, 3) for t in times]}", flush=True)
     print(f"load average after: {os.getloadavg()}")
@@ -71,11 +51,11 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for batch_size, sec, compiled, compile_s, peak in rows:
-        flops = flops_of(compiled)
+        flops = common.flops_of(compiled)
         print(
             f"| {batch_size} | {1 / sec:.2f} | {batch_size / sec:.0f} | {flops / 1e9:.1f} "
             f"| {flops / sec / 1e9:.0f} | {peak / 1e9:.0f} | {100 * flops / sec / peak:.0f}% "
-            f"| {compile_s:.1f} | {memory_of(compiled) / 2**20:.0f} |"
+            f"| {compile_s:.1f} | {common.memory_of(compiled) / 2**20:.0f} |"
         )
 
 

@@ -21,17 +21,15 @@ import time
 import jax
 import numpy as np
 
-from benchmarks import machine_state
-from benchmarks.gpu_digit_scenes import PAPER_NET, SHARED_Q
-from benchmarks.train_step import flops_of, memory_of
+from benchmarks import common
 from configs import digit_scenes
 from ssinfogan_jax import experiment, train
 
 # name: config overrides of configs/digit_scenes.py (whose Q_ss has a trunk of its own).
 NETS = {
     "dcgan_32": {"model.arch": "dcgan_32", "model.d_batch_norm": False},
-    "dcgan_32_shared_q": {"model.arch": "dcgan_32", "model.d_batch_norm": False, **SHARED_Q},
-    "infogan_32": PAPER_NET,
+    "dcgan_32_shared_q": {"model.arch": "dcgan_32", "model.d_batch_norm": False, **common.SHARED_Q},
+    "infogan_32": common.PAPER_NET,
 }
 
 
@@ -60,7 +58,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--nets", default="dcgan_32,infogan_32", help=f"of {sorted(NETS)}")
     args = parser.parse_args()
-    print(f"before: {machine_state.measure()}", flush=True)
+    print(f"before: {common.measure()}", flush=True)
     runs = {}
     for name in args.nets.split(","):
         config = digit_scenes.get_config(args.preset)
@@ -84,15 +82,15 @@ def main() -> None:
             jax.block_until_ready((state, metrics))
             run["t"].append((time.perf_counter() - start) / args.steps)
             run["state"] = state
-    print(f"after: {machine_state.measure()}")
+    print(f"after: {common.measure()}")
     print("| net | preset | batch | steps/s | images/s | GFLOP/step | compile s | XLA memory MiB |")
     print("|---|---|---|---|---|---|---|---|")
     for name, run in runs.items():
         sec, compiled = statistics.median(run["t"]), run["compiled"]
         print(
             f"| {name} | {args.preset} | {args.batch_size} | {1 / sec:.2f} "
-            f"| {args.batch_size / sec:.0f} | {flops_of(compiled) / 1e9:.1f} "
-            f"| {run['compile_s']:.1f} | {memory_of(compiled) / 2**20:.0f} |"
+            f"| {args.batch_size / sec:.0f} | {common.flops_of(compiled) / 1e9:.1f} "
+            f"| {run['compile_s']:.1f} | {common.memory_of(compiled) / 2**20:.0f} |"
         )
         print(f"  {name}: s/step per round {[round(t, 3) for t in run['t']]}")
 

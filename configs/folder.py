@@ -14,7 +14,7 @@ Arguments (comma-separated): `gray`, 28x28 grey-scale images and the MNIST netwo
 
 The labelled schedule and Q_ss settings are configs/mnist.py's (labelled examples shifted by up
 to 2 px, one batch in ten labelled after the ramp, Q_ss on fakes from step 1,000). Measured
-(2-core CPU): MNIST exported with benchmarks/export_mnist_folder.py (100 of the 60,000 train
+(2-core CPU): MNIST exported with benchmarks/tools/export_mnist_folder.py (100 of the 60,000 train
 label cells filled) and run with `:gray` for 2,000 steps reaches 0.994 direct accuracy, within
 configs/mnist.py's 0.9910 +- 0.0051 with 100 labels; see README "Train on your own images".
 """

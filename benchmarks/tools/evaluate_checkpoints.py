@@ -1,6 +1,6 @@
 """Evaluates every checkpoint of a work dir after (or beside) training: an eval history.
 
-    python -m benchmarks.evaluate_checkpoints --config=configs/digit_scenes.py:svhn \
+    python -m benchmarks.tools.evaluate_checkpoints --config=configs/digit_scenes.py:svhn \
         --workdir=/tmp/run [--out=/tmp/run/eval_history.jsonl] [--grids=/tmp/run/grids]
 
 For a run trained with `--config.eval_every_steps=0 --config.max_checkpoints_to_keep=100`, so

@@ -15,9 +15,9 @@ For Linux x86-64, Linux aarch64 and macOS arm64 (CPython 3.11, wheels only), wit
 and prints one table row per resolver, platform and constraint setting: resolved or the error
 line, and the versions of jax, jaxlib, tensorflow(-cpu) and tensorflow-datasets.
 
-    python benchmarks/install_check.py                 # the table (needs PyPI, ~1-3 min)
-    python benchmarks/install_check.py --extras=test,tpu
-    python benchmarks/install_check.py --freeze > constraints.txt   # regenerate the pins
+    python -m benchmarks.tools.install_check            # the table (needs PyPI, ~1-3 min)
+    python -m benchmarks.tools.install_check --extras=test,tpu
+    python -m benchmarks.tools.install_check --freeze > constraints.txt   # regenerate the pins
 
 `--freeze` writes the exact versions installed in the running environment of everything that
 the package and its [test] extra pull in (a filtered `pip freeze`), with the TensorFlow line
@@ -41,8 +41,9 @@ from unittest import mock
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONSTRAINTS = os.path.join(ROOT, "constraints.txt")
+from benchmarks import common
+
+CONSTRAINTS = os.path.join(common.REPO, "constraints.txt")
 PYTHON_VERSION = "3.11"
 # Pure-Python dependencies published as source only (tfds needs `promise`): built into wheels
 # once, here, and offered to the resolvers with --find-links, as a real install would build them.
@@ -83,7 +84,7 @@ PLATFORMS = {
 def package_requirements() -> tuple[list[str], dict[str, list[str]]]:
     """(install_requires, extras_require) exactly as setup.py declares them."""
     with mock.patch("setuptools.setup") as setup:
-        runpy.run_path(os.path.join(ROOT, "setup.py"))
+        runpy.run_path(os.path.join(common.REPO, "setup.py"))
     kwargs = setup.call_args.kwargs
     return list(kwargs["install_requires"]), dict(kwargs["extras_require"])
 
@@ -201,7 +202,8 @@ def freeze(extras: list[str]) -> str:
     lines = [
         "# The exact versions CI tests (Python 3.11): everything `ssinfogan_jax[test]` pulls in.",
         "# Use: pip install -c constraints.txt -e '.[test]'",
-        "# Regenerate from a working environment: python benchmarks/install_check.py --freeze",
+        "# Regenerate from a working environment:"
+        " python -m benchmarks.tools.install_check --freeze",
     ]
     tf_cpu = 'sys_platform == "linux" and platform_machine == "x86_64"'
     tf_elsewhere = 'sys_platform != "linux" or platform_machine != "x86_64"'

@@ -1,6 +1,6 @@
 r"""Real MNIST as a folder of PNGs plus a CSV with a few labels: the folder path's proof.
 
-    python -m benchmarks.export_mnist_folder --out=/tmp/mnist_folder [--num_labeled=100]
+    python -m benchmarks.tools.export_mnist_folder --out=/tmp/mnist_folder [--num_labeled=100]
     python -m ssinfogan_jax.main --config=configs/folder.py:gray --workdir=/tmp/mnist_folder_run \
         --config.data.images_dir=/tmp/mnist_folder \
         --config.data.labels_csv=/tmp/mnist_folder/labels.csv \
@@ -24,7 +24,7 @@ from absl import app, flags
 from PIL import Image
 
 from benchmarks import common
-from configs import default
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import input_pipeline
 from ssinfogan_jax.data import labeled_subset
 

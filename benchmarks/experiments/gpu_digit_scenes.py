@@ -1,6 +1,6 @@
 """The digit_scenes experiments (the README's 32x32 table) in one go on a GPU machine.
 
-    python -m benchmarks.gpu_digit_scenes --raw_dir=<MNIST IDX folder> --out=<folder>
+    python -m benchmarks.experiments.gpu_digit_scenes --raw_dir=<MNIST IDX folder> --out=<folder>
         [--seconds 420] [--runs svhn_l1pct_s1,...] [--smoke]
 
 Accelerator machines set up for JAX alone often lack TensorFlow, which our loop needs only to
@@ -18,7 +18,7 @@ runs `loop.train_and_evaluate` unchanged: checkpoints, the judge, evaluation, sa
 5. Packs each run's eval_history.jsonl, config.json, labelled subset, last sample grids and log
    tail into <out>/results.tar.gz.
 
-`--report DIR` reads the <run>_eval_history.jsonl files in DIR (benchmarks/results/digit_scenes)
+`--report DIR` reads the <run>_eval_history.jsonl files in DIR (e.g. results/digit_scenes/*)
 and prints the README's table (the last step, the best and the mean of the last four
 evaluations) and plots direct accuracy against steps for the label sweep (DIR/label_sweep.png).
 
@@ -42,7 +42,8 @@ import types
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import common
+
 _INSTANCE_NOISE = {"instance_noise.stddev": 0.1, "instance_noise.decay": 0.9995}  # cifar10's
 # name -> (configs/digit_scenes.py argument, overrides).
 RUNS = {
@@ -59,28 +60,14 @@ RUNS = {
     "svhn_l1pct_noise_s1": ("svhn", {"seed": 1, **_INSTANCE_NOISE}),
     "svhn_l1pct_noise_s2": ("svhn", {"seed": 2, **_INSTANCE_NOISE}),
 }
-# The configs' Q_ss reads a trunk of its own (configs/default.py: own_q_ss); the paper's shares
-# D's trunk, for comparison (also benchmarks/train_step_32.py's nets).
-SHARED_Q = {
-    "model.q_ss_trunk": "shared",
-    "loss.q_ss_max_shift": 0,
-    "loss.q_ss_recolour": False,
-    "optimizer.q_ss_learning_rate": 0.0,
-}
-# The InfoGAN paper's net with D's batch norm, which collapsed at 32x32 (README), for comparison;
-# and the recipe search of 2026-11-29 on it (histories in results/digit_scenes/infogan_32_h200).
-PAPER_NET = {
-    "model.arch": "infogan_32",
-    "model.d_batch_norm": True,
-    "optimizer.g_ema_decay": 0.0,
-    **SHARED_Q,
-}
+# For comparison: the InfoGAN paper's net, with the recipe search of 2026-11-29 on it
+# (histories in results/digit_scenes/infogan_32_h200), and Q_ss on D's trunk.
 _LR = {"optimizer.g_learning_rate": 2e-4, "optimizer.d_learning_rate": 2e-4}
 RUNS |= {
-    "svhn_l1pct_infogan32_s1": ("svhn", {"seed": 1, **PAPER_NET}),
-    "svhn_l1pct_infogan32_lr2e-4_s1": ("svhn", {"seed": 1, **PAPER_NET, **_LR}),
-    "svhn_l1pct_sharedq_s1": ("svhn", {"seed": 1, **SHARED_Q}),
-    "celeba_l1pct_sharedq_s1": ("celeba", {"seed": 1, **SHARED_Q}),
+    "svhn_l1pct_infogan32_s1": ("svhn", {"seed": 1, **common.PAPER_NET}),
+    "svhn_l1pct_infogan32_lr2e-4_s1": ("svhn", {"seed": 1, **common.PAPER_NET, **_LR}),
+    "svhn_l1pct_sharedq_s1": ("svhn", {"seed": 1, **common.SHARED_Q}),
+    "celeba_l1pct_sharedq_s1": ("celeba", {"seed": 1, **common.SHARED_Q}),
 }
 # Q_ss's settings against the configs' (on the CPU: `:celeba` at D's rate 1e-4 0.914 / 0.946
 # mean binary at step 1,000 on seeds 1 / 2, against 0.956 / 0.964 at 3e-4; at 1e-3 it broke
@@ -289,7 +276,13 @@ def worker(run: str, args) -> None:
 
 
 def _child(args, *extra) -> list[str]:
-    command = [sys.executable, "-m", "benchmarks.gpu_digit_scenes", "--raw_dir", args.raw_dir]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.experiments.gpu_digit_scenes",
+        "--raw_dir",
+        args.raw_dir,
+    ]
     command += ["--out", args.out, "--steps", str(args.steps), *(["--smoke"] if args.smoke else [])]
     return [*command, *extra]
 
@@ -300,7 +293,7 @@ def runs(args, names: list[str], deadline: float) -> None:
     for name in names:
         log = open(os.path.join(args.out, "runs", f"{name}.log"), "w")
         procs[name] = subprocess.Popen(
-            _child(args, "--worker", name), stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            _child(args, "--worker", name), stdout=log, stderr=subprocess.STDOUT, cwd=common.REPO
         )
     while any(p.poll() is None for p in procs.values()) and time.time() < deadline:
         time.sleep(5)
@@ -339,8 +332,7 @@ def report(folder: str) -> None:
 
     histories = {}
     for path in sorted(glob.glob(os.path.join(folder, "*_eval_history.jsonl"))):
-        with open(path) as f:
-            rows = [json.loads(line) for line in f]
+        rows = common.read_history(path)
         histories[os.path.basename(path).removesuffix("_eval_history.jsonl")] = rows
     print("| run | steps | best direct (step) | last 4: direct | mapped | Q_ss test | Frechet |")
     print("|---|---|---|---|---|---|---|")
@@ -422,7 +414,7 @@ def main() -> None:
         parser.error(f"--runs: unknown {unknown}; known: {', '.join(RUNS)}")
     render(args.raw_dir, data_dir, 400 if args.smoke else None)
     for phase in ("judge",) if args.no_speed else ("judge", "speed"):
-        subprocess.run(_child(args, "--phase", phase), cwd=REPO, check=phase == "judge")
+        subprocess.run(_child(args, "--phase", phase), cwd=common.REPO, check=phase == "judge")
     runs(args, names, deadline - 75)
     pack(args, names)
     print(f"packed {os.path.join(args.out, 'results.tar.gz')}", flush=True)

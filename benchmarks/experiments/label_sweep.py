@@ -1,8 +1,8 @@
 """Labelled-fraction sweep on real MNIST: conditional accuracy against step for several label
 counts, like the paper's Figure 3a.
 
-  python -m benchmarks.label_sweep --labels=0,20,100,600,6000 --seeds=1 \
-      --root=/tmp/sweep --out=benchmarks/results/label_sweep
+  python -m benchmarks.experiments.label_sweep --labels=0,20,100,600,6000 --seeds=1 \
+      --root=/tmp/sweep --out=benchmarks/experiments/results/label_sweep
 
 Each (label count, seed) trains `configs/mnist.py` (`configs/mnist.py:infogan` for 0 labels)
 in its own work dir under --root (a run that already finished is not repeated; an unfinished
@@ -15,23 +15,24 @@ the README. `--collect_only` skips training and only aggregates what is there.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
 
 from absl import app, flags
 
+from benchmarks import common
+
 _LABELS = flags.DEFINE_list("labels", ["0", "20", "100", "600", "6000"], "Label counts.")
 _SEEDS = flags.DEFINE_list("seeds", ["1"], "Training seeds.")
 _ROOT = flags.DEFINE_string("root", "/tmp/ssinfogan_sweep", "Parent of the runs' work dirs.")
-_OUT = flags.DEFINE_string("out", "benchmarks/results/label_sweep", "Output path prefix.")
+_OUT = flags.DEFINE_string(
+    "out", "benchmarks/experiments/results/label_sweep", "Output path prefix."
+)
 _STEPS = flags.DEFINE_integer("steps", 5_000, "Training iterations per run.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 250, "Evaluate every this many steps.")
 _COLLECT_ONLY = flags.DEFINE_bool("collect_only", False, "Only aggregate existing runs.")
 _EXTRA = flags.DEFINE_multi_string("override", [], "Extra --config.x=y overrides for runs.")
-
-HISTORY = "eval_history.jsonl"
 
 
 def run_dir(labels: int, seed: int) -> str:
@@ -39,15 +40,7 @@ def run_dir(labels: int, seed: int) -> str:
 
 
 def read_history(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, HISTORY)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    latest = {}  # A resumed run may have evaluated a step twice: keep the last.
-    for row in rows:
-        latest[row["step"]] = row
-    return [latest[s] for s in sorted(latest)]
+    return common.read_history(os.path.join(workdir, common.EVAL_HISTORY))
 
 
 def train(labels: int, seed: int) -> None:

@@ -1,6 +1,6 @@
 """How well the labelled subset alone teaches a classifier: the ceiling of a Q_ss taught by it.
 
-    python -m benchmarks.labelled_only_classifier [--preset celeba] [--steps 1000]
+    python -m benchmarks.experiments.labelled_only_classifier [--preset celeba] [--steps 1000]
         [--max_shift 2] [--seed 0]
 
 Trains a CNN of the independent judge's kind (`evaluation.classifier`, a head per label of

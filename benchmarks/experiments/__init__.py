@@ -1,0 +1,1 @@
+"""Experiment drivers (`python -m benchmarks.experiments.label_sweep`); results in results/."""

@@ -1,0 +1,1 @@
+"""Tools for users and maintainers (`python -m benchmarks.tools.install_check`)."""
