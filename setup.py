@@ -63,7 +63,13 @@ setuptools.setup(
     name="ssinfogan_jax",
     version="0.1.0",
     description="Semi-supervised InfoGAN (ss-InfoGAN) in JAX/Flax.",
-    packages=setuptools.find_packages(include=["ssinfogan_jax", "ssinfogan_jax.*", "configs"]),
+    # The shipped configs go inside the package, as `ssinfogan_jax.configs` (no top-level
+    # `configs` to collide with other projects'): `--config=celeba` finds them from anywhere.
+    packages=[
+        *setuptools.find_packages(include=["ssinfogan_jax", "ssinfogan_jax.*"]),
+        "ssinfogan_jax.configs",
+    ],
+    package_dir={"ssinfogan_jax.configs": "configs"},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

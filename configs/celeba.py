@@ -16,26 +16,26 @@ some instability at its lowest share of labels.
 Arguments: `runlocal`, a 6-step smoke run with a tiny evaluation (needs the data set prepared).
 """
 
-from configs import default
+from ssinfogan_jax import default_config
 
 ARGS = ("runlocal",)
 ATTRIBUTES = ("Smiling", "Mouth_Slightly_Open", "Attractive", "Male")
 
 
 def get_config(arg: str | None = None):
-    args = default.parse_arg("configs/celeba.py", arg, ARGS)
-    config = default.get_config()
+    args = default_config.parse_arg("configs/celeba.py", arg, ARGS)
+    config = default_config.get_config()
     config.data.name = "celeb_a"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
-    default.colour_32(config)
-    default.own_q_ss(config)
+    default_config.colour_32(config)
+    default_config.own_q_ss(config)
     config.latents.codes = [
-        default.code(name.lower(), "categorical", 2, label=name) for name in ATTRIBUTES
-    ] + [default.code("c_us", "continuous", 4)]
+        default_config.code(name.lower(), "categorical", 2, label=name) for name in ATTRIBUTES
+    ] + [default_config.code("c_us", "continuous", 4)]
     config.latents.noise_size = 128
     config.best_metric = "cond_acc_direct_mean"  # Over the four attribute codes.
     config.num_train_steps = 50_000
     if "runlocal" in args:
-        default.runlocal(config)
+        default_config.runlocal(config)
     return config

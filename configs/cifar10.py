@@ -1,4 +1,4 @@
-"""CIFAR-10, 32x32x3 in [-1, 1], the `dcgan_32` net (default.colour_32), with instance noise.
+"""CIFAR-10, 32x32x3 in [-1, 1], the `dcgan_32` net (default_config.colour_32), with instance noise.
 
   python -m ssinfogan_jax.main --config=configs/cifar10.py --workdir=/tmp/cifar10
   python -m ssinfogan_jax.main --config=configs/cifar10.py:runlocal --workdir=/tmp/smoke
@@ -15,27 +15,27 @@ are not interpretable on CIFAR-10.
 Arguments: `runlocal`, a 6-step smoke run with a tiny evaluation (needs the data set prepared).
 """
 
-from configs import default
+from ssinfogan_jax import default_config
 
 ARGS = ("runlocal",)
 
 
 def get_config(arg: str | None = None):
-    args = default.parse_arg("configs/cifar10.py", arg, ARGS)
-    config = default.get_config()
+    args = default_config.parse_arg("configs/cifar10.py", arg, ARGS)
+    config = default_config.get_config()
     config.data.name = "cifar10"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.10
-    default.colour_32(config)
-    default.own_q_ss(config)
+    default_config.colour_32(config)
+    default_config.own_q_ss(config)
     config.latents.codes = [
-        default.code("object", "categorical", 10, label="label"),
-        default.code("c_us", "continuous", 4),
+        default_config.code("object", "categorical", 10, label="label"),
+        default_config.code("c_us", "continuous", 4),
     ]
     config.latents.noise_size = 124
     config.instance_noise.stddev = 0.1
     config.instance_noise.decay = 0.9995
     config.num_train_steps = 50_000
     if "runlocal" in args:
-        default.runlocal(config)
+        default_config.runlocal(config)
     return config

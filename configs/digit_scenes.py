@@ -23,42 +23,42 @@ Arguments (comma-separated; the first two choose the supervised codes and may be
 Expected: see the README's digit_scenes section. With the InfoGAN paper's net (`infogan_32`,
 D's trunk with batch norm) G collapsed (H200, 5,000-8,800 steps: labels steered the codes, but
 every sample of a code value was one image); with `dcgan_32` and no batch norm in D's trunk its
-samples vary. Q_ss reads a trunk of its own (default.own_q_ss) at Adam 3e-4, `:svhn`'s every
-image recoloured at random at Adam 1e-3 (default.colour_blind_q_ss), and G's moving average is
-judged and sampled (default.colour_32). At step 1,000 (CPU, version 2.0.0, judged on the
-average; G itself in brackets): `:svhn`'s digit code 0.961 / 0.988 direct accuracy on seeds 1
-/ 2 (0.91 / 0.77); `:celeba`'s dark_background, warm_foreground and neighbours 0.96 or more on
-seeds 1-4, thick_stroke 0.96-0.98 on seeds 1 and 4 and 0.92-0.94 on seeds 2 and 3, its
-rotation code 0.88-0.905 correlation.
+samples vary. Q_ss reads a trunk of its own (default_config.own_q_ss) at Adam 3e-4, `:svhn`'s
+every image recoloured at random at Adam 1e-3 (default_config.colour_blind_q_ss), and G's moving
+average is judged and sampled (default_config.colour_32). At step 1,000 (CPU, version 2.0.0,
+judged on the average; G itself in brackets): `:svhn`'s digit code 0.961 / 0.988 direct
+accuracy on seeds 1 / 2 (0.91 / 0.77); `:celeba`'s dark_background, warm_foreground and
+neighbours 0.96 or more on seeds 1-4, thick_stroke 0.96-0.98 on seeds 1 and 4 and 0.92-0.94 on
+seeds 2 and 3, its rotation code 0.88-0.905 correlation.
 """
 
-from configs import default
+from ssinfogan_jax import default_config
 
 ARGS = ("svhn", "celeba", "infogan", "runlocal")
 ATTRIBUTES = ("dark_background", "warm_foreground", "thick_stroke", "neighbours")
 
 
 def get_config(arg: str | None = None):
-    args = default.parse_arg("configs/digit_scenes.py", arg, ARGS)
-    config = default.get_config()
+    args = default_config.parse_arg("configs/digit_scenes.py", arg, ARGS)
+    config = default_config.get_config()
     config.data.name = "digit_scenes"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
-    default.colour_32(config)
-    default.own_q_ss(config)
+    default_config.colour_32(config)
+    default_config.own_q_ss(config)
     svhn = "svhn" in args or "celeba" not in args
     codes = []
     if svhn:
-        codes.append(default.code("digit", "categorical", 10, label="label"))
+        codes.append(default_config.code("digit", "categorical", 10, label="label"))
     if "celeba" in args:
-        codes += [default.code(name, "categorical", 2, label=name) for name in ATTRIBUTES]
-        codes.append(default.code("rotation", "continuous", 1, label="rotation"))
-    config.latents.codes = [*codes, default.code("c_us", "continuous", 4)]
+        codes += [default_config.code(name, "categorical", 2, label=name) for name in ATTRIBUTES]
+        codes.append(default_config.code("rotation", "continuous", 1, label="rotation"))
+    config.latents.codes = [*codes, default_config.code("c_us", "continuous", 4)]
     config.latents.noise_size = 124 if svhn else 128
     if not svhn:
         config.best_metric = "cond_acc_direct_mean"
     if svhn and "celeba" not in args:  # The digit does not depend on colour; the attributes do.
-        default.colour_blind_q_ss(config)
+        default_config.colour_blind_q_ss(config)
     if "infogan" in args:
         config.data.num_labeled = 0
     # The judge: a 2-pixel shift keeps every label (rotation too) and lifts its digit accuracy
@@ -68,5 +68,5 @@ def get_config(arg: str | None = None):
     config.num_train_steps = 20_000
     config.eval_every_steps = 500
     if "runlocal" in args:
-        default.runlocal(config)
+        default_config.runlocal(config)
     return config

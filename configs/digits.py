@@ -21,14 +21,14 @@ earlier short run (0.16-0.20): most of its batches are still labelled.
 Arguments: `runlocal`, a 6-step smoke run with a tiny evaluation (what the tests run).
 """
 
-from configs import default
+from ssinfogan_jax import default_config
 
 ARGS = ("runlocal",)
 
 
 def get_config(arg: str | None = None):
-    args = default.parse_arg("configs/digits.py", arg, ARGS)
-    config = default.get_config()
+    args = default_config.parse_arg("configs/digits.py", arg, ARGS)
+    config = default_config.get_config()
     config.data.name = "digits"
     config.data.num_labeled = 100
     # Twice the updates of batch 64 for the same images: at step 600, 0.97-0.99 in ~105 s with
@@ -44,5 +44,5 @@ def get_config(arg: str | None = None):
     config.eval.classifier_steps = 300
     config.eval.classifier_batch_size = 32
     if "runlocal" in args:
-        default.runlocal(config)
+        default_config.runlocal(config)
     return config

@@ -19,14 +19,14 @@ label cells filled) and run with `:gray` for 2,000 steps reaches 0.994 direct ac
 configs/mnist.py's 0.9910 +- 0.0051 with 100 labels; see README "Train on your own images".
 """
 
-from configs import default
+from ssinfogan_jax import default_config
 
 ARGS = ("gray", "runlocal")
 
 
 def get_config(arg: str | None = None):
-    args = default.parse_arg("configs/folder.py", arg, ARGS)
-    config = default.get_config()
+    args = default_config.parse_arg("configs/folder.py", arg, ARGS)
+    config = default_config.get_config()
     config.data.name = "folder"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 1.0
@@ -35,11 +35,11 @@ def get_config(arg: str | None = None):
     config.loss.q_ss_on_fakes = True
     config.loss.q_ss_on_fakes_start = 1_000
     config.latents.codes_from_data = True
-    config.latents.codes = [default.code("c_us", "continuous", 2)]
+    config.latents.codes = [default_config.code("c_us", "continuous", 2)]
     if "gray" in args:
         config.model.arch = "infogan_mnist"
     else:
-        default.colour_32(config)
+        default_config.colour_32(config)
     if "runlocal" in args:
-        default.runlocal(config)
+        default_config.runlocal(config)
     return config

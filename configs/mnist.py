@@ -39,14 +39,14 @@ To run the reference exactly: --config.data.labeled_max_shift=0 --config.data.p_
 --config.loss.q_ss_on_fakes=False.
 """
 
-from configs import default
+from ssinfogan_jax import default_config
 
 ARGS = ("infogan", "runlocal")
 
 
 def get_config(arg: str | None = None):
-    args = default.parse_arg("configs/mnist.py", arg, ARGS)
-    config = default.get_config()
+    args = default_config.parse_arg("configs/mnist.py", arg, ARGS)
+    config = default_config.get_config()
     config.data.name = "mnist"
     config.data.labeled_max_shift = 2
     config.data.p_labeled_final = 0.1
@@ -56,5 +56,5 @@ def get_config(arg: str | None = None):
         config.data.num_labeled = 0
         config.loss.lambda_consistency = 1.0
     if "runlocal" in args:
-        default.runlocal(config)
+        default_config.runlocal(config)
     return config

@@ -1,4 +1,4 @@
-"""SVHN (tfds `svhn_cropped`), 32x32x3 in [-1, 1], the `dcgan_32` net (default.colour_32).
+"""SVHN (tfds `svhn_cropped`), 32x32x3 in [-1, 1], the `dcgan_32` net (default_config.colour_32).
 
   python -m ssinfogan_jax.main --config=configs/svhn.py --workdir=/tmp/svhn
   python -m ssinfogan_jax.main --config=configs/svhn.py:runlocal --workdir=/tmp/smoke
@@ -15,26 +15,26 @@ controls the digit class on SVHN, where unsupervised InfoGAN does not find it.
 Arguments: `runlocal`, a 6-step smoke run with a tiny evaluation (needs the data set prepared).
 """
 
-from configs import default
+from ssinfogan_jax import default_config
 
 ARGS = ("runlocal",)
 
 
 def get_config(arg: str | None = None):
-    args = default.parse_arg("configs/svhn.py", arg, ARGS)
-    config = default.get_config()
+    args = default_config.parse_arg("configs/svhn.py", arg, ARGS)
+    config = default_config.get_config()
     config.data.name = "svhn_cropped"
     config.data.num_labeled = -1
     config.data.labeled_fraction = 0.01
-    default.colour_32(config)
-    default.own_q_ss(config)
-    default.colour_blind_q_ss(config)
+    default_config.colour_32(config)
+    default_config.own_q_ss(config)
+    default_config.colour_blind_q_ss(config)
     config.latents.codes = [
-        default.code("digit", "categorical", 10, label="label"),
-        default.code("c_us", "continuous", 4),
+        default_config.code("digit", "categorical", 10, label="label"),
+        default_config.code("c_us", "continuous", 4),
     ]
     config.latents.noise_size = 124
     config.num_train_steps = 50_000
     if "runlocal" in args:
-        default.runlocal(config)
+        default_config.runlocal(config)
     return config

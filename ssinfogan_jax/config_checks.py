@@ -14,8 +14,7 @@ import math
 
 import ml_collections
 
-from configs import default as default_config
-from ssinfogan_jax import latents, layers, models
+from ssinfogan_jax import default_config, latents, layers, models
 from ssinfogan_jax.data import registry
 
 

@@ -2,6 +2,11 @@
 
   python -m ssinfogan_jax.main --config=configs/mnist.py --workdir=/tmp/mnist \
       [--mode=train|eval|sample] [--config.data.num_labeled=100]
+  python -m ssinfogan_jax.main --config=mnist:runlocal --workdir=/tmp/smoke  # from anywhere
+
+`--config` takes a config file's path, or the name of a config shipped with the package (the
+files of configs/: `--config=celeba`, `--config=configs/celeba.py` where that path does not
+exist here), each with its arguments after a colon.
 
 Multi-host: on TPU VMs the processes find each other by themselves; on CPU/GPU clusters pass
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I on every process.
@@ -16,13 +21,21 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import re
 import sys
 import traceback
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
+from ssinfogan_jax import default_config, exit_codes
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Config file (configs/*.py), or a shipped config by name (e.g. digits, mnist:runlocal).",
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to run.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
@@ -32,21 +45,85 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of a known f
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _usage_error(message: str) -> None:
+    """Ends the process with `message` as one line on stderr and exit code 2 (bad input)."""
+    print(f"FATAL {' '.join(message.split())}", file=sys.stderr, flush=True)
+    sys.exit(exit_codes.BAD_INPUT)
+
+
+def _resolve_config(argv: list[str]) -> list[str]:
+    """`argv` with the file of `--config` found (default_config.config_file): a path as given
+    where it exists, else the shipped config it names."""
+    argv = list(argv)
+    for i in range(1, len(argv)):
+        if argv[i] == "--":
+            break
+        for prefix in ("--config=", "-config="):
+            if argv[i].startswith(prefix):
+                argv[i] = prefix + default_config.config_file(argv[i][len(prefix) :])
+        if argv[i] in ("--config", "-config") and i + 1 < len(argv):
+            argv[i + 1] = default_config.config_file(argv[i + 1])
+    return argv
+
+
+def _flag_error_message(e: flags.Error) -> str:
+    """One line for a flag that absl refused."""
+    message = str(e)
+    required = re.fullmatch(
+        r"flag --(\w+)=None: Flag --\1 must have a value other than None\.", message
+    )
+    if required:
+        name = required.group(1)
+        what = flags.FLAGS[name].help.rstrip(".")
+        return f"--{name} is required ({what}); --helpshort lists the flags"
+    if message.startswith("flag --config=") and "Traceback" in message:
+        # The config file's get_config raised: its own last line says what is wrong.
+        last = message.strip().splitlines()[-1].strip()
+        return f"config error: {last.removeprefix('ValueError: ')}"
+    if message.startswith("flag "):
+        message = f"bad flag {message.removeprefix('flag ')}"
+    return f"{message}; --helpshort lists the flags"
+
+
+def _workdir_problem(workdir: str) -> str | None:
+    """Why `workdir` cannot be the run's directory before anything runs (it is a file); None if
+    it may be. A folder that cannot be made or written is found when the run writes to it."""
+    if "://" not in workdir and os.path.exists(workdir) and not os.path.isdir(workdir):
+        return f"--workdir={workdir} is a file, not a directory; pass a new or existing directory"
+    return None
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with a clean one-line message for a misspelt --config.x.y override."""
+    """absl's parser, where every usage error is one line on stderr, starting with FATAL, and
+    exit code 2, before TensorFlow and JAX are imported: a config file that does not exist, an
+    unknown config argument, a misspelt --config.x.y override, a flag's bad or missing value,
+    a work dir that is a file. --verbose adds the full message of a refused flag."""
     try:
-        return app.parse_flags_with_usage(argv)
+        rest = flags.FLAGS(_resolve_config(argv))
+    except FileNotFoundError as e:
+        _usage_error(f"config not found: {e}")
+    except flags.Error as e:
+        if "--verbose" in argv:
+            print(e, file=sys.stderr)
+        _usage_error(_flag_error_message(e))
     except (AttributeError, KeyError) as e:
         message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-        print(f"FATAL config error: {message}", file=sys.stderr)
-        sys.exit(2)
+        _usage_error(f"config error: {message}")
+    if not isinstance(_CONFIG.value, ml_collections.ConfigDict):
+        try:  # ml_collections keeps a config file's I/O error until the config is read.
+            _CONFIG.value.lock()
+        except OSError as e:
+            _usage_error(f"config error: {e}")
+    if problem := _workdir_problem(_WORKDIR.value):
+        _usage_error(problem)
+    return rest
 
 
 def _known_failure(e: BaseException, workdir: str) -> tuple[int, str] | None:
     """(exit code, one-line message) for a failure the project knows; None for a bug."""
     import tensorflow as tf
 
-    from ssinfogan_jax import checkpointing, config_checks, exit_codes, fileio, input_pipeline
+    from ssinfogan_jax import checkpointing, config_checks, fileio, input_pipeline
 
     if isinstance(e, exit_codes.RunStopped):
         return e.exit_code, str(e)
@@ -110,7 +187,7 @@ def main(argv: list[str]) -> None:
     import jax
     import tensorflow as tf
 
-    from ssinfogan_jax import exit_codes, loop, parallel
+    from ssinfogan_jax import loop, parallel
 
     tf.config.experimental.set_visible_devices([], "GPU")  # TF only reads data; JAX owns GPUs.
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

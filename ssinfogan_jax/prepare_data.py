@@ -33,8 +33,9 @@ _ARCH = flags.DEFINE_string("arch", "infogan_32", "folder: the architecture whos
 
 
 def _prepare_folder() -> None:
-    from configs import folder as folder_config
-    from ssinfogan_jax import config_checks, experiment, input_pipeline
+    from ssinfogan_jax import config_checks, default_config, experiment, input_pipeline
+
+    folder_config = default_config.shipped_config("folder")
 
     config = folder_config.get_config()
     config.data.images_dir = _IMAGES_DIR.value

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import default, digits
+from configs import digits
+from ssinfogan_jax import default_config as default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The digits smoke run (configs/digits.py:runlocal): checkpoints at 3 and 6. The shared run

@@ -6,8 +6,9 @@ import jax
 import pytest
 from conftest import experiment_of, run_main
 
-from configs import celeba, default, digits, mnist
+from configs import celeba, digits, mnist
 from ssinfogan_jax import config_checks, experiment, input_pipeline
+from ssinfogan_jax import default_config as default
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 import requests
 from tensorflow_datasets.core.download import downloader
 
-from configs import default
 from ssinfogan_jax import config_checks
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import input_pipeline as ip
 from ssinfogan_jax.data import builders
 from ssinfogan_jax.data.tf_setup import tfds

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from configs import default
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax.data import digit_scenes
 from ssinfogan_jax.evaluation import classifier as classifier_lib
@@ -388,7 +388,7 @@ def test_batched_apply_matches_one_call_and_compiles_once_per_chunk_size():
 
 def _mnist_evaluator(g_ema_decay: float = 0.0):
     """(experiment, evaluator) of the MNIST config on 30 random test images, with no judge."""
-    from configs import default
+    from ssinfogan_jax import default_config as default
     from ssinfogan_jax import experiment
     from ssinfogan_jax.evaluation import evaluator as evaluator_lib
 

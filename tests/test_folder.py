@@ -157,7 +157,7 @@ def test_a_label_with_one_class_a_missing_named_class_and_an_unknown_column(shap
     # Codes written by hand: every label column must be some code's label.
     config = config_for(*shapes, tmp_path)
     config.latents.codes_from_data = False
-    config.latents.codes = [folder_config.default.code("filled", "categorical", 2, "filled")]
+    config.latents.codes = [folder_config.default_config.code("filled", "categorical", 2, "filled")]
     found = problems(config)
     assert any("column 'shape' is neither 'file', 'split' nor the label" in p for p in found)
     assert any("column 'size'" in p for p in found)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from configs import default
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import latents
 
 N = 100_000  # Samples per distribution test.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import experiment_of
 
-from configs import default
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import latents, losses, train
 
 CAT = latents.Code("digit", "categorical", 3, label="label")

@@ -9,7 +9,7 @@ import pytest
 from conftest import create_models, small_config
 from scipy import stats
 
-from configs import default
+from ssinfogan_jax import default_config as default
 from ssinfogan_jax import latents, models
 
 

@@ -45,7 +45,7 @@ WORKER_TIMEOUT = 1200
 
 def _config():
     """Two supervised codes with a mask each (a categorical and a continuous label)."""
-    from configs import default
+    from ssinfogan_jax import default_config as default
 
     config = default.get_config()
     config.batch_size = GLOBAL_BATCH

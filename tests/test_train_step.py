@@ -877,7 +877,7 @@ def test_instance_noise_schedule():
 def test_readme_research_code_snippet():
     import jax
 
-    from configs import default
+    from ssinfogan_jax import default_config as default
     from ssinfogan_jax import latents, losses, models, train  # noqa: F401
 
     config = default.get_config()
