@@ -48,6 +48,35 @@ def procedural_glyphs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.round(ink * 255).astype(np.uint8), labels
 
 
+def filled_shapes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 [n, 28, 28] anti-aliased filled shapes, no strokes: even labels a disc (radius
+    2.5-11 px), odd a square turned by 0-90 degrees (half side 0.85 times that), 4-25 px across,
+    off centre by up to 2 px. Labels [n]."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    y, x = np.mgrid[0:28, 0:28].astype(np.float32) + 0.5 - 14.0
+
+    def draw(low, high):
+        return rng.uniform(low, high, (n, 1, 1)).astype(np.float32)
+
+    size, turn = draw(2.5, 11.0), draw(0.0, np.pi / 2)
+    dx, dy = x - draw(-2.0, 2.0), y - draw(-2.0, 2.0)
+    u, v = np.cos(turn) * dx + np.sin(turn) * dy, np.cos(turn) * dy - np.sin(turn) * dx
+    disc = np.hypot(dx, dy) - size
+    square = np.maximum(np.abs(u), np.abs(v)) - 0.85 * size
+    dist = np.where((labels % 2 == 0)[:, None, None], disc, square)
+    return np.round(np.clip(0.5 - dist, 0.0, 1.0) * 255).astype(np.uint8), labels
+
+
+def write_idx(root, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Gzipped MNIST-format IDX files {prefix}-images-idx3-ubyte.gz and -labels- in root."""
+    header = np.array([0x803, len(images), 28, 28], ">u4").tobytes()
+    with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + images.tobytes())
+    with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(np.array([0x801, len(labels)], ">u4").tobytes() + labels.astype(np.uint8).tobytes())
+
+
 def real_glyphs(n: int) -> tuple[np.ndarray, np.ndarray]:
     if not os.path.isdir(MNIST_RAW):
         pytest.skip(f"no raw MNIST at {MNIST_RAW}")
@@ -69,12 +98,7 @@ def tiny_idx_dir(tmp_path_factory):
     """A gzipped MNIST-format IDX folder of procedural glyphs (40 train, 12 test)."""
     root = tmp_path_factory.mktemp("tiny_idx")
     for prefix, n, seed in (("train", 40, 1), ("t10k", 12, 2)):
-        images, labels = procedural_glyphs(n, seed)
-        header = np.array([0x803, n, 28, 28], ">u4").tobytes()
-        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(header + images.tobytes())
-        with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(np.array([0x801, n], ">u4").tobytes() + labels.astype(np.uint8).tobytes())
+        write_idx(root, prefix, *procedural_glyphs(n, seed))
     return str(root)
 
 
@@ -163,6 +187,9 @@ def test_bad_input_is_refused():
         digit_scenes.render(glyphs, labels[:3], 0, "train")
     with pytest.raises(ValueError, match="indices"):
         digit_scenes.render(glyphs, labels, 0, "train", indices=[4])
+    for attributes in ({"rotation": 1}, {"thick_stroke": 2}, {"neighbours": [0, 1]}):
+        with pytest.raises(ValueError, match="attributes"):
+            digit_scenes.render(glyphs, labels, 0, "train", attributes=attributes)
 
 
 def test_attributes_are_balanced_and_independent(scenes):
@@ -233,6 +260,64 @@ def test_the_angle_a_digit_shows_is_its_rotation_whatever_its_writer_slant():
         out = digit_scenes.render(source, source_labels, seed=0, split="train")
         angle = pixel_statistics(out["image"])["axis_angle"]
         assert np.corrcoef(angle, out["rotation"])[0, 1] > 0.9
+
+
+# A pair of renders shows an attribute when this many pixels change by this much (of 255).
+VISIBLE_PIXELS, VISIBLE_LEVELS = 4, 8
+
+
+def assert_every_attribute_changes_every_image(glyphs: np.ndarray, labels: np.ndarray) -> None:
+    """Each binary attribute, set to 0 and to 1 in the same scenes: the images differ in at
+    least VISIBLE_PIXELS pixels by VISIBLE_LEVELS or more, on every example; nothing else
+    about the scene changes (the other labels are the same)."""
+    drawn = digit_scenes.render(glyphs, labels, seed=0, split="train")
+    n = len(glyphs)
+    for name in digit_scenes.BINARY_ATTRIBUTES:
+        pair = [
+            digit_scenes.render(glyphs, labels, seed=0, split="train", attributes={name: value})
+            for value in (0, 1)
+        ]
+        for value, out in enumerate(pair):
+            np.testing.assert_array_equal(out[name], np.full(n, value))
+            for key in set(digit_scenes.LABELS) - {name}:
+                np.testing.assert_array_equal(out[key], drawn[key], key)
+            shown = out[name] == drawn[name]  # where the forced value is the drawn one
+            np.testing.assert_array_equal(out["image"][shown], drawn["image"][shown], name)
+        change = np.abs(pair[1]["image"].astype(np.int16) - pair[0]["image"]).max(axis=-1)
+        visible = (change >= VISIBLE_LEVELS).reshape(n, -1).sum(axis=1)
+        assert visible.min() >= VISIBLE_PIXELS, (name, np.flatnonzero(visible < VISIBLE_PIXELS))
+
+
+def test_every_attribute_changes_every_image_of_filled_shapes(tmp_path):
+    # Filled shapes have no pen: their width estimate is large for thin and thick alike (in
+    # 2.0.0 both took one erosion: 132 of these 600 pairs rendered to the same bytes), and
+    # small ones at the usual spacing fall outside the frame as neighbours (2.0.0: 10 pairs
+    # changed in fewer than VISIBLE_PIXELS pixels).
+    write_idx(tmp_path, "train", *filled_shapes(600, seed=5))
+    glyphs = builders.read_idx(str(tmp_path), "train_images")
+    labels = builders.read_idx(str(tmp_path), "train_labels").astype(np.int64)
+    assert_every_attribute_changes_every_image(glyphs, labels)
+    # And thick is thicker: more ink (>= 0.5) on every glyph, never less anywhere.
+    ink = digit_scenes.deskew(glyphs.astype(np.float32) / 255.0)
+    thin = digit_scenes._set_stroke(ink, np.zeros(len(ink), int))
+    thick = digit_scenes._set_stroke(ink, np.ones(len(ink), int))
+    assert np.all(thick >= thin)
+    assert np.all((thick >= 0.5).sum((1, 2)) > (thin >= 0.5).sum((1, 2)))
+
+
+def test_every_attribute_changes_every_image_of_mnist_glyphs():
+    # The MNIST glyphs most likely to hide an attribute: the 100 boldest of the training set
+    # (the 13 widest took one erosion for thin and thick alike in 2.0.0) and 200 of the
+    # narrowest 1s, which as neighbours fell outside the frame. In 2.0.0, of these 300 scenes
+    # 7 rendered the same with either pen, and 11 the same with and without neighbours (38
+    # changed in fewer than VISIBLE_PIXELS pixels).
+    glyphs, labels = real_glyphs(60000)
+    bold = np.argsort(-digit_scenes.pen_width(glyphs.astype(np.float32) / 255.0))[:100]
+    ones = np.flatnonzero(labels[:3000] == 1)
+    columns = (digit_scenes.deskew(glyphs[ones].astype(np.float32) / 255.0) >= 0.5).any(axis=1)
+    narrow = ones[np.argsort(columns.sum(axis=1), kind="stable")[:200]]
+    chosen = np.concatenate([bold, narrow])
+    assert_every_attribute_changes_every_image(glyphs[chosen], labels[chosen])
 
 
 def test_stroke_classes_have_separate_pen_widths():
