@@ -81,8 +81,8 @@ def run_once(seed: int | None, home: str, extra: list[str], log_path: str) -> di
         "wall": wall,
         "cond_acc_direct": float(found[-1]) if found else float("nan"),
         "silence": silence,
-        "judge_start": first("Training the independent classifier"),
-        "judge_done": first("Independent classifier on the train split"),
+        "judge_start": first("Training the judge"),
+        "judge_done": first("Judge on the train split"),
         "train_start": first("Training from step"),
     }
 
