@@ -7,9 +7,12 @@ r"""Builds a tfds data set from files on disk, so training needs no network.
     python -m ssinfogan_jax.prepare_data --dataset=digit_scenes --raw_dir=../shared/data/mnist
     # scikit-learn's digits (no files needed):
     python -m ssinfogan_jax.prepare_data --dataset=digits
-    # SVHN / CIFAR-10 / CelebA from their original downloads placed in --raw_dir
-    # (the command lists the file names it needs when one is missing):
+    # CelebA / SVHN / CIFAR-10 from the files their owners publish (docs/data.md), in a local
+    # or gs:// folder; archives are checked against the sizes and sha256 that tfds records
+    # (SSINFOGAN_SKIP_CHECKSUMS=1 skips that). Missing or bad files: one line, exit code 2.
     python -m ssinfogan_jax.prepare_data --dataset=celeb_a --raw_dir=/data/celeba_raw
+    python -m ssinfogan_jax.prepare_data --dataset=svhn_cropped --raw_dir=gs://bucket/svhn \
+        --data_dir=gs://bucket/tensorflow_datasets
 
     # Your own images (a folder and a CSV, see README "Train on your own images"), converted
     # for an architecture's shape (infogan_32: 32x32x3; infogan_mnist: 28x28x1):
@@ -20,8 +23,11 @@ Afterwards `tfds.load(name, data_dir=...)` works offline, and so does training w
 --config.data.data_dir=<the same data_dir>.
 """
 
+import sys
+
 from absl import app, flags, logging
 
+from ssinfogan_jax import exit_codes
 from ssinfogan_jax.data import builders
 
 _DATASET = flags.DEFINE_string("dataset", "mnist", "tfds name, 'digits', or 'folder'.")
@@ -65,8 +71,9 @@ def main(argv):
         return
     try:
         builders.prepare(_DATASET.value, _RAW_DIR.value, _DATA_DIR.value)
-    except builders.DataNotFoundError as e:
-        raise app.UsageError(str(e)) from None
+    except builders.DataNotFoundError as e:  # Missing or bad files: the user's to fix.
+        print(f"FATAL data not found: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+        sys.exit(exit_codes.BAD_INPUT)
     logging.info(
         "Done: tfds.load(%r, data_dir=%r) now works offline.",
         _DATASET.value,

@@ -5,7 +5,9 @@ real down to tfds's HTTP call, which is replaced by a failing one.
 """
 
 import gzip
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,3 +179,108 @@ def test_config_check_names_the_download_choices():
     config.data.download = "always"
     (problem,) = config_checks.find_problems(config)
     assert problem == "config.data.download: 'always', expected one of auto, never"
+
+
+# ----------------------------------------------------------------------------------------------
+# celeb_a from Google Drive (which refuses it), and the other sets from their own hosts.
+
+VIRUS_SCAN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>"
+    b'<form id="download-form" action="https://drive.usercontent.google.com/download" '
+    b'method="get"><input type="hidden" name="id" value="0B7EVK8r0v71pZjFTYXZWM3FlRnM">'
+    b'<input type="hidden" name="export" value="download"><input type="hidden" '
+    b'name="confirm" value="t"></form></body></html>'
+)
+QUOTA_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>"
+    b"Too many users have viewed or downloaded this file recently." + b" " * 2000 + b"</html>"
+)
+
+
+def _drive_answers(monkeypatch, answer):
+    """requests' transport (the network call itself) replaced: each request is answered by
+    `answer(url)` -> (headers, body), status 200. Returns the URLs requested."""
+    monkeypatch.setattr(tfds.download.DownloadManager, "_download", REAL_DOWNLOAD)
+    urls = []
+
+    def send(self, request, **kwargs):
+        urls.append(request.url)
+        headers, body = answer(request.url)
+        response = requests.Response()
+        response.status_code, response.url, response.request = 200, request.url, request
+        response.headers = requests.structures.CaseInsensitiveDict(headers)
+        response.raw = io.BytesIO(body)
+        return response
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    return urls
+
+
+def _celeba_refused(data_dir) -> str:
+    with pytest.raises(builders.DataNotFoundError) as error:
+        builders.ensure_prepared(
+            "celeb_a", str(data_dir), "", "auto", process_index=0, process_count=1
+        )
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"config.data.download: tfds could not download celeb_a from Google Drive into {data_dir} ("
+    )
+    assert message.endswith(
+        "Drive has refused this download for years (tensorflow/datasets #1482, #5342). Fetch "
+        "img_align_celeba.zip, list_attr_celeba.txt, list_eval_partition.txt from "
+        "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into a folder and run `python -m "
+        f"ssinfogan_jax.prepare_data --dataset=celeb_a --raw_dir=DIR --data_dir={data_dir}`, or "
+        "set config.data.raw_dir to that folder"
+    )
+    assert not builders.is_prepared("celeb_a", str(data_dir))
+    return message
+
+
+def test_celeba_drive_sending_an_html_page_for_the_zip_is_one_line(tmp_path, monkeypatch):
+    """Drive answers every file with its quota page, named as the file: tfds's checksum check
+    fails on the first one to arrive, and the line says what came instead of what."""
+    urls = _drive_answers(
+        monkeypatch,
+        lambda url: ({"Content-Disposition": 'attachment; filename="file"'}, QUOTA_PAGE),
+    )
+    message = _celeba_refused(tmp_path / "tfds")
+    wanted = {
+        "img_align_celeba.zip": "1.34 GiB",
+        "list_attr_celeba.txt": "25.48 MiB",
+        "list_eval_partition.txt": "2.70 MiB",
+        "list_landmarks_align_celeba.txt": "11.59 MiB",
+        "identity_CelebA.txt": "3.27 MiB",
+    }
+    match = re.search(
+        r"\(Drive sent an HTML page of ([\d.]+ KiB) where (\S+) \(([^)]+)\) should", message
+    )
+    assert match, message
+    assert match[1] == f"{len(QUOTA_PAGE) / 1024:.2f} KiB" and wanted[match[2]] == match[3]
+    assert urls and all(u.startswith("https://drive.google.com/uc?export=download") for u in urls)
+    assert len(urls) == len(set(urls)) <= 5  # One request per file: no retries.
+
+
+def test_celeba_drive_confirmation_page_is_one_line(tmp_path, monkeypatch):
+    """Drive's virus-scan page instead of the file (no attachment): tfds follows its form
+    (with bs4 installed) to another HTML page, or stops for want of bs4; one line either way."""
+    urls = _drive_answers(
+        monkeypatch,
+        lambda url: ({}, VIRUS_SCAN_PAGE if "drive.google.com" in url else QUOTA_PAGE),
+    )
+    message = _celeba_refused(tmp_path / "tfds")
+    assert (
+        "Drive answered with a confirmation page, which tfds follows only with bs4" in message
+        or "Drive sent an HTML page of" in message
+    ), message
+    assert len(urls) <= 10  # At most the page and its form's target per file.
+
+
+@pytest.mark.parametrize("name", ["svhn_cropped", "cifar10"])
+def test_auto_still_downloads_svhn_and_cifar10_with_tfds(tmp_path, recorded_downloads, name):
+    builders.ensure_prepared(
+        name, str(tmp_path / "tfds"), "", "auto", process_index=0, process_count=1
+    )
+    ((builder, download_config),) = recorded_downloads
+    assert type(builder) is tfds.builder_cls(name)  # tfds's own, fetching from its hosts.
+    assert download_config.manual_dir is None and download_config.try_download_gcs is False

@@ -2,12 +2,14 @@
 
 `ensure_prepared` finds the prepared tfds data in `data_dir`, or prepares it: from local files
 (scikit-learn's digits; an IDX folder for MNIST-format sets and for the synthetic digit_scenes
-rendered from them; the original archives for any other set, through tfds's `manual_dir`),
+rendered from them; the files their owners publish for celeb_a, svhn_cropped and cifar10, see
+data/official_files.py; the original archives for any other set, through tfds's `manual_dir`),
 or, with config.data.download 'auto' and no raw folder, by tfds's own download. Otherwise it
 raises `DataNotFoundError` within seconds with what to place where. For the manual path the
 presence of every file tfds would fetch is checked first; tfds never looks for a prepared copy
 on GCS. tfds writes a set into an `incomplete.*` folder and renames it when complete, so an
-interrupted preparation is never taken as prepared (`is_prepared`).
+interrupted preparation is never taken as prepared (`is_prepared`). With several processes
+(a pod), process 0 prepares and the others wait for it (data/prepare_once.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from absl import logging
 
 from ssinfogan_jax import fileio
-from ssinfogan_jax.data import digit_scenes, registry, tf_setup
+from ssinfogan_jax.data import digit_scenes, official_files, prepare_once, registry, tf_setup
 
 tf = tf_setup.tf
 tfds = tf_setup.tfds
@@ -44,6 +46,10 @@ PREPARE_COMMAND = (
 
 class DataNotFoundError(FileNotFoundError):
     """The data set is neither prepared nor preparable here (from local files or a download)."""
+
+
+class BadRawFileError(DataNotFoundError):
+    """A raw file is missing, not the official one, or malformed (official_files.RawFileError)."""
 
 
 def default_data_dir(data_dir: str) -> str:
@@ -262,6 +268,8 @@ def missing_raw_files(name: str, raw_dir: str) -> list[str]:
         return ["everything (the folder does not exist)"]
     if name in IDX_SOURCED:
         return missing_idx_files(raw_dir)
+    if name in official_files.NAMES:
+        return official_files.missing(name, raw_dir)
     wanted = manual_files(name)
     if not wanted:
         return ["(tfds lists no files for this data set; it cannot be prepared offline here)"]
@@ -273,6 +281,8 @@ def what_to_place(name: str, raw_dir: str, data_dir: str) -> str:
     raw = raw_dir or "/path/to/raw"
     if name in IDX_SOURCED:
         files = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
+    elif name in official_files.NAMES:
+        files = f"{official_files.describe(name)} from {official_files.HOMEPAGES[name]}"
     else:
         files = ", ".join(manual_files(name)) or "(unknown)"
     cmd = PREPARE_COMMAND.format(name=name, raw=raw, dd=default_data_dir(data_dir))
@@ -282,13 +292,17 @@ def what_to_place(name: str, raw_dir: str, data_dir: str) -> str:
     )
 
 
-def prepare(name: str, raw_dir: str, data_dir: str) -> None:
+def prepare(
+    name: str, raw_dir: str, data_dir: str, *, verify_checksums: bool | None = None
+) -> None:
     """Builds tfds `name` in `data_dir` from local files so that tfds.load works offline.
 
     `digits` needs no files (raw_dir is ignored). MNIST-format sets, and `digit_scenes` (rendered
-    from them), read the four IDX files in `raw_dir` (gzipped or not). Any other tfds set reads
-    the original downloads from `raw_dir` (tfds's manual_dir), after checking that every one is
-    present.
+    from them), read the four IDX files in `raw_dir` (gzipped or not). celeb_a, svhn_cropped and
+    cifar10 read the files their owners publish (official_files; `verify_checksums` None: check
+    them unless SSINFOGAN_SKIP_CHECKSUMS=1). Any other tfds set reads the original downloads
+    from `raw_dir` (tfds's manual_dir), after checking that every one is present. `raw_dir` may
+    be local or gs://.
     """
     data_dir = default_data_dir(data_dir)
     start = time.perf_counter()
@@ -308,12 +322,26 @@ def prepare(name: str, raw_dir: str, data_dir: str) -> None:
         elif name == "digit_scenes":
             builder = DigitScenes(data_dir=data_dir)
             builder.download_and_prepare(download_config=_no_download_config(raw_dir))
+        elif name in official_files.NAMES:
+            try:
+                builder = official_files.build(
+                    name, raw_dir, data_dir, verify_checksums=verify_checksums
+                )
+            except official_files.RawFileError as e:
+                raise BadRawFileError(f"cannot prepare {name}: {e}") from None
         else:
             builder = tfds.builder(name, data_dir=data_dir)
             builder.download_and_prepare(download_config=_no_download_config(raw_dir))
     logging.info(
         "Prepared %s into %s in %.1f s.", name, builder.data_dir, time.perf_counter() - start
     )
+
+
+def builder(name: str, data_dir: str):
+    """The tfds builder that reads `name` from `data_dir` ('' = tfds's default)."""
+    if name == "digits":
+        return Digits(data_dir=default_data_dir(data_dir))
+    return tfds.builder(name, data_dir=data_dir or None, try_gcs=False)
 
 
 def is_prepared(name: str, data_dir: str) -> bool:
@@ -342,6 +370,10 @@ def download_and_prepare(name: str, data_dir: str) -> None:
     try:
         builder.download_and_prepare(download_config=_download_config())
     except Exception as e:  # Network, HTTP, checksum or disk: each is the user's to fix.
+        if name == official_files.NAMES[0]:  # celeb_a: Google Drive, which refuses it.
+            command = PREPARE_COMMAND.format(name=name, raw="DIR", dd=data_dir)
+            message = official_files.celeba_download_failure(e, data_dir, command)
+            raise DataNotFoundError(message) from e
         reason = " ".join(str(e).split())[:300] or "no message"
         raise DataNotFoundError(
             f"config.data.download: downloading {name} with tfds into {data_dir} failed "
@@ -357,20 +389,75 @@ def download_and_prepare(name: str, data_dir: str) -> None:
     )
 
 
-def ensure_prepared(name: str, data_dir: str, raw_dir: str, download: str = "auto") -> None:
+def ensure_prepared(
+    name: str,
+    data_dir: str,
+    raw_dir: str,
+    download: str = "auto",
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    wait_timeout_s: float = prepare_once.TIMEOUT_S,
+    poll_s: float = prepare_once.POLL_S,
+    verify_checksums: bool | None = None,
+) -> None:
     """Makes `tfds.load(name, data_dir)` work offline, or raises DataNotFoundError.
 
     Already prepared: nothing to do. Else `digits` is built from scikit-learn's copy, a
     `raw_dir` is built from (whatever `download` says), else `download` 'auto' downloads with
     tfds and 'never' raises at once, saying how to prepare offline.
+
+    Of several processes (`process_index` / `process_count`, default jax.process_index() /
+    jax.process_count()) only process 0 prepares; the others wait for it, up to
+    `wait_timeout_s`, looking every `poll_s` (data/prepare_once.py). `data_dir` must then be
+    shared by all of them (gs:// on a pod); a per-host local folder is prepared by its own host.
     """
-    if is_prepared(name, data_dir):
-        return
+    if process_index is None or process_count is None:
+        import jax  # Here: the data modules import no JAX; a caller that passes both needs none.
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if process_index > 0 and not is_prepared(name, data_dir):
+        downloadable = download == "auto" and name not in registry.NOT_DOWNLOADABLE
+        if not (raw_dir or name == "digits" or downloadable):
+            raise DataNotFoundError(not_prepared_message(name, data_dir, download))
+    folder = _version_dir(name, data_dir)
+    prepare_once.run(
+        os.fspath(folder.parent),
+        folder.name,
+        prepare=lambda: _prepare_or_download(name, data_dir, raw_dir, download, verify_checksums),
+        is_prepared=lambda: is_prepared(name, data_dir),
+        process_index=process_index,
+        process_count=process_count,
+        what=name,
+        remedy=(
+            "prepare it once beforehand: "
+            + PREPARE_COMMAND.format(name=name, raw=raw_dir or "DIR", dd=default_data_dir(data_dir))
+        ),
+        error=DataNotFoundError,
+        timeout_s=wait_timeout_s,
+        poll_s=poll_s,
+    )
+
+
+def _version_dir(name: str, data_dir: str) -> fileio.Path:
+    """Where `name` is (or will be) prepared: data_dir/name[/config]/version."""
+    if name == "digits":
+        return fileio.Path(Digits(data_dir=default_data_dir(data_dir)).data_dir)
+    builder = tfds.builder(name, data_dir=default_data_dir(data_dir), try_gcs=False)
+    return fileio.Path(builder.data_dir)
+
+
+def _prepare_or_download(
+    name: str, data_dir: str, raw_dir: str, download: str, verify_checksums: bool | None
+) -> None:
+    """Prepares `name`, which is not prepared: from scikit-learn (digits), `raw_dir`, or a tfds
+    download when `download` allows it; else raises DataNotFoundError."""
     if name == "digits":
         prepare(name, "", data_dir)
         return
     if raw_dir:
-        prepare(name, raw_dir, data_dir)
+        prepare(name, raw_dir, data_dir, verify_checksums=verify_checksums)
         return
     if download == "auto" and name not in registry.NOT_DOWNLOADABLE:
         download_and_prepare(name, data_dir)
