@@ -11,11 +11,13 @@ or SIGTERM. Then run, in a shell with those variables:
         --config.tensorboard_dir=/tmp/tb
 
 The fix: real GCS sends an object's generation with its bytes (`x-goog-generation`); the emulator
-does not, and tensorstore needs it for orbax's conditional writes, so without it every orbax save
-fails with `Malformed StorageGeneration`. What cannot reach the emulator: TensorFlow's own GCS
-file system (its endpoint is compiled in), i.e. tf.summary (keep `config.tensorboard_dir` local)
-and tfds reading gs:// (keep `config.data.data_dir` local). Objects live in memory unless
---data-dir is given. tests/test_gcs_workdir.py uses this module for its fixture.
+does not, and tensorstore needs it for the conditional writes of orbax's OCDBT manifests. Without
+it, saving a train state fails with `Malformed StorageGeneration` (not every time: a race).
+
+What cannot reach the emulator: TensorFlow's own GCS file system (its endpoint is compiled in),
+i.e. tf.summary (keep `config.tensorboard_dir` local) and tfds reading gs:// (keep
+`config.data.data_dir` local). Objects live in memory unless --data-dir is given.
+tests/test_gcs_workdir.py uses this module for its fixture.
 """
 
 from __future__ import annotations

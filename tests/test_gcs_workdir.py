@@ -185,8 +185,11 @@ def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, digits_share
     assert not os.path.exists(local / "gs:") and not os.path.exists(os.path.join(ROOT, "gs:"))
 
 
-# Saves twice (the second save and the pruning rewrite orbax's OCDBT manifests: conditional
-# writes that need the generation headers), restores the latest, prints what it read.
+# Saves twice and restores the latest, with a pytree of 200 arrays (a train state has hundreds):
+# their writes update orbax's OCDBT manifest concurrently, with conditional writes that need
+# the generation headers. Without the fix, such saves failed with `Malformed StorageGeneration`
+# in some tries here and not in others (a race: more often under load), so the headers
+# themselves are checked below.
 _ORBAX_ROUND_TRIP = """
 import numpy as np, orbax.checkpoint as ocp
 manager = ocp.CheckpointManager(
@@ -194,9 +197,11 @@ manager = ocp.CheckpointManager(
 )
 for step in (1, 2):
     tree = {"w": np.arange(6.0).reshape(2, 3) * step}
+    tree.update({f"b{i}": np.full((4,), float(i)) for i in range(199)})
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree)))
 manager.wait_until_finished()
 restored = manager.restore(2, args=ocp.args.Composite(state=ocp.args.StandardRestore(tree)))
+assert all((restored["state"][k] == v).all() for k, v in tree.items())
 print("steps", manager.all_steps(), "w", restored["state"]["w"].ravel().tolist())
 """
 
