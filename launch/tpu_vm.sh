@@ -257,6 +257,10 @@ create_vm() {
 # Makes the VM READY: create it if absent (capacity errors retried with backoff), delete and
 # create it if PREEMPTED, start it if STOPPED, wait while it changes state. Exits 75 when no
 # capacity came within --max-attempts tries, 3 for a state that needs a person.
+# Why `tpu-vm create` and not queued resources: one resource whose states this script reads
+# and acts on, a VM made by hand is reused or started as it is, and every wait for capacity
+# is a line here; a queued request is a second resource (WAITING_FOR_RESOURCES, SUSPENDED, ...)
+# that must be deleted and made again after each preemption too, and waits without a word.
 ensure_vm() {
   local tries=0 waits=0 last="" pause
   while true; do
