@@ -20,16 +20,15 @@ Arguments (comma-separated; the first two choose the supervised codes and may be
               accuracy).
   `runlocal`  a 6-step smoke run with a tiny evaluation (needs the data set prepared).
 
-Expected: see the README's digit_scenes section. With the InfoGAN paper's net (`infogan_32`,
-D's trunk with batch norm) G collapsed (H200, 5,000-8,800 steps: labels steered the codes, but
-every sample of a code value was one image); with `dcgan_32` and no batch norm in D's trunk its
-samples vary. Q_ss reads a trunk of its own (default_config.own_q_ss) at Adam 3e-4, `:svhn`'s
-every image recoloured at random at Adam 1e-3 (default_config.colour_blind_q_ss), and G's moving
-average is judged and sampled (default_config.colour_32). At step 1,000 (CPU, version 2.0.0,
-judged on the average; G itself in brackets): `:svhn`'s digit code 0.961 / 0.988 direct
-accuracy on seeds 1 / 2 (0.91 / 0.77); `:celeba`'s dark_background, warm_foreground and
-neighbours 0.96 or more on seeds 1-4, thick_stroke 0.96-0.98 on seeds 1 and 4 and 0.92-0.94 on
-seeds 2 and 3, its rotation code 0.88-0.905 correlation.
+Q_ss reads a trunk of its own (default_config.own_q_ss) at Adam 3e-4, `:svhn`'s every image
+recoloured at random at Adam 1e-3 (default_config.colour_blind_q_ss), and G's moving average is
+judged and sampled (default_config.colour_32).
+
+Expected at step 1,000 (CPU, version 2.0.0, judged on the average; G itself in brackets):
+`:svhn`'s digit code 0.961 / 0.988 direct accuracy on seeds 1 / 2 (0.91 / 0.77); `:celeba`'s
+dark_background, warm_foreground and neighbours 0.96 or more on seeds 1-4, thick_stroke
+0.96-0.98 on seeds 1 and 4 and 0.92-0.94 on seeds 2 and 3, its rotation code 0.88-0.905
+correlation. Every table: docs/results.md; how this recipe was found: docs/digit_scenes.md.
 """
 
 from ssinfogan_jax import default_config

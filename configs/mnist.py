@@ -19,24 +19,17 @@ about 6 steps/s on a quiet 2-core CPU.
 
 Three defaults differ from the reference (configs/default.py keeps the reference values):
 - data.labeled_max_shift = 2: labelled examples are shifted by up to 2 pixels each time
-  they are drawn (unlabelled ones never). Q_ss learns only from the labelled reals; with 100
-  labels its accuracy on the real test split was 0.81-0.85 without shifts, 0.92-0.93 with.
+  they are drawn (unlabelled ones never).
 - data.p_labeled_final = 0.1: after the ramp one batch in ten stays labelled, instead of the
   true fraction (1 in 600 with 100 labels), so Q_ss keeps learning as D's trunk moves.
 - loss.q_ss_on_fakes = True from step 1,000 (the end of the labelled ramp): Q_ss also learns
   from G's samples labelled by their code, as InfoGAN's Q does, so that it is no longer
-  taught by the few labelled digits alone. From step 0 it first derails G (Frechet ~500 at
-  step 500, recovered by 1,000); from 1,000 on it does not.
-Measured (2-core CPU, 2026-11-28, seed 1, direct conditional accuracy): 100 labels at step
-2,000: reference 0.909; p_labeled_final 0.1 alone 0.945; with shifts 0.993. 20 labels at
-5,000: those two 0.856; plus Q_ss on fakes from step 1,000, 0.994 (seed 2: 0.991). See
-README "Results".
+  taught by the few labelled digits alone.
 `configs/mnist.py:infogan` is the unsupervised baseline (0 labels) with one more field not in
 the paper, loss.lambda_consistency = 1: Q_ss's output on a real digit shifted by up to 2 px
-must match its output on the digit. Without it InfoGAN's digit code merged 4, 7 and 9
-(mapped accuracy 0.846 and 0.733 at 5,000, seeds 1 and 2); with it, 0.931 and 0.963.
+must match its output on the digit.
 To run the reference exactly: --config.data.labeled_max_shift=0 --config.data.p_labeled_final=-1
---config.loss.q_ss_on_fakes=False.
+--config.loss.q_ss_on_fakes=False. The runs behind each change: docs/results.md.
 """
 
 from ssinfogan_jax import default_config

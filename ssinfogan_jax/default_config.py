@@ -43,17 +43,12 @@ def parse_arg(source: str, arg: str | None, accepted: Sequence[str]) -> frozense
 
 
 def colour_32(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The 32x32 colour net: DCGAN's generator (`dcgan_32`) and no batch norm in D's trunk.
+    """The 32x32 colour net: DCGAN's generator (`dcgan_32`) and no batch norm in D's trunk, and
+    a moving average of G (decay 0.999), which is what gets judged and sampled.
 
-    Measured on digit_scenes (README): with `infogan_32` and D's batch norm, G ignores its noise
-    from the first steps (sample_spread 0.005-0.010 at step 150, 0.008 at 450); with these,
-    0.22-0.29 from step 250 to 1,000 and a Frechet distance of 41 against 145.
-
-    And a moving average of G (decay 0.999) is what gets judged and sampled: G's own weights
-    swing from evaluation to evaluation. On digit_scenes `:svhn` (CPU, the same checkpoints
-    judged both ways) the digit code's direct accuracy at steps 250 / 500 / 750 / 1,000 is 0.90 /
-    0.94 / 0.94 / 0.96 with the average against 0.40 / 0.72 / 0.68 / 0.91 with G itself on seed
-    1, and 0.93 / 0.96 / 0.95 / 0.99 against 0.78 / 0.85 / 0.83 / 0.77 on seed 2.
+    With `infogan_32` and D's batch norm G ignores its noise (it collapses); with these its
+    samples keep their spread, and the average holds the codes where G's own weights swing from
+    evaluation to evaluation. The measurements: docs/digit_scenes.md.
     """
     config.model.arch = "dcgan_32"
     config.model.d_batch_norm = False
@@ -62,21 +57,14 @@ def colour_32(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def own_q_ss(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Q_ss on a trunk of its own that reads the reals shifted by up to 2 pixels (D does not).
+    """Q_ss on a trunk of its own that reads the reals shifted by up to 2 pixels (D does not),
+    on an Adam of its own at 3e-4 (D's is 1e-4), so that it learns what the few labelled
+    batches teach without costing G its spread. For labels that survive a 2-pixel shift
+    (classes, attributes, angles), not positions.
 
-    Measured on digit_scenes (README, CPU, seed 1): with the shared trunk, shifting the
-    labelled scenes (as configs/mnist.py does) halved G's sample spread; with this, the four
-    binary codes reach 0.92 / 0.91 mean direct accuracy at steps 500 / 1,000 against 0.73 /
-    0.75, the rotation code 0.80 / 0.85 correlation against 0.40 / 0.49, and Q_ss reads the
-    digit of 0.62 / 0.67 of the real test scenes (the shared trunk: 0.51 / 0.54 on version
-    1.0.0 of the set), while G's samples keep their spread. For labels that survive a 2-pixel
-    shift (classes, attributes, angles), not positions.
-
-    Q_ss moves on an Adam of its own at 3e-4 (D's is 1e-4), so that it learns what the few
-    labelled batches teach: on digit_scenes `:celeba` (CPU, seeds 1 and 2) the four binary
-    codes reach 0.956 / 0.964 mean direct accuracy at step 1,000 (0.951 at 1,500, seed 2)
-    against 0.914 / 0.946 at D's rate, the rotation code 0.86 / 0.90 correlation against 0.85 /
-    0.84. At 1e-3 `:celeba` broke down at step 1,000.
+    Expected on digit_scenes `:celeba` (CPU, with colour_32's moving average): the four binary
+    codes 0.97-0.99 mean direct accuracy at step 1,000 (seeds 1-4). The measurements:
+    docs/digit_scenes.md.
     """
     config.model.q_ss_trunk = "own"
     config.loss.q_ss_max_shift = 2
@@ -88,14 +76,10 @@ def colour_blind_q_ss(config: ml_collections.ConfigDict) -> ml_collections.Confi
     """On top of `own_q_ss`, for codes whose labels do not depend on colour (digits, object
     classes): Q_ss reads every image, real or fake, with its channels reordered and maybe
     negated at random, so that G must draw its codes in shape rather than mark them with
-    colour, and learns at Adam 1e-3.
+    colour, and learns at Adam 1e-3. G's colours are duller for a while.
 
-    Measured on digit_scenes `:svhn` (README, CPU, Adam 1e-3 both): the digit code's direct
-    accuracy 0.73 / 0.92 / 0.86 / 0.81 at steps 500-2,000 on seed 1 against 0.58 / 0.88 /
-    0.73 / 0.72 without recolouring, and 0.88 / 0.80 at 500 / 1,000 on seed 2 against 0.57 /
-    0.57; Q_ss reads 0.76-0.88 of the real test digits at those steps, against 0.57-0.81.
-    G's colours are duller for a while (seed 1: Frechet 101 against 69 at step 1,000, 62
-    against 54 at 1,500).
+    Expected on digit_scenes `:svhn` (CPU, with G's moving average): the digit code 0.96 / 0.99
+    direct accuracy at step 1,000 (seeds 1 / 2). The measurements: docs/digit_scenes.md.
     """
     config.loss.q_ss_recolour = True
     config.optimizer.q_ss_learning_rate = 1e-3
@@ -159,7 +143,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # images instead: (top, left, height, width) = 128x128 centred on (x=89, y=121), the
     # ProGAN CelebA crop. It holds the eyes (y~111) to the chin, so mouth and smile stay in.
     config.data.celeba_crop = (57, 25, 128, 128)
-    # name = 'folder': your own images (see README "Train on your own images"). A folder of
+    # name = 'folder': your own images (see docs/own_data.md). A folder of
     # PNG/JPEG files and a CSV with a `file` column (paths relative to images_dir), an optional
     # `split` column (train / test) and one column per label; a blank cell = not labelled.
     config.data.images_dir = ""
@@ -189,7 +173,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.conv_impl = "auto"
     # Batch norm in D's trunk (the reference's). Off for the 32x32 data sets: there D, which
     # normalises the real and the fake batch each by its own statistics, cannot see that G's
-    # samples lack the data's spread, and G collapses (README, digit_scenes).
+    # samples lack the data's spread, and G collapses (docs/digit_scenes.md).
     config.model.d_batch_norm = True
     # Where Q_ss reads from: 'shared' (a head on D's trunk, the paper's) or 'own' (a trunk of
     # the same architecture with its own weights, trained by the Q_ss terms alone; not in the
@@ -236,7 +220,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.d_learning_rate = 1e-4  # D trunk and all heads share one Adam.
     # Not in the paper (0 = D's rate, the reference): Q_ss's own Adam at this rate, for its
     # head and, with model.q_ss_trunk = 'own', its trunk, so that the few labelled batches
-    # teach it more than D's slow rate allows (own_q_ss: 3e-4; the measurements are there).
+    # teach it more than D's slow rate allows (own_q_ss: 3e-4; measured in docs/digit_scenes.md).
     config.optimizer.q_ss_learning_rate = 0.0
     # Not in the paper (0 = off): a moving average of G's weights (and batch-norm statistics)
     # with this decay, e.g. 0.999 (early on at most (1 + t) / (10 + t)), is kept beside G and
