@@ -640,3 +640,74 @@ def test_a_folder_process_0_never_claims_is_prepared_by_its_own_host(tmp_path):
     prepare_once.run(str(tmp_path), "1.0", process_index=2, **kwargs)
     assert calls == [1]
     assert not (tmp_path / "1.0.prepared").exists()  # Process 0 did not prepare it.
+
+
+# ----------------------------------------------------------------------------------------------
+# A raw folder on gs:// (the GCS emulator of tests/gcs_emulator.py).
+
+_FROM_GCS = textwrap.dedent(
+    """
+    import sys
+    from ssinfogan_jax.data import builders
+
+    data_dir = sys.argv[1]
+    builders.prepare("celeb_a", "gs://bucket/celeba", data_dir, verify_checksums=False)
+    builders.prepare("celeb_a", "gs://bucket/faces", data_dir + "-folder", verify_checksums=False)
+    builders.prepare("cifar10", "gs://bucket/cifar", data_dir, verify_checksums=False)
+    try:
+        builders.prepare("svhn_cropped", "gs://bucket/svhn", data_dir)
+    except builders.DataNotFoundError as e:
+        print("REFUSED", e)
+    """
+)
+
+
+def test_a_raw_dir_on_gcs_is_read_through_the_file_layer(tmp_path):
+    """A zip (copied once to a local temporary file), a folder of JPEGs (read by threads), a
+    folder of pickled batches and a .mat file checked against tfds's size, all on gs://."""
+    pytest.importorskip("gcsfs", reason="gs:// through etils epath needs gcsfs ([test] extra)")
+    pytest.importorskip("gcp_storage_emulator.server", reason="the emulator is a [test] extra")
+    storage = pytest.importorskip("google.cloud.storage")
+    sys.path.insert(0, os.path.dirname(__file__))
+    import gcs_emulator
+    from google.auth.credentials import AnonymousCredentials
+
+    celeba = write_celeba(tmp_path / "raw" / "celeba")
+    faces = write_celeba(tmp_path / "raw" / "faces", folder=True, optional=False, seed=3)
+    cifar = write_cifar(tmp_path / "raw" / "cifar", packed=False)
+    write_svhn(tmp_path / "raw" / "svhn", (("train", 10), ("test", 10)))
+    server, url = gcs_emulator.start(port=0, bucket="bucket")
+    try:
+        client = storage.Client(
+            project="test",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": url},
+        )
+        bucket = client.bucket("bucket")
+        for path in (tmp_path / "raw").rglob("*"):
+            if path.is_file():
+                bucket.blob(str(path.relative_to(tmp_path / "raw"))).upload_from_filename(path)
+        result = subprocess.run(
+            [sys.executable, "-c", _FROM_GCS, str(tmp_path / "tfds")],
+            cwd=ROOT,
+            env={**os.environ, **gcs_emulator.environment(url)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-3000:]
+    _check_celeba(tmp_path / "tfds", celeba, optional=True)
+    _check_celeba(tmp_path / "tfds-folder", faces, optional=False)
+    for split, (images, labels) in cifar.items():
+        examples = _examples("cifar10", tmp_path / "tfds", split)
+        got = {int(e["id"].decode().split("_")[1]): e for e in examples}
+        assert sorted(got) == list(range(len(labels)))
+        assert all(np.array_equal(got[i]["image"], images[i]) for i in got)
+    size = (tmp_path / "raw" / "svhn" / "train_32x32.mat").stat().st_size
+    (refused,) = [line for line in result.stdout.splitlines() if line.startswith("REFUSED")]
+    assert refused.startswith(
+        f"REFUSED cannot prepare svhn_cropped: gs://bucket/svhn/train_32x32.mat: {size:,} bytes, "
+        "expected 182,040,794;"
+    )

@@ -422,11 +422,13 @@ def ensure_prepared(
         if not (raw_dir or name == "digits" or downloadable):
             raise DataNotFoundError(not_prepared_message(name, data_dir, download))
     folder = _version_dir(name, data_dir)
+    info = folder / "dataset_info.json"
     prepare_once.run(
         os.fspath(folder.parent),
         folder.name,
         prepare=lambda: _prepare_or_download(name, data_dir, raw_dir, download, verify_checksums),
-        is_prepared=lambda: is_prepared(name, data_dir),
+        # dataset_info.json first: tfds warns about every folder without it that it is asked about.
+        is_prepared=lambda: info.exists() and is_prepared(name, data_dir),
         process_index=process_index,
         process_count=process_count,
         what=name,
