@@ -135,8 +135,8 @@ def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, digits_share
     )
     assert f"Resumed from step {step} in gs://{BUCKET}/{RUN}" in output
     assert f"Read the labelled subset (100 examples) from gs://{BUCKET}/{RUN}/" in output
-    assert f"Independent classifier from gs://{BUCKET}/classifiers/" in output
-    assert "Training the independent classifier" not in output
+    assert f"Judge (independent classifier) from gs://{BUCKET}/classifiers/" in output
+    assert "Training the judge" not in output
     timings["resume"] = time.perf_counter() - start
 
     start = time.perf_counter()
