@@ -506,6 +506,39 @@ def test_svhn_runlocal_trains_from_the_raw_folder(tmp_path):
     assert subset["count_per_class"]["label"] == {str(d): 1 for d in range(10)}
 
 
+def test_a_run_with_a_malformed_file_stops_with_one_line_and_exit_2(tmp_path):
+    write_svhn(tmp_path / "raw")
+    bad_y = {"X": np.zeros((32, 32, 3, 1), np.uint8), "y": [[11]]}
+    scipy.io.savemat(tmp_path / "raw" / "test_32x32.mat", bad_y)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ssinfogan_jax.main",
+            "--config=configs/svhn.py:runlocal",
+            f"--config.data.raw_dir={tmp_path / 'raw'}",
+            f"--config.data.data_dir={tmp_path / 'tfds'}",
+            f"--workdir={tmp_path / 'run'}",
+            "--config.data.num_labeled=10",
+        ],
+        cwd=ROOT,
+        env={**os.environ, official_files.SKIP_CHECKSUMS_ENV: "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("FATAL")]
+    assert line == (
+        f"FATAL data not found: cannot prepare svhn_cropped: {tmp_path / 'raw'}/test_32x32.mat: "
+        "y[0] is 11, expected 1 to 10 (10 for the digit 0)"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # Rejected before anything was written.
+    assert not builders.is_prepared("svhn_cropped", str(tmp_path / "tfds"))
+    assert [p.name for p in (tmp_path / "tfds" / "svhn_cropped").iterdir()] == [".prepare.lock"]
+
+
 # ----------------------------------------------------------------------------------------------
 # Prepared once: process 0 builds, the others wait for it.
 

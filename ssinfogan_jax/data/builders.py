@@ -411,6 +411,7 @@ def ensure_prepared(
     jax.process_count()) only process 0 prepares; the others wait for it, up to
     `wait_timeout_s`, looking every `poll_s` (data/prepare_once.py). `data_dir` must then be
     shared by all of them (gs:// on a pod); a per-host local folder is prepared by its own host.
+    `verify_checksums` (None: unless SSINFOGAN_SKIP_CHECKSUMS=1) is official_files' check.
     """
     if process_index is None or process_count is None:
         import jax  # Here: the data modules import no JAX; a caller that passes both needs none.

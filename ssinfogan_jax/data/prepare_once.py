@@ -159,8 +159,9 @@ def _prepare_as_process_0(folder, tag, prepare, is_prepared, process_count) -> N
     paths = _paths(folder, tag)
     shared = process_count > 1
     if _ready(is_prepared):
-        if shared and not paths["prepared"].exists():
+        if shared and not paths["prepared"].exists():  # Prepared by prepare_data, or tfds.
             _mark(paths["prepared"], _record(0, note="found prepared"))
+            _remove(paths["preparing"])  # Of an attempt killed after tfds finished.
         return
     if shared:
         _remove(paths["failed"])
