@@ -14,6 +14,7 @@
 # capacity error on create is retried after 1, 2, 4, ... times --retry-wait seconds (default
 # 60, at most 30 min), at most --max-attempts tries. It ends with the run's exit code (0
 # finished, 2 bad input, 3 needs a person), or 75 at the limit (run the same command again).
+# Worker 0's exit code and the VM's state are checked every --poll seconds (default 60);
 # --detach starts the run and returns without watching.
 #
 # Shared locations, passed to every worker: tfds data in --data-dir (default
