@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 import zipfile
 
 import numpy as np
@@ -744,3 +745,40 @@ def test_a_raw_dir_on_gcs_is_read_through_the_file_layer(tmp_path):
         f"REFUSED cannot prepare svhn_cropped: gs://bucket/svhn/train_32x32.mat: {size:,} bytes, "
         "expected 182,040,794;"
     )
+
+
+@pytest.mark.parametrize(
+    "name, write, expected",
+    [
+        ("cifar10", write_cifar, "cifar-10-python.tar.gz: {size:,} bytes, expected 170,498,071"),
+        ("celeb_a", write_celeba, "img_align_celeba.zip: {size:,} bytes, expected 1,443,490,838"),
+    ],
+)
+def test_each_archive_has_its_record(tmp_path, name, write, expected):
+    """The Python CIFAR tarball (keras' record: tfds fetches the binary one) and CelebA's zip."""
+    write(tmp_path / "raw")
+    (archive,) = [p for p in (tmp_path / "raw").iterdir() if p.suffix in (".gz", ".zip")]
+    message = _refused(name, tmp_path / "raw", tmp_path / "tfds")
+    assert expected.format(size=archive.stat().st_size) in message
+
+
+def test_only_a_fresh_failure_of_process_0_stops_a_waiter(tmp_path):
+    """A 'failed' marker from an earlier run is not this run's news; a new one is."""
+    kwargs = dict(
+        prepare=lambda: None,
+        is_prepared=lambda: False,
+        process_index=1,
+        process_count=2,
+        what="a set",
+        remedy="prepare it",
+        error=RuntimeError,
+        poll_s=0.01,
+    )
+    (tmp_path / "1.0.preparing").write_text(json.dumps({"host": "h0", "time": 0}))
+    old = {"message": "an old failure", "time": time.time() - 10 * prepare_once.FRESH_S}
+    (tmp_path / "1.0.failed").write_text(json.dumps(old))
+    with pytest.raises(RuntimeError, match="process 0 started on h0 and has not finished"):
+        prepare_once.run(str(tmp_path), "1.0", timeout_s=0.2, **kwargs)
+    (tmp_path / "1.0.failed").write_text(json.dumps({"message": "bad file", "time": time.time()}))
+    with pytest.raises(RuntimeError, match=r"^process 0 could not prepare a set: bad file$"):
+        prepare_once.run(str(tmp_path), "1.0", timeout_s=30, **kwargs)
