@@ -17,7 +17,7 @@ k), for
   mode, judged by the same classifier, at the same cadence.
 
 The judge is the independent classifier of ssinfogan_jax/evaluation/classifier.py, found as
-`loop.independent_classifier` finds it (<data_dir>/ssinfogan_classifiers/...); it is trained
+`evaluation.judge_for` finds it (<data_dir>/ssinfogan_classifiers/...); it is trained
 and cached before either timed run starts, so neither pays for it. Both load MNIST through
 the project's input pipeline (prepared from `--raw_dir` into `--data_dir` if needed, also
 before the timed runs). Each run is one process, one at a time; the clock starts just before
@@ -52,18 +52,14 @@ def _config(args):
 
 def prepare(args) -> str:
     """Prepares the data set and the cached judge (untimed); returns the judge's path."""
-    from ssinfogan_jax import experiment, input_pipeline, loop
+    from ssinfogan_jax import evaluation, experiment
 
     config = _config(args)
     common.prepared_mnist(args.data_dir, args.raw_dir)
-    test_split = input_pipeline.load_split(config, "test")
-    train_split = input_pipeline.load_split(config, "train")
     exp = experiment.from_config(config)
-    classifier = loop.independent_classifier(exp, test_split, train_split)
+    classifier = evaluation.judge_for(exp)
     print(f"judge: validation accuracy {classifier.val_accuracy}", flush=True)
-    root = os.path.join(args.data_dir, "ssinfogan_classifiers")
-    seed = config.eval.classifier_seed
-    return os.path.join(root, f"mnist_label_steps{args.classifier_steps}_seed{seed}")
+    return evaluation.judge.cache_path(exp, {"label": 10})
 
 
 def _jax_command(args, workdir: str) -> list[str]:
@@ -152,10 +148,10 @@ def twin_worker(args) -> None:
     import torch
     from torch.nn import functional as F
 
-    from ssinfogan_jax import evaluation, input_pipeline
+    from ssinfogan_jax import evaluation, experiment
 
     config = _config(args)
-    images, labels = input_pipeline.load_split(config, "train")  # [N, 28, 28, 1] in [0, 1].
+    images, labels = experiment.data_source(config).load_float("train")  # [N, 28, 28, 1] in [0, 1].
     labels = labels["label"]
     images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     judge = evaluation.load(args.judge)

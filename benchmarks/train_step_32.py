@@ -36,7 +36,7 @@ NETS = {
 def batch_of(exp, batch_size: int, seed: int = 0) -> dict:
     """A fully labelled batch of the experiment's shapes and labels."""
     rng = np.random.default_rng(seed)
-    info = exp.dataset
+    info = exp.data
     labels = {}
     for c in exp.layout.supervised_codes:
         if c.categorical:

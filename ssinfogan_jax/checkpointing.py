@@ -18,12 +18,15 @@ the first save, so reading a mistyped work dir leaves no trace.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from ssinfogan_jax import fileio
 
@@ -281,3 +284,38 @@ def _structure_mismatch(template, restored) -> str:
                 f"{name} is {np.shape(r)} {np.asarray(r).dtype}, expected {np.shape(t)} {t.dtype}"
             )
     return ""
+
+
+class PreemptionNotice:
+    """The decision to stop for a preemption notice (SIGTERM), taken jointly by all hosts.
+
+    One process: a Python SIGTERM handler sets a flag, read at every step. With
+    `jax.distributed`, JAX's preemption service catches SIGTERM on whichever host receives it
+    and the hosts agree on a step to save, a step after every host's current one (orbax's
+    `reached_preemption`); each host asks at every step and all of them stop at that step.
+    """
+
+    def __init__(self, checkpointer: Checkpointer):
+        self._checkpointer = checkpointer
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        # Under jax.distributed the preemption service owns SIGTERM: a Python handler would
+        # replace its handler and the other hosts would never hear of the notice.
+        own = not jax.distributed.is_initialized()
+        if own and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM: saving a checkpoint and exiting.")
+        self.raised = True
+
+    def should_stop(self, step: int) -> bool:
+        """Call once per step, on every host."""
+        return self._checkpointer.reached_preemption(step) or self.raised
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import Sequence
 
 import ml_collections
 
@@ -27,6 +28,7 @@ class ConfigError(ValueError):
 # and the data it was trained on as they were. A field name, or a prefix ending in '.'.
 MAY_CHANGE_ON_RESUME = (
     "num_train_steps",
+    "steps_per_dispatch",
     "log_every_steps",
     "log_grad_norms",
     "checkpoint_every_steps",
@@ -148,6 +150,7 @@ RANGES = (
     ("instance_noise.stddev", 0.0, None, False, True, False),
     ("instance_noise.decay", 0.0, 1.0, True, False, False),
     ("num_train_steps", 1, None, False, True, True),
+    ("steps_per_dispatch", 1, None, False, True, True),
     ("log_every_steps", 1, None, False, True, True),
     ("checkpoint_every_steps", 1, None, False, True, True),
     ("max_checkpoints_to_keep", 1, None, False, True, True),
@@ -252,17 +255,33 @@ def _range_problems(config) -> list[str]:
     return problems
 
 
-def _stratification_problem(config, info: registry.DatasetInfo) -> list[str]:
+def _dispatch_problems(config) -> list[str]:
+    """With k steps per call, the loop acts between calls only: its cadences are multiples of k."""
+    k = config.steps_per_dispatch
+    if not isinstance(k, int) or k <= 1:
+        return []
+    fields = ("log_every_steps", "checkpoint_every_steps", "eval_every_steps", "images_every_steps")
+    bad = [f"{f}={config[f]}" for f in fields if isinstance(config[f], int) and config[f] % k]
+    if not bad:
+        return []
+    return [
+        f"config.steps_per_dispatch: {k} steps per call, but {', '.join(bad)} "
+        f"{'is' if len(bad) == 1 else 'are'} not a multiple of {k}; use multiples of {k} "
+        "(0 = only at the end) or a smaller steps_per_dispatch"
+    ]
+
+
+def _stratification_problem(config, spec: registry.DataSpec, num_labeled: int) -> list[str]:
     """Stratified selection with fewer labels than classes leaves classes without any."""
     d = config.data
     if d.labeled_selection != "stratified":
         return []
-    n = registry.num_labeled(config, info.num_train)
+    n = num_labeled
     label = next(
-        (c.label for c in config.latents.codes if c.get("label") and info.labels.get(c.label)),
-        next((name for name, k in info.labels.items() if k), None),
+        (c.label for c in config.latents.codes if c.get("label") and spec.labels.get(c.label)),
+        next((name for name, k in spec.labels.items() if k), None),
     )
-    classes = info.labels.get(label, 0) if label else 0
+    classes = spec.labels.get(label, 0) if label else 0
     if 0 < n < classes:
         return [
             f"config.data.num_labeled: {n} stratified labels cannot cover the {classes} classes "
@@ -273,12 +292,19 @@ def _stratification_problem(config, info: registry.DatasetInfo) -> list[str]:
 
 
 def find_problems(
-    config: ml_collections.ConfigDict, process_count: int = 1, device_count: int = 1
+    config: ml_collections.ConfigDict,
+    process_count: int = 1,
+    device_count: int = 1,
+    *,
+    spec: registry.DataSpec | None = None,
+    num_labeled: int | None = None,
+    data_problems: Sequence[str] = (),
 ) -> list[str]:
     """Every problem of the config, one line each; [] when it can run.
 
     The global batch must split evenly over `process_count` processes and `device_count`
-    devices.
+    devices. `spec` and `num_labeled` are the data's (experiment.find_problems resolves them;
+    `data_problems`: why they could not be); without a spec the data is not checked.
     """
     problems = _unknown_fields(config, default_config.get_config())
     if problems:  # Later checks would trip over the same misspelling.
@@ -293,6 +319,7 @@ def find_problems(
     except (ValueError, KeyError, TypeError) as e:
         problems.append(f"config.{e}" if str(e).startswith("latents") else f"config.latents: {e}")
     problems += _range_problems(config)
+    problems += _dispatch_problems(config)
     if config.loss.q_ss_max_shift and config.model.q_ss_trunk != "own":
         problems.append(
             "config.loss.q_ss_max_shift: translates what Q_ss reads only with "
@@ -304,17 +331,19 @@ def find_problems(
             "config.loss.q_ss_recolour: recolours what Q_ss reads only with "
             "model.q_ss_trunk='own' (the shared trunk reads what D reads)"
         )
-    data_problems = registry.find_problems(config, process_count, device_count)
     problems += data_problems
-    if not data_problems:
-        problems += _stratification_problem(config, registry.get_dataset_info(config))
-    if not data_problems and config.model.arch in models.ARCHITECTURES:
-        info = registry.get_dataset_info(config)
+    if spec is None:
+        return problems
+    found = registry.find_problems(config, spec, num_labeled or 0, process_count, device_count)
+    problems += found
+    if not found and num_labeled is not None:
+        problems += _stratification_problem(config, spec, num_labeled)
+    if not found and config.model.arch in models.ARCHITECTURES:
         arch = models.get_architecture(config.model.arch)
-        if (arch.image_shape, arch.image_range) != (info.image_shape, info.image_range):
+        if (arch.image_shape, arch.image_range) != (spec.image_shape, spec.image_range):
             problems.append(
                 f"config.model.arch: {config.model.arch} makes {arch.image_shape} images in "
-                f"{arch.image_range}, but {info.name} has {info.image_shape} in {info.image_range}"
+                f"{arch.image_range}, but {spec.name} has {spec.image_shape} in {spec.image_range}"
             )
         most = min(arch.image_shape[:2]) // 2
         used_shifts = (
@@ -328,12 +357,3 @@ def find_problems(
                     f"for {arch.image_shape[0]}x{arch.image_shape[1]} images"
                 )
     return problems
-
-
-def validate(
-    config: ml_collections.ConfigDict, process_count: int = 1, device_count: int = 1
-) -> None:
-    """Raises ConfigError listing every problem, or returns if the config can run."""
-    problems = find_problems(config, process_count, device_count)
-    if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -239,6 +239,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 'auto' (jit on one device, pmap on several), 'jit', 'pmap' or 'shard_map'.
     config.parallel = "auto"
     config.num_train_steps = 5_000  # The reference: 50 "epochs" of 100 iterations.
+    # k > 1: the train split is kept on the device and one call runs k steps (lax.scan): for
+    # accelerators, where one small step per call leaves the device idle. The cadences below
+    # must then be multiples of k. 1: one step per call, fed from the host.
+    config.steps_per_dispatch = 1
 
     config.log_every_steps = 100  # Scalars to TensorBoard and a progress line.
     # True: d_grad_norm and g_grad_norm among the train metrics. Off by default: on XLA:CPU

@@ -37,6 +37,7 @@ class Cadences:
     images_every: int  # 0: only at the end.
     max_checkpoints_to_keep: int
     best_metric: str  # '' = no best checkpoint.
+    steps_per_dispatch: int = 1  # k > 1: k steps per call, the data on the device (on_device).
 
     def due(self, every: int, step: int) -> bool:
         """Whether an action of period `every` (0 = only at the end) runs at `step`."""
@@ -317,6 +318,7 @@ def from_config(
             int(config.images_every_steps),
             int(config.max_checkpoints_to_keep),
             config.best_metric,
+            int(config.steps_per_dispatch),
         ),
         judge=JudgeSpec(
             ev.classifier_dir or sources.default_judge_dir(d.data_dir),

@@ -38,10 +38,10 @@ import numpy as np
 from absl import logging
 
 from ssinfogan_jax import augment
-from ssinfogan_jax.data import builders, folder, labeled_subset, sampler
+from ssinfogan_jax.data import folder, labeled_subset, registry, sampler
 from ssinfogan_jax.data.sources import DataSource, DataSpec, to_float
 
-DataNotFoundError = builders.DataNotFoundError
+DataNotFoundError = registry.DataNotFoundError
 FolderError = folder.FolderError
 
 
@@ -53,6 +53,9 @@ class TrainData:
       labeled_indices: int64 [num_labeled] sorted global train indices of the labelled subset
         (the examples that carry any label).
       labeled_fraction: num_labeled / num_train (the schedule's final probability).
+      images, labels: this host's block of the train split (uint8 [n, H, W, C]; {name: [n]}).
+      known: {name: bool [n]}: the example is labelled for that label.
+      labeled_max_shift: labelled examples are shifted by up to this many pixels.
     """
 
     def __init__(
@@ -74,11 +77,12 @@ class TrainData:
         self.info, self.labeled_indices = info, labeled_indices
         self.labeled_fraction = len(labeled_indices) / max(info.num_train, 1)
         self.sampler = sampler_
-        self._images, self._labels, self._offset = images, labels, offset
-        self._known = known  # {name: bool [n_local]}: this example is labelled for `name`.
+        self.images, self.labels, self.known = images, labels, known
+        self.labeled_max_shift = labeled_max_shift
+        self._offset = offset
         self._local_labeled, self._local_unlabeled = local_labeled, local_unlabeled
         self._prefetch = prefetch
-        self._seed, self._labeled_max_shift = seed, labeled_max_shift
+        self._seed = seed
 
     @property
     def batch_size(self) -> int:
@@ -89,7 +93,8 @@ class TrainData:
         """P(labelled batch) at `step` ('alternate' mode)."""
         return float(self.sampler.p_labeled(np.asarray(step)))
 
-    def _local_indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def local_indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 [b] positions in this host's block, bool [b] labelled slots) of batch(step)."""
         lab, unl, slots = self.sampler.slots(int(step))
         local = np.empty(len(slots), np.int64)
         local[slots] = self._local_labeled[lab]
@@ -98,24 +103,27 @@ class TrainData:
 
     def indices(self, step: int) -> np.ndarray:
         """int64 [b]: the global train-split index of each example of `batch(step)`."""
-        return self._local_indices(step)[0] + self._offset
+        return self.local_indices(step)[0] + self._offset
+
+    def shifts(self, step: int, count: int) -> np.ndarray:
+        """int [count, 2]: the shifts (dy, dx) of batch(step)'s `count` labelled examples."""
+        return augment.random_shifts(self._seed, step, count, self.labeled_max_shift)
 
     def batch(self, step: int) -> dict:
         """This host's share of global step `step`'s batch; a pure function of (config, step)."""
-        local, slots = self._local_indices(step)
+        local, slots = self.local_indices(step)
         labels, masks = {}, {}
-        for name, values in self._labels.items():
-            mask = slots & self._known[name][local]
+        for name, values in self.labels.items():
+            mask = slots & self.known[name][local]
             if self.info.labels[name]:
                 out = np.full(len(slots), -1, np.int32)
             else:
                 out = np.full(len(slots), np.nan, np.float32)
             out[mask] = values[local[mask]]
             labels[name], masks[name] = out, mask.astype(np.float32)
-        images = to_float(self._images[local], self.info.image_range)
-        if self._labeled_max_shift and slots.any():
-            count, most = int(slots.sum()), self._labeled_max_shift
-            shifts = augment.random_shifts(self._seed, step, count, most)
+        images = to_float(self.images[local], self.info.image_range)
+        if self.labeled_max_shift and slots.any():
+            shifts = self.shifts(step, int(slots.sum()))
             images[slots] = augment.shift_images(images[slots], shifts, self.info.image_range[0])
         return {"image": images, "label_masks": masks, "labels": labels}
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import signal
-import threading
 import time
 
 import jax
@@ -40,6 +38,7 @@ from ssinfogan_jax import (
     exit_codes,
     fileio,
     input_pipeline,
+    on_device,
     parallel,
     run_record,
 )
@@ -66,41 +65,6 @@ class AlreadyFinished(exit_codes.RunStopped):
             f"{num_train_steps}); nothing to do (raise --config.num_train_steps to "
             "train further)"
         )
-
-
-class _Preemption:
-    """The decision to stop for a preemption notice (SIGTERM), taken jointly by all hosts.
-
-    One process: a Python SIGTERM handler sets a flag, read at every step. With
-    `jax.distributed`, JAX's preemption service catches SIGTERM on whichever host receives it
-    and the hosts agree on a step to save, a step after every host's current one (orbax's
-    `reached_preemption`); each host asks at every step and all of them stop at that step.
-    """
-
-    def __init__(self, checkpointer: checkpointing.Checkpointer):
-        self._checkpointer = checkpointer
-        self.raised = False
-        self._previous = None
-
-    def __enter__(self):
-        # Under jax.distributed the preemption service owns SIGTERM: a Python handler would
-        # replace its handler and the other hosts would never hear of the notice.
-        own = not jax.distributed.is_initialized()
-        if own and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        logging.warning("SIGTERM: saving a checkpoint and exiting.")
-        self.raised = True
-
-    def should_stop(self, step: int) -> bool:
-        """Call once per step, on every host."""
-        return self._checkpointer.reached_preemption(step) or self.raised
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _is_main() -> bool:
@@ -211,28 +175,37 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
         writer.write_hparams(run_record.hparams(exp.config))
     dp = _data_parallel(exp)
     state = dp.replicate(state)
-    report_progress = periodic_actions.ReportProgress(
-        num_train_steps=cadences.num_train_steps, writer=writer, every_steps=cadences.log_every
+    advance, chunk = _stepper(exp, data, dp, start_step)
+    report_progress = periodic_actions.ReportProgress(  # Called per call: steps by name.
+        num_train_steps=cadences.num_train_steps,
+        writer=writer,
+        on_steps=range(cadences.log_every, cadences.num_train_steps + 1, cadences.log_every),
     )
 
     eval_metrics: dict[str, float] = {}
     history = []
-    in_flight = collections.deque()  # The metrics of dispatched steps, not yet waited for.
-    batches = data.iterate(start_step)
+    in_flight = collections.deque()  # The metrics of dispatched calls, not yet waited for.
     logging.info("Training from step %d to %d.", start_step, cadences.num_train_steps)
+    step = start_step
     try:
-        with _Preemption(checkpointer) as preemption:
-            for step in range(start_step + 1, cadences.num_train_steps + 1):
-                state, metrics = dp.train_step(state, dp.shard(next(batches)))
+        with checkpointing.PreemptionNotice(checkpointer) as preemption:
+            while step < cadences.num_train_steps:
+                count = chunk(step)
+                state, metrics = advance(state, step, count)
+                step += count
                 history.append(metrics)
                 in_flight.append(metrics)
-                if len(in_flight) > MAX_STEPS_AHEAD:  # Bounded lead over the device.
+                if len(in_flight) > max(
+                    MAX_STEPS_AHEAD // count, 1
+                ):  # Bounded lead over the device.
                     jax.block_until_ready(in_flight.popleft())
                 report_progress(step, time.monotonic())
                 preempted = preemption.should_stop(step)
                 if cadences.due(cadences.log_every, step) or preempted:
-                    summary = jax.device_get(history)
-                    summary = {k: float(np.mean([m[k] for m in summary])) for k in summary[0]}
+                    summary = {
+                        k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in history])))
+                        for k in history[0]
+                    }
                     history = []
                     _check_finite(summary, step, checkpointer)
                     writer.write_scalars(step, summary)
@@ -260,6 +233,42 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
     return eval_metrics
 
 
+def _stepper(exp, data, dp: parallel.DataParallel, start_step: int):
+    """(advance(state, step, count) -> (state, metrics), chunk(step) -> count): one step per
+    call from host batches, or `steps_per_dispatch` per call with the data on the device."""
+    k = exp.cadences.steps_per_dispatch
+    size = on_device.nbytes(data)
+    if k > 1 and dp.kind == "jit" and jax.process_count() == 1 and _fits(size):
+        logging.info(
+            "Training on the device: the train split (%.0f MB) resident, %d steps per call.",
+            size / 2**20,
+            k,
+        )
+        resident = on_device.put(data)
+        step_fn = train_lib.bind_train_step(exp)
+        multi = on_device.make_multi_step(step_fn, donate=train_lib.default_donation())
+        end = exp.cadences.num_train_steps
+        chunk = lambda step: min(k - step % k, end - step)  # Calls end on multiples of k.
+        return lambda state, step, n: multi(state, resident, on_device.plan(data, step, n)), chunk
+    if k > 1:
+        logging.warning(
+            "Training from the host, one step per call: steps_per_dispatch=%d needs one device "
+            "and one process, and the train split (%.0f MB) in device memory.",
+            k,
+            size / 2**20,
+        )
+    else:
+        logging.info("Training from the host: one step per call (config.steps_per_dispatch=1).")
+    batches = data.iterate(start_step)
+    return lambda state, step, n: dp.train_step(state, dp.shard(next(batches))), lambda step: 1
+
+
+def _fits(size: int) -> bool:
+    """Whether `size` bytes take at most half of the first device's memory (unknown: yes)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return size <= stats.get("bytes_limit", float("inf")) / 2
+
+
 def _keep_best(best_metric: str, checkpointer, step: int, state, metrics: dict) -> None:
     if best_metric and best_metric not in metrics:
         logging.warning(
@@ -271,11 +280,12 @@ def _keep_best(best_metric: str, checkpointer, step: int, state, metrics: dict) 
         checkpointer.save_best(step, state, metrics)
 
 
-def _restore_for_inference(config, workdir: str, which: str, data=None):
-    """The checkpoint's (experiment, state, step); reads the work dir and writes nothing."""
+def restore(config: ml_collections.ConfigDict, workdir: str, which: str | None = None, data=None):
+    """(experiment, state, step) of the 'latest' or 'best' checkpoint in `workdir` (`which`;
+    default config.sample.checkpoint), for inference; reads the work dir, writes nothing."""
     exp, state, checkpointer, _ = _setup(config, workdir, data, read_only=True)
     try:
-        state, meta = checkpointer.restore(state, which=which)
+        state, meta = checkpointer.restore(state, which=which or exp.sample.checkpoint)
     finally:
         checkpointer.close()
     return exp, state, meta["step"]
@@ -289,7 +299,7 @@ def evaluate(
     `report(step, metrics)`, if given, is called (on process 0) before anything is written, so
     the metrics are shown even when the work dir cannot be written.
     """
-    exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint, data)
+    exp, state, step = restore(config, workdir, data=data)
     result = evaluation.make_evaluator(exp).evaluate(state)
     if _is_main():
         if report is not None:
@@ -342,7 +352,7 @@ def evaluate_checkpoints(
 
 def sample(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[str, str]:
     """Generates from a checkpoint into <workdir>/samples (see sampling.write_samples)."""
-    exp, state, step = _restore_for_inference(config, workdir, config.sample.checkpoint, data)
+    exp, state, step = restore(config, workdir, data=data)
     generator, _ = exp.models()
     variables = train_lib.generator_variables(state)  # G's moving average where one is kept.
     generate = sampling.make_generate_fn(generator, exp.layout)(variables)

@@ -50,16 +50,16 @@ def _prepare_folder() -> None:
     config.model.arch = _ARCH.value
     try:
         exp = experiment.from_config(config, process_count=1, device_count=1)
-        input_pipeline.ensure_data(exp.config)
+        exp.source.prepare()
     except (config_checks.ConfigError, input_pipeline.FolderError) as e:
         raise app.UsageError(str(e)) from None
     logging.info(
         "Done: %d train and %d test images of %s at %s, labels %s.",
-        exp.dataset.num_train,
-        exp.dataset.num_test,
+        exp.data.num_train,
+        exp.data.num_test,
         _IMAGES_DIR.value,
-        exp.dataset.image_shape,
-        exp.dataset.labels,
+        exp.data.image_shape,
+        exp.data.labels,
     )
 
 

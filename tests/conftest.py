@@ -133,10 +133,10 @@ def digits_shared(tmp_path_factory) -> pathlib.Path:
     """The offline digits prepared once per session, in a folder that also holds what every
     digits run shares: the independent classifier (`classifiers`, trained by the first run that
     needs it) and the persistent XLA cache (`xla`)."""
-    from ssinfogan_jax import input_pipeline
+    from ssinfogan_jax.data import builders
 
     root = tmp_path_factory.mktemp("digits_shared")
-    input_pipeline.prepare("digits", "", str(root / "tfds"))
+    builders.prepare("digits", "", str(root / "tfds"))
     return root
 
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import experiment_of, run_main
 
 from configs import celeba, digits, mnist
-from ssinfogan_jax import config_checks, experiment, input_pipeline
+from ssinfogan_jax import config_checks, experiment
 from ssinfogan_jax import default_config as default
 
 
@@ -24,19 +24,19 @@ def config(digits_data_dir):
 
 
 def _only_problem(config) -> str:
-    problems = config_checks.find_problems(config)
+    problems = experiment.find_problems(config)
     assert len(problems) == 1, problems
     return problems[0]
 
 
 def test_the_shipped_configs_have_no_problem_but_missing_data(config, tmp_path):
-    assert config_checks.find_problems(config) == []
+    assert experiment.find_problems(config) == []
     for cfg in (default.get_config(), celeba.get_config(), *map(mnist.get_config, MNIST_ARGS)):
         cfg.data.data_dir = str(tmp_path)  # Nothing prepared there.
-        assert config_checks.find_problems(cfg) == []  # Reads no data.
-        assert input_pipeline.availability_problems(cfg) == []  # It would be downloaded.
+        assert experiment.find_problems(cfg) == []  # Reads no data.
+        assert experiment.data_source(cfg).problems() == []  # It would be downloaded.
         cfg.data.download = "never"
-        problems = input_pipeline.availability_problems(cfg)  # Checked when the data loads.
+        problems = experiment.data_source(cfg).problems()  # Checked when the data loads.
         assert len(problems) == 1 and problems[0].startswith("config.data.data_dir:"), problems
 
 
@@ -68,7 +68,7 @@ def test_data_fields(config, field, value, expected):
 
 def test_num_labeled_zero_is_the_infogan_baseline_not_an_error(config):
     config.data.num_labeled = 0
-    assert config_checks.find_problems(config) == []
+    assert experiment.find_problems(config) == []
 
 
 def test_code_size_differs_from_the_labels_classes(config):
@@ -103,7 +103,7 @@ def test_unknown_conv_impl(config):
     )
     for impl in ("auto", "flax", "cpu_fast"):
         config.model.conv_impl = impl
-        assert config_checks.find_problems(config) == []
+        assert experiment.find_problems(config) == []
 
 
 def test_architecture_that_does_not_fit_the_data(config):
@@ -117,7 +117,7 @@ def test_consistency_shift_too_large_for_the_images(config):
     config.loss.consistency_max_shift = 14
     assert _only_problem(config).startswith("config.loss.consistency_max_shift: 14 must be below")
     config.loss.lambda_consistency = 0.0  # Off: the shift is not used, so not checked.
-    assert config_checks.find_problems(config) == []
+    assert experiment.find_problems(config) == []
 
 
 def test_q_ss_shift_needs_a_trunk_of_its_own_and_fits_the_images(config):
@@ -126,7 +126,7 @@ def test_q_ss_shift_needs_a_trunk_of_its_own_and_fits_the_images(config):
         "config.loss.q_ss_max_shift: translates what Q_ss reads only with model.q_ss_trunk='own'"
     )
     config.model.q_ss_trunk = "own"
-    assert config_checks.find_problems(config) == []
+    assert experiment.find_problems(config) == []
     config.loss.q_ss_max_shift = 14
     assert _only_problem(config).startswith("config.loss.q_ss_max_shift: 14 must be below")
 
@@ -137,14 +137,14 @@ def test_q_ss_recolouring_needs_a_trunk_of_its_own(config):
         "config.loss.q_ss_recolour: recolours what Q_ss reads only with model.q_ss_trunk='own'"
     )
     config.model.q_ss_trunk = "own"
-    assert config_checks.find_problems(config) == []
+    assert experiment.find_problems(config) == []
 
 
 def test_missing_raw_data_folder(config, tmp_path):
     config.data.name = "mnist"
     config.data.data_dir = str(tmp_path)
     config.data.raw_dir = str(tmp_path / "nowhere")
-    (problem,) = input_pipeline.availability_problems(config)
+    (problem,) = experiment.data_source(config).problems()
     assert problem.startswith("config.data.raw_dir:")
 
 
@@ -274,7 +274,7 @@ def test_every_field_has_a_check_that_fires_or_a_reason(config):
         for part in name.split(".")[:-1]:
             node = node[part]
         node[leaf] = bad
-        problems = config_checks.find_problems(cfg)
+        problems = experiment.find_problems(cfg)
         where = "config.latents.codes[" if name == "latents.codes" else f"config.{name}:"
         assert any(p.startswith(where) for p in problems), (name, bad, problems)
 
@@ -285,7 +285,7 @@ def test_stratified_labels_fewer_than_classes(config):
         "config.data.num_labeled: 7 stratified labels cannot cover the 10 classes"
     )
     config.data.labeled_selection = "random"
-    assert config_checks.find_problems(config) == []
+    assert experiment.find_problems(config) == []
 
 
 def test_saved_config_comparison_allows_cadences_and_names_the_rest(config):

@@ -18,9 +18,8 @@ import pytest
 import requests
 from tensorflow_datasets.core.download import downloader
 
-from ssinfogan_jax import config_checks
 from ssinfogan_jax import default_config as default
-from ssinfogan_jax import input_pipeline as ip
+from ssinfogan_jax import experiment
 from ssinfogan_jax.data import builders
 from ssinfogan_jax.data.tf_setup import tfds
 
@@ -51,7 +50,9 @@ def _mnist_config(data_dir, **data):
 def test_auto_downloads_with_tfds_into_the_data_dir(tmp_path, recorded_downloads, caplog):
     config = _mnist_config(tmp_path / "tfds")
     assert config.data.download == "auto"  # The default.
-    assert ip.availability_problems(config) == []  # Not prepared, but it may be downloaded.
+    assert (
+        experiment.data_source(config).problems() == []
+    )  # Not prepared, but it may be downloaded.
     caplog.set_level("INFO")
     builders.ensure_prepared("mnist", config.data.data_dir, "", config.data.download)
     ((builder, download_config),) = recorded_downloads
@@ -67,9 +68,9 @@ def test_auto_downloads_with_tfds_into_the_data_dir(tmp_path, recorded_downloads
 
 def test_never_fails_fast_and_says_how_to_prepare_offline(tmp_path, recorded_downloads):
     config = _mnist_config(tmp_path / "tfds", download="never")
-    (problem,) = ip.availability_problems(config)
+    (problem,) = experiment.data_source(config).problems()
     with pytest.raises(builders.DataNotFoundError) as error:
-        ip.load_split(config, "test")
+        experiment.data_source(config).load_float("test")
     assert str(error.value) == problem
     assert problem.startswith(
         f"config.data.data_dir: mnist is not prepared in {tmp_path / 'tfds'} and "
@@ -95,7 +96,7 @@ def test_a_raw_dir_wins_over_a_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builders, "download_and_prepare", refuse)
     config = _mnist_config(tmp_path / "tfds", raw_dir=str(raw), download="auto")
-    images, labels = ip.load_split(config, "test")
+    images, labels = experiment.data_source(config).load_float("test")
     assert images.shape == (3, 28, 28, 1)
     assert sorted(labels["label"]) == [0, 1, 2]  # (tfds stores them shuffled by key.)
 
@@ -117,7 +118,7 @@ def test_a_network_failure_is_one_clear_line(tmp_path, monkeypatch):
     config = _mnist_config(data_dir)
     start = time.perf_counter()
     with pytest.raises(builders.DataNotFoundError) as error:
-        ip.load_split(config, "test")
+        experiment.data_source(config).load_float("test")
     assert time.perf_counter() - start < 30
     assert urls and all(u.startswith("https://") for u in urls)
     message = str(error.value)
@@ -169,15 +170,15 @@ def test_an_interrupted_preparation_is_never_taken_as_prepared(tmp_path):
 
     config = default.get_config()
     config.data.name, config.data.data_dir = "digits", str(data_dir)
-    assert ip.availability_problems(config) == []
-    images, _ = ip.load_split(config, "test")
+    assert experiment.data_source(config).problems() == []
+    images, _ = experiment.data_source(config).load_float("test")
     assert len(images) == 359 and builders.is_prepared("digits", str(data_dir))
 
 
 def test_config_check_names_the_download_choices():
     config = default.get_config()
     config.data.download = "always"
-    (problem,) = config_checks.find_problems(config)
+    (problem,) = experiment.find_problems(config)
     assert problem == "config.data.download: 'always', expected one of auto, never"
 
 

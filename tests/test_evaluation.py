@@ -341,9 +341,9 @@ def test_classifier_is_deterministic_and_batch_norm_round_trips(tmp_path):
 
 def test_random_affine_identity_and_shift():
     x = jnp.arange(2 * 5 * 5, dtype=jnp.float32).reshape(2, 5, 5, 1)
-    same = classifier_lib._random_affine(jax.random.key(0), x, 0.0, 0.0, 0.0)
+    same = classifier_lib.random_affine(jax.random.key(0), x, 0.0, 0.0, 0.0)
     np.testing.assert_array_equal(same, x)
-    moved = classifier_lib._random_affine(jax.random.key(0), x, 1.0, 0.0, 0.0)
+    moved = classifier_lib.random_affine(jax.random.key(0), x, 1.0, 0.0, 0.0)
     assert moved.shape == x.shape and not np.allclose(moved, x)
 
 
@@ -633,7 +633,7 @@ def test_judge_settings_and_cache_key_follow_the_config(
     import collections
     import importlib
 
-    from ssinfogan_jax import experiment, loop
+    from ssinfogan_jax import evaluation, experiment
 
     config = importlib.import_module(f"configs.{config_name}").get_config()
     config.eval.classifier_max_shift = max_shift
@@ -649,9 +649,10 @@ def test_judge_settings_and_cache_key_follow_the_config(
         calls.append(kwargs)
         return Saved(), None
 
-    monkeypatch.setattr(loop.evaluation, "train_classifier", train)
-    labels = collections.defaultdict(lambda: None)  # Every label the judge asks for.
-    loop.independent_classifier(exp, (None, labels), (None, labels))
+    monkeypatch.setattr(evaluation.classifier, "train_classifier", train)
+    labels = collections.defaultdict(lambda: np.zeros(4, np.int32))  # Every label it asks for.
+    images = np.zeros((4, *exp.data.image_shape), np.float32)
+    evaluation.judge_for(exp, (images, labels), (images, labels))
     (kwargs,) = calls
     assert {k: kwargs.get(k) for k in expected} == expected
     for name in {"max_rotation", "max_scale"} - set(expected):

@@ -24,7 +24,7 @@ from conftest import (
     start_main,
 )
 
-from ssinfogan_jax import checkpointing, exit_codes, loop
+from ssinfogan_jax import checkpointing, exit_codes, loop, run_record
 
 STEPS = DIGITS_STEPS  # Checkpoints at 3 and 6; the shared run evaluates at 2, 4 and 6.
 
@@ -98,7 +98,9 @@ def test_allowed_changes_are_recorded_and_a_finished_run_says_so(
 
     workdir, _ = resumed_run
     history = [
-        json.loads(line) for line in (workdir / loop.CONFIG_HISTORY).read_text().split("\n") if line
+        json.loads(line)
+        for line in (workdir / run_record.CONFIG_HISTORY).read_text().split("\n")
+        if line
     ]
     assert [h["step"] for h in history] == [0, 3]
     assert history[1]["changed"] == {
@@ -112,7 +114,7 @@ def test_eval_history_has_one_row_per_step_after_a_resume(resumed_run):
     workdir, result = resumed_run
     assert "Resumed from step 3" in result.stderr
     # Rows 2, 4 and 6 before; the resume from step 3 drops 4 and 6 and evaluates at 4 and 8.
-    rows = [json.loads(x) for x in (workdir / loop.EVAL_HISTORY).read_text().splitlines()]
+    rows = [json.loads(x) for x in (workdir / run_record.EVAL_HISTORY).read_text().splitlines()]
     assert [row["step"] for row in rows] == [2, 4, 8]
 
 

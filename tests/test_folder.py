@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from configs import folder as folder_config
-from ssinfogan_jax import config_checks, experiment, input_pipeline
-from ssinfogan_jax.data import folder, make_example_folder, registry
+from ssinfogan_jax import experiment, input_pipeline
+from ssinfogan_jax.data import folder, labeled_subset, make_example_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARES = {"shape": 0.5, "filled": 0.4, "size": 0.4}
@@ -53,7 +53,7 @@ def rewrite_csv(path, edit):
 
 
 def problems(config):
-    return config_checks.find_problems(experiment.registry.resolve(config))
+    return experiment.find_problems(config)
 
 
 # --- Reading the CSV ---------------------------------------------------------------------------
@@ -112,8 +112,8 @@ def test_codes_come_from_the_csv_and_the_class_map_is_kept(shapes, tmp_path):
         "size": ("continuous", 1, "size"),
         "c_us": ("continuous", 2, ""),
     }
-    assert exp.dataset.labels == {"shape": 3, "filled": 2, "size": 0}
-    assert exp.dataset.image_shape == (32, 32, 3)
+    assert exp.data.labels == {"shape": 3, "filled": 2, "size": 0}
+    assert exp.data.image_shape == (32, 32, 3)
     assert exp.config.eval.classifier_dir.endswith("_32x32")  # A judge per folder.
     gray = experiment.from_config(config_for(out, csv_path, tmp_path, "gray"))
     assert gray.dataset.image_shape == (28, 28, 1) and gray.dataset.image_range == (0.0, 1.0)
@@ -172,7 +172,7 @@ def test_unreadable_images_and_mixed_modes_stop_the_build_and_leave_nothing(shap
     config = config_for(out, csv_path, data_dir)
     assert problems(config) == []  # The listing is fine; the contents are checked at build.
     with pytest.raises(folder.FolderError) as e:
-        input_pipeline.ensure_data(experiment.from_config(config).config)
+        experiment.from_config(config).source.prepare()
     lines = e.value.problems
     assert len(lines) == 2
     assert "1 images cannot be read: images/00004.png" in lines[0]
@@ -199,15 +199,15 @@ def test_the_tfds_set_is_built_once_and_rebuilt_when_the_csv_changes(shapes, tmp
     out, csv_path = copy_folder(shapes[0], tmp_path / "f")
     config = config_for(out, csv_path, tmp_path / "tfds")
     exp = experiment.from_config(config)
-    input_pipeline.ensure_data(exp.config)
+    exp.source.prepare()
     source = folder.read_source(exp.config.data)
     built = folder.builder(source, (32, 32, 3), str(tmp_path / "tfds"))
     assert built.is_prepared()
     stamp = os.path.getmtime(built.data_dir)
-    input_pipeline.ensure_data(exp.config)  # Reused.
+    exp.source.prepare()  # Reused.
     assert os.path.getmtime(built.data_dir) == stamp
-    images, _ = input_pipeline.load_split(exp.config, "train")
-    assert images.shape == (exp.dataset.num_train, 32, 32, 3) and images.dtype == np.float32
+    images, _ = exp.source.load_float("train")
+    assert images.shape == (exp.data.num_train, 32, 32, 3) and images.dtype == np.float32
     assert -1.0 <= images.min() and images.max() <= 1.0
     rewrite_csv(csv_path, lambda rows: rows[:1] + rows[1:][::-1])  # Same rows, new order.
     changed = folder.read_source(config.data)
@@ -256,7 +256,7 @@ def test_batches_carry_a_mask_per_label_and_never_a_label_outside_it(shapes, tmp
         carries |= v >= 0 if v.dtype.kind == "i" else ~np.isnan(v)
     np.testing.assert_array_equal(data.labeled_indices, np.flatnonzero(carries))
     record = json.load(open(tmp_path / "work" / "labeled_subset.json"))
-    assert record["split_from"] == "seeded share" and record["num_test"] == exp.dataset.num_test
+    assert record["split_from"] == "seeded share" and record["num_test"] == exp.data.num_test
     label_map = json.load(open(tmp_path / "work" / folder.LABEL_MAP_FILE))
     assert label_map["shape"]["classes"] == ["circle", "square", "triangle"]
 
@@ -265,14 +265,14 @@ def test_num_labeled_subsamples_each_label(shapes, tmp_path):
     out, csv_path = shapes
     config = config_for(out, csv_path, tmp_path)
     config.data.num_labeled = 3
-    per_label = registry.folder_labeled(config)
+    exp = experiment.from_config(config)
+    per_label = labeled_subset.choose_per_label(exp.subset, exp.source.load_labels("train"))
     source = folder.read_source(config.data)
     train = source.rows("train")
     for name, kept in per_label.items():
         assert len(kept) == 3
         values = source.values[name][train[kept]]
         assert (values >= 0).all() if values.dtype.kind == "i" else np.isfinite(values).all()
-    exp = experiment.from_config(config)
     assert exp.num_labeled == len(np.unique(np.concatenate(list(per_label.values()))))
 
 

@@ -14,10 +14,9 @@ import jax
 import numpy as np
 import pytest
 
+from ssinfogan_jax import augment, experiment
 from ssinfogan_jax import default_config as default
-from ssinfogan_jax import experiment
 from ssinfogan_jax import input_pipeline as ip
-from ssinfogan_jax import augment
 from ssinfogan_jax.data import builders, labeled_subset, registry, sampler
 from ssinfogan_jax.data.tf_setup import tfds
 

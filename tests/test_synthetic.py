@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pytest
 
+from ssinfogan_jax import experiment
 from ssinfogan_jax.data import builders, digit_scenes
 from ssinfogan_jax.data.tf_setup import tfds
 
@@ -368,12 +369,11 @@ def test_missing_idx_files_fail_fast_with_what_to_place(tmp_path):
 
 def test_pipeline_loads_every_label_and_maps_rotation_onto_the_code_range(tiny_idx_dir, tmp_path):
     from configs import digit_scenes as scenes_config
-    from ssinfogan_jax import input_pipeline
 
     config = scenes_config.get_config("celeba")
     config.data.data_dir = str(tmp_path / "tfds")
     config.data.raw_dir = tiny_idx_dir
-    images, labels = input_pipeline.load_split(config, "test")
+    images, labels = experiment.data_source(config).load_float("test")
     assert images.shape == (12, 32, 32, 3) and images.dtype == np.float32
     assert set(labels) == set(digit_scenes.LABELS)
     for name, classes in digit_scenes.LABELS.items():

@@ -28,8 +28,7 @@ from conftest import (
 )
 from scipy import stats
 
-from ssinfogan_jax import latents, losses, models, train
-from ssinfogan_jax.data import augment
+from ssinfogan_jax import augment, latents, losses, models, train
 
 B = 8
 MASK = [1, 0, 1, 1, 0, 0, 1, 0]
@@ -878,11 +877,11 @@ def test_readme_research_code_snippet():
     import jax
 
     from ssinfogan_jax import default_config as default
-    from ssinfogan_jax import latents, losses, models, train  # noqa: F401
+    from ssinfogan_jax import experiment, latents, losses, models, train  # noqa: F401
 
-    config = default.get_config()
-    state = train.create_train_state(jax.random.PRNGKey(0), config)
-    step = train.make_train_step(config)  # jitted, pure: (state, batch) -> (state, metrics)
+    exp = experiment.from_config(default.get_config())
+    state = train.create_train_state(jax.random.PRNGKey(0), exp)
+    step = train.make_train_step(exp)  # jitted, pure: (state, batch) -> (state, metrics)
     rng = np.random.default_rng(0)
     first = state
     for _ in range(2):
@@ -896,7 +895,7 @@ def test_readme_research_code_snippet():
     # On CPU the state is not donated (faster there): the caller's old state stays readable.
     assert int(first.step) == 0
     assert not jax.tree.leaves(first.generator.params)[0].is_deleted()
-    donating = train.make_train_step(config, donate=True)
+    donating = train.make_train_step(exp, donate=True)
     donating(first, batch)
     assert jax.tree.leaves(first.generator.params)[0].is_deleted()
     assert step._cache_size() == 1  # Compiled once.

@@ -5,9 +5,10 @@
 
 Accelerator machines set up for JAX alone often lack TensorFlow, which our loop needs only to
 read tfds sets and to write TensorBoard events. This script renders digit_scenes in numpy
-(`digit_scenes.render` with the tfds build's seed: the same bytes as the tfds set), hands those
-arrays to the loop in place of the tfds reader, logs metrics without TensorBoard, and otherwise
-runs `loop.train_and_evaluate` unchanged: checkpoints, the judge, evaluation, sample grids.
+(`digit_scenes.render` with the tfds build's seed: the same bytes as the tfds set), passes those
+arrays to `loop.train_and_evaluate(..., data=...)` (the public route for your own arrays), logs
+metrics without TensorBoard where TensorFlow is absent, and otherwise runs the loop unchanged:
+checkpoints, the judge, evaluation, sample grids.
 
 1. Renders both splits once (every core) into <out>/data.
 2. Trains the independent judge once (cached; every run reuses it).
@@ -93,20 +94,6 @@ DEFAULT_RUNS = [name for name in RUNS if name not in SEARCH_RUNS]
 # Running the loop without TensorFlow.
 
 
-class _Absent:
-    """Stands in for TensorFlow and tfds names that our modules touch at import (a tfds builder's
-    base class, its version) but that this script never uses."""
-
-    def __getattr__(self, name):
-        return self
-
-    def __call__(self, *args, **kwargs):
-        return self
-
-    def __mro_entries__(self, bases):
-        return (object,)
-
-
 class _NoSummaries:
     """clu's TensorBoard writer, absent: scalars still go to the log and eval_history.jsonl."""
 
@@ -117,55 +104,37 @@ class _NoSummaries:
         return lambda *args, **kwargs: None
 
 
-def _without_tensorflow(data_dir: str) -> None:
-    """Makes ssinfogan_jax importable without TensorFlow and feeds it the rendered arrays."""
-    tf_setup = types.ModuleType("ssinfogan_jax.data.tf_setup")
-    tf_setup.tf = tf_setup.tfds = _Absent()
-    sys.modules["ssinfogan_jax.data.tf_setup"] = tf_setup
-    summary_writer = types.ModuleType("clu.metric_writers.summary_writer")
-    summary_writer.SummaryWriter = _NoSummaries
-    sys.modules["clu.metric_writers.summary_writer"] = summary_writer
+def _without_tensorboard() -> None:
+    """clu's metric writers import TensorFlow for TensorBoard, which accelerator machines set up
+    for JAX alone often lack: stand in for it (our package reads arrays without TensorFlow)."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        summary_writer = types.ModuleType("clu.metric_writers.summary_writer")
+        summary_writer.SummaryWriter = _NoSummaries
+        sys.modules["clu.metric_writers.summary_writer"] = summary_writer
 
-    from ssinfogan_jax import input_pipeline
-    from ssinfogan_jax.data import builders
+
+def scenes(data_dir: str, continuous_range: float):
+    """The rendered splits as the loop's data (an ArraySource: the same bytes as the tfds set,
+    in its order)."""
+    from ssinfogan_jax.data import digit_scenes, sources
 
     splits = {}
+    for split in ("train", "test"):
+        with np.load(os.path.join(data_dir, f"{split}.npz")) as f:
+            splits[split] = (f["image"], {name: f[name] for name in digit_scenes.LABELS})
+    return sources.ArraySource(
+        splits,
+        name="digit_scenes",
+        num_classes={k: v for k, v in digit_scenes.LABELS.items() if v},
+        label_ranges={"rotation": digit_scenes.ROTATION_RANGE},
+        continuous_range=continuous_range,
+    )
 
-    def arrays(split: str):
-        if split not in splits:
-            with np.load(os.path.join(data_dir, f"{split}.npz")) as f:
-                splits[split] = {k: f[k] for k in f.files}
-        return splits[split]
 
-    def labels_as_loaded(config, info, source, sl):
-        r = float(config.latents.continuous_range)
-        out = {}
-        for name, classes in info.labels.items():
-            value = source[name][sl]
-            if classes:
-                out[name] = value.astype(np.int32)
-            else:  # As input_pipeline._preprocess_fn: the stored range onto [-r, r].
-                low, high = info.label_ranges.get(name, (-r, r))
-                out[name] = (
-                    (value.astype(np.float32) - (low + high) / 2) * (2 * r / (high - low))
-                ).astype(np.float32)
-        return out
-
-    def load_uint8(config, split):
-        name, start, stop = re.fullmatch(r"(\w+)(?:\[(\d*):(\d*)\])?", split).groups()
-        sl = slice(int(start) if start else None, int(stop) if stop else None)
-        info = input_pipeline.get_dataset_info(config)
-        source = arrays(name)
-        return source["image"][sl], labels_as_loaded(config, info, source, sl)
-
-    def load_labels(config, info):
-        source = arrays("train")
-        return {n: source[n].astype(np.int32) for n in info.labels}
-
-    input_pipeline._load_uint8 = load_uint8
-    input_pipeline._load_labels = load_labels
-    input_pipeline.availability_problems = lambda config: []
-    builders.ensure_prepared = lambda *args, **kwargs: None
+def _data(args, config):
+    return scenes(os.path.join(args.out, "data"), float(config.latents.continuous_range))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,15 +188,13 @@ def make_config(run: str, args):
 
 def judge(args) -> None:
     """Trains (and caches) the judge that every run loads."""
-    from ssinfogan_jax import experiment, loop
+    from ssinfogan_jax import evaluation, experiment
 
     start = time.perf_counter()
-    exp = experiment.from_config(make_config("svhn_l1pct_s1", args))
-    evaluator = loop._make_evaluator(exp)
-    print(
-        f"judge ready in {time.perf_counter() - start:.0f} s: {evaluator.classifier.info}",
-        flush=True,
-    )
+    config = make_config("svhn_l1pct_s1", args)
+    exp = experiment.from_config(config, data=_data(args, config))
+    judge = evaluation.judge_for(exp)
+    print(f"judge ready in {time.perf_counter() - start:.0f} s: {judge.info}", flush=True)
 
 
 def step_speed(args) -> None:
@@ -238,7 +205,7 @@ def step_speed(args) -> None:
 
     config = make_config("svhn_l1pct_s1", args)
     config.batch_size = 128
-    exp = experiment.from_config(config)
+    exp = experiment.from_config(config, data=_data(args, config))
     state = train.create_train_state(jax.random.PRNGKey(0), exp)
     step = jax.jit(train.bind_train_step(exp), donate_argnums=0)
     batch = input_pipeline.create_train_data(exp, None).batch(0)
@@ -267,12 +234,13 @@ def worker(run: str, args) -> None:
     from ssinfogan_jax import exit_codes, loop
 
     config, workdir = make_config(run, args), os.path.join(args.out, "runs", run)
+    data = _data(args, config)
     try:
-        metrics = loop.train_and_evaluate(config, workdir)
+        metrics = loop.train_and_evaluate(config, workdir, data=data)
         print("final:", json.dumps({k: float(v) for k, v in metrics.items()}), flush=True)
     except exit_codes.Preempted as e:
         print(f"stopped at the deadline: {e}", flush=True)
-    print("samples:", loop.sample(config, workdir), flush=True)
+    print("samples:", loop.sample(config, workdir, data=data), flush=True)
 
 
 def _child(args, *extra) -> list[str]:
@@ -400,7 +368,7 @@ def main() -> None:
         args.steps = 10_000
     data_dir = os.path.join(args.out, "data")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    _without_tensorflow(data_dir)
+    _without_tensorboard()
     if args.worker or args.phase:
         if args.worker:
             worker(args.worker, args)

@@ -23,7 +23,7 @@ import json
 import time
 
 from configs import digit_scenes
-from ssinfogan_jax import experiment, input_pipeline
+from ssinfogan_jax import experiment
 from ssinfogan_jax.data import labeled_subset
 from ssinfogan_jax.evaluation import classifier
 
@@ -37,8 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     config = digit_scenes.get_config(args.preset)
     exp = experiment.from_config(config)
-    train_x, train_y = input_pipeline.load_split(config, "train")
-    test_x, test_y = input_pipeline.load_split(config, "test")
+    train_x, train_y = exp.source.load_float("train")
+    test_x, test_y = exp.source.load_float("test")
     # As the loop draws it: stratified by the first supervised categorical label.
     first = next(c for c in exp.layout.supervised_codes if c.categorical)
     strata = train_y[first.label]

@@ -3,23 +3,23 @@
     python -m benchmarks.tools.evaluate_checkpoints --config=configs/digit_scenes.py:svhn \
         --workdir=/tmp/run [--out=/tmp/run/eval_history.jsonl] [--grids=/tmp/run/grids]
 
-For a run trained with `--config.eval_every_steps=0 --config.max_checkpoints_to_keep=100`, so
-that training never stops for an evaluation (on a slow, shared machine): each checkpoint not
-yet in `--out` is restored and evaluated as the loop would (one JSON line per step, the loop's
-eval_history format), and the sample and traversal grids of the latest one are written as
-PNGs. Run it again to add the newer checkpoints. With `--raw_generator`, a run that keeps a
-moving average of G (`optimizer.g_ema_decay`) is judged by its G instead (write to another
-`--out`), so the two can be compared on the same checkpoints. `--steps=1000,2000` judges only
-those checkpoints; `--config.eval.samples_per_value=1024` (to another `--out`) measures each
-code on 8x the runs' 128 samples per value (a third of their standard error).
+A command line for `loop.evaluate_checkpoints`. For a run trained with
+`--config.eval_every_steps=0 --config.max_checkpoints_to_keep=100`, so that training never
+stops for an evaluation (on a slow, shared machine): each checkpoint not yet in `--out` is
+restored and evaluated as the loop would (one JSON line per step, the loop's eval_history
+format), and the sample and traversal grids of the latest one are written as PNGs. Run it again
+to add the newer checkpoints. With `--raw_generator`, a run that keeps a moving average of G
+(`optimizer.g_ema_decay`) is judged by its G instead (write to another `--out`), so the two can
+be compared on the same checkpoints. `--steps=1000,2000` judges only those checkpoints;
+`--config.eval.samples_per_value=1024` (to another `--out`) measures each code on 8x the runs'
+128 samples per value (a third of their standard error).
 """
 
 from __future__ import annotations
 
-import json
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
@@ -35,45 +35,23 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv) -> None:
     del argv
-    from ssinfogan_jax import loop, train
-    from ssinfogan_jax.evaluation import images
+    from ssinfogan_jax import evaluation, loop, train
 
     config, workdir = _CONFIG.value, _WORKDIR.value
-    out = _OUT.value or os.path.join(workdir, loop.EVAL_HISTORY)
-    done = set()
-    if os.path.exists(out):
-        with open(out) as f:
-            done = {json.loads(line)["step"] for line in f if line.strip()}
-    exp, template, checkpointer, _ = loop._setup(config, workdir)
-    steps = sorted(checkpointer._manager("latest").all_steps())
-    if _STEPS.value:
-        wanted = {int(step) for step in _STEPS.value}
-        if missing := wanted - set(steps):
-            raise app.UsageError(f"--steps: no checkpoint at {sorted(missing)} (saved: {steps})")
-        steps = sorted(wanted)
-    evaluator = None
-    state = None
-    for step in steps:
-        if step in done:
-            continue
-        state, _ = checkpointer.restore(template, step=step)
+    steps = [int(step) for step in _STEPS.value] if _STEPS.value else None
+    try:
+        loop.evaluate_checkpoints(
+            config, workdir, steps=steps, out=_OUT.value, raw_generator=_RAW_GENERATOR.value
+        )
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    if _GRIDS.value:
+        exp, state, step = loop.restore(config, workdir)
         if _RAW_GENERATOR.value:
             state = train.without_generator_ema(state)
-        evaluator = evaluator or loop._make_evaluator(exp)
-        metrics = evaluator.evaluate(state)
-        with open(out, "a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-        logging.info("step %d: %s", step, metrics)
-    if _GRIDS.value and steps:
-        if state is None or int(state.step) != steps[-1]:
-            state, _ = checkpointer.restore(template, step=steps[-1])
-            if _RAW_GENERATOR.value:
-                state = train.without_generator_ema(state)
-        evaluator = evaluator or loop._make_evaluator(exp)
-        for name, grid in evaluator.image_grids(state).items():
-            path = os.path.join(_GRIDS.value, f"step{steps[-1]}_{name.replace('/', '_')}.png")
-            images.save_image(path, grid[0])
-    checkpointer.close()
+        for name, grid in evaluation.make_evaluator(exp).image_grids(state).items():
+            path = os.path.join(_GRIDS.value, f"step{step}_{name.replace('/', '_')}.png")
+            evaluation.save_image(path, grid[0])
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from PIL import Image
 
 from benchmarks import common
 from ssinfogan_jax import default_config as default
-from ssinfogan_jax import input_pipeline
+from ssinfogan_jax import experiment
 from ssinfogan_jax.data import labeled_subset
 
 _RAW_DIR = flags.DEFINE_string("raw_dir", common.RAW_MNIST, "MNIST IDX folder.")
@@ -42,7 +42,8 @@ def main(argv):
         data_dir = common.prepared_mnist(_DATA_DIR.value or tmp, _RAW_DIR.value)
         config = default.get_config()
         config.data.data_dir = data_dir
-        splits = {s: input_pipeline._load_uint8(config, s) for s in ("train", "test")}
+        source = experiment.data_source(config)
+        splits = {s: source.load(s) for s in ("train", "test")}
     train_labels = splits["train"][1]["label"]
     chosen = labeled_subset.select_labeled(
         train_labels, _NUM_LABELED.value, "stratified", _LABELED_SEED.value

@@ -39,22 +39,16 @@ IDX_FILES = {
 IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist")
 # Every set made from the four IDX files of a raw folder: those, and our rendered digit_scenes.
 IDX_SOURCED = (*IDX_DATASETS, "digit_scenes")
+NOT_DOWNLOADABLE = registry.NOT_DOWNLOADABLE
+DataNotFoundError = registry.DataNotFoundError
+default_data_dir = registry.default_data_dir
 PREPARE_COMMAND = (
     "python -m ssinfogan_jax.prepare_data --dataset={name} --raw_dir={raw} --data_dir={dd}"
 )
 
 
-class DataNotFoundError(FileNotFoundError):
-    """The data set is neither prepared nor preparable here (from local files or a download)."""
-
-
 class BadRawFileError(DataNotFoundError):
     """A raw file is missing, not the official one, or malformed (official_files.RawFileError)."""
-
-
-def default_data_dir(data_dir: str) -> str:
-    """tfds's own default (~/tensorflow_datasets or $TFDS_DATA_DIR) when `data_dir` is ''."""
-    return data_dir or os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -462,7 +456,7 @@ def _prepare_or_download(
     if raw_dir:
         prepare(name, raw_dir, data_dir, verify_checksums=verify_checksums)
         return
-    if download == "auto" and name not in registry.NOT_DOWNLOADABLE:
+    if download == "auto" and name not in NOT_DOWNLOADABLE:
         download_and_prepare(name, data_dir)
         return
     raise DataNotFoundError(not_prepared_message(name, data_dir, download))
@@ -470,7 +464,7 @@ def _prepare_or_download(
 
 def not_prepared_message(name: str, data_dir: str, download: str) -> str:
     """Why `name` cannot be used here without a raw_dir, and how to prepare it offline."""
-    if name in registry.NOT_DOWNLOADABLE:
+    if name in NOT_DOWNLOADABLE:
         why = "tfds cannot download it"
     else:
         why = f"config.data.download is {download!r}"

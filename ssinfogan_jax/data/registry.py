@@ -14,6 +14,7 @@ Nothing here imports TensorFlow at module level.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 
 import ml_collections
@@ -67,8 +68,23 @@ DATASETS = {
         digit_scenes.VERSION,
     ),
 }
+# config.data.download: what happens when a set is not prepared and no raw_dir is given.
+DOWNLOADS = ("auto", "never")  # tfds's download_and_prepare; stop with how to prepare offline
+# Sets that tfds cannot download: built from files only (data/builders.py).
+NOT_DOWNLOADABLE = ("digit_scenes",)
+# Sets built from what is installed (scikit-learn's digits): always preparable.
+EMBEDDED = ("digits",)
 FOLDER = "folder"  # Your own images; not a table entry (data/sources.py's FolderSource).
 CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data set is neither prepared nor preparable here (from local files or a download)."""
+
+
+def default_data_dir(data_dir: str) -> str:
+    """tfds's own default (~/tensorflow_datasets or $TFDS_DATA_DIR) when `data_dir` is ''."""
+    return data_dir or os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ssinfogan_jax.data import builders, folder, labeled_subset, registry
+from ssinfogan_jax.data import folder, labeled_subset, registry
 
 DataSpec = registry.DataSpec
 Arrays = tuple[np.ndarray, Mapping[str, np.ndarray]]  # (uint8 images [N, H, W, C], labels)
@@ -140,15 +140,17 @@ class TfdsSource(DataSource):
         self.celeba_crop = tuple(celeba_crop) if celeba_crop else None  # CelebA's only
 
     def problems(self) -> list[str]:
+        from ssinfogan_jax.data import builders  # TensorFlow: only where tfds is read.
+
         name = self.spec.name
         try:
             prepared = builders.is_prepared(name, self.data_dir)
         except Exception as e:
             return [f"config.data.data_dir: cannot read {self.data_dir!r}: {e}"]
-        if prepared or name in builders.EMBEDDED:
+        if prepared or name in registry.EMBEDDED:
             return []
         if not self.raw_dir:
-            if self.download == "auto" and name not in builders.NOT_DOWNLOADABLE:
+            if self.download == "auto" and name not in registry.NOT_DOWNLOADABLE:
                 return []  # Downloaded when first loaded.
             return [builders.not_prepared_message(name, self.data_dir, self.download)]
         if missing := builders.missing_raw_files(name, self.raw_dir):
@@ -159,11 +161,15 @@ class TfdsSource(DataSource):
         return []
 
     def prepare(self) -> None:
+        from ssinfogan_jax.data import builders
+
         if problems := self.problems():
-            raise builders.DataNotFoundError("\n".join(problems))
+            raise registry.DataNotFoundError("\n".join(problems))
         builders.ensure_prepared(self.spec.name, self.data_dir, self.raw_dir, self.download)
 
     def _builder(self):
+        from ssinfogan_jax.data import builders
+
         builders.ensure_prepared(self.spec.name, self.data_dir, self.raw_dir, self.download)
         return builders.builder(self.spec.name, self.data_dir)
 
@@ -256,7 +262,7 @@ class FolderSource(DataSource):
 
     def __init__(self, source: folder.Source, spec: DataSpec, data_dir: str = ""):
         self.source, self.spec = source, spec
-        self.data_dir = builders.default_data_dir(data_dir)
+        self.data_dir = registry.default_data_dir(data_dir)
         self.class_names = {
             name: list(label.classes) for name, label in source.labels.items() if label.classes
         }
@@ -468,7 +474,7 @@ def as_source(data, continuous_range: float = 1.0, name: str = "arrays") -> Data
 
 def default_judge_dir(data_dir: str) -> str:
     """Where judges are cached by default: <data_dir>/ssinfogan_classifiers."""
-    return os.path.join(builders.default_data_dir(data_dir), "ssinfogan_classifiers")
+    return os.path.join(registry.default_data_dir(data_dir), "ssinfogan_classifiers")
 
 
 __all__ = [

@@ -261,7 +261,7 @@ def load(path: str) -> Classifier:
     return Classifier(spec, jax.tree_util.tree_map(jnp.asarray, variables), record.get("info", {}))
 
 
-def _random_affine(
+def random_affine(
     rng: jax.Array,
     images: jax.Array,
     max_shift: float,
@@ -329,7 +329,7 @@ def _train_step(
     """One AdamW step on augmented, standardised images [B, H, W, C] and labels [B] (with
     heads: {head: [B]}; the loss sums each head's cross-entropy or squared error)."""
     augment_rng, dropout_rng = jax.random.split(rng)
-    images = _random_affine(
+    images = random_affine(
         augment_rng, images, options.max_shift, options.max_rotation, options.max_scale
     )
     images = _standardise(spec, images)

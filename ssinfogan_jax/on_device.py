@@ -1,0 +1,128 @@
+"""The whole step on the accelerator: the training set on the device, many steps per call.
+
+    resident = on_device.put(train_data)               # uint8 images, labels, masks on device
+    multi_step = on_device.make_multi_step(step_fn)    # jitted; lax.scan over the steps
+    plan = on_device.plan(train_data, start_step, k)   # host: k steps' example indices
+    state, metrics = multi_step(state, resident, plan) # metrics: {name: [k]}
+
+ss-InfoGAN's networks are small: one step is a few milliseconds on a GPU, so a loop that
+dispatches one step at a time and feeds it from host numpy leaves the device idle. Here the
+training set lives on the device as uint8 (MNIST: 47 MB), and one call runs k steps with
+`lax.scan`, each gathering its batch on the device.
+
+Which examples each step draws is the host sampler's decision (data/sampler.py: the labelled
+batch schedule, the pools' permutations, the labelled shifts), sent as k x b indices per call
+(13 bytes per example): so this path and the host loop see the same batches, a resume needs no
+iterator state, and N runs with N labelled subsets share one copy of the images. The uint8 ->
+float conversion is a 256-entry table computed as the host computes it, and the shifts move
+pixels only, so each batch holds the same bits as `TrainData.batch(step)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ssinfogan_jax import train as train_lib
+
+Plan = dict[str, np.ndarray]  # index [k, b] int32, slots [k, b] bool, shifts [k, b, 2] int32
+
+
+@struct.dataclass
+class Resident:
+    """One host's block of the train split on the device.
+
+    images uint8 [n, H, W, C]; labels {name: int32 or float32 [n]}; known {name: bool [n]}
+    (labelled for that label); table float32 [256], uint8 -> the image range.
+    """
+
+    images: jax.Array
+    labels: dict[str, jax.Array]
+    known: dict[str, jax.Array]
+    table: jax.Array
+    fill: float = struct.field(pytree_node=False)  # Vacated pixels of a shift: the range's low.
+    max_shift: int = struct.field(pytree_node=False)
+
+
+def nbytes(data) -> int:
+    """Bytes a TrainData's block takes on the device."""
+    arrays = [data.images, *data.labels.values(), *data.known.values()]
+    return int(sum(np.asarray(a).nbytes for a in arrays))
+
+
+def put(data, device=None) -> Resident:
+    """`data` (input_pipeline.TrainData) on `device` (default: JAX's first)."""
+    lo, hi = data.info.image_range
+    # As sources.to_float, element by element on the host: the same float32 bits.
+    table = np.arange(256, dtype=np.uint8).astype(np.float32) * np.float32(
+        (hi - lo) / 255.0
+    ) + np.float32(lo)
+    put_ = lambda x: jax.device_put(np.asarray(x), device)
+    return Resident(
+        images=put_(data.images),
+        labels={k: put_(v) for k, v in data.labels.items()},
+        known={k: put_(v) for k, v in data.known.items()},
+        table=put_(table),
+        fill=float(lo),
+        max_shift=int(data.labeled_max_shift),
+    )
+
+
+def plan(data, start_step: int, count: int) -> Plan:
+    """The example indices of steps start_step + 1 .. start_step + count (what the host loop's
+    batches of those steps hold; batch(t) serves step t + 1)."""
+    index, slots, shifts = [], [], []
+    for t in range(start_step, start_step + count):
+        local, s = data.local_indices(t)
+        shift = np.zeros((len(s), 2), np.int32)
+        if data.labeled_max_shift and s.any():
+            shift[s] = data.shifts(t, int(s.sum()))
+        index.append(local.astype(np.int32))
+        slots.append(s)
+        shifts.append(shift)
+    return {"index": np.stack(index), "slots": np.stack(slots), "shifts": np.stack(shifts)}
+
+
+def _shift(image: jax.Array, shift: jax.Array, most: int, fill: float) -> jax.Array:
+    """One image [H, W, C] moved by shift (dy, dx); vacated pixels = fill (augment.shift_images)."""
+    h, w, c = image.shape
+    padded = jnp.pad(image, ((most, most), (most, most), (0, 0)), constant_values=fill)
+    return jax.lax.dynamic_slice(padded, (most - shift[0], most - shift[1], 0), (h, w, c))
+
+
+def gather(resident: Resident, index: jax.Array, slots: jax.Array, shifts: jax.Array) -> dict:
+    """The batch of one step, as TrainData.batch builds it on the host."""
+    images = resident.table[resident.images[index].astype(jnp.int32)]
+    if resident.max_shift:
+        most = resident.max_shift
+        shift = jax.vmap(lambda x, s: _shift(x, s, most, resident.fill))
+        images = jnp.where(slots[:, None, None, None], shift(images, shifts), images)
+    labels, masks = {}, {}
+    for name, values in resident.labels.items():
+        mask = slots & resident.known[name][index]
+        sentinel = -1 if jnp.issubdtype(values.dtype, jnp.integer) else jnp.nan
+        labels[name] = jnp.where(mask, values[index], jnp.asarray(sentinel, values.dtype))
+        masks[name] = mask.astype(jnp.float32)
+    return {"image": images, "label_masks": masks, "labels": labels}
+
+
+def multi_step(
+    state: train_lib.TrainState, resident: Resident, plan: Plan, *, step_fn: train_lib.TrainStep
+) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
+    """len(plan['index']) train steps in one `lax.scan`; metrics stacked per step."""
+
+    def body(state, xs):
+        return step_fn(state, gather(resident, xs["index"], xs["slots"], xs["shifts"]))
+
+    return jax.lax.scan(body, state, plan)
+
+
+def make_multi_step(step_fn: train_lib.TrainStep, donate: bool = False) -> Callable[..., Any]:
+    """The jitted `multi_step` of a bound train step (train.bind_train_step)."""
+    fn = lambda state, resident, plan: multi_step(state, resident, plan, step_fn=step_fn)
+    return jax.jit(fn, donate_argnums=(0,) if donate else ())
