@@ -161,7 +161,7 @@ def test_several_problems_are_all_reported(config):
     config.optimizer.d_learning_rate = -1.0
     config.instance_noise.decay = 0.0
     with pytest.raises(config_checks.ConfigError) as error:
-        config_checks.validate(config)
+        experiment.from_config(config, process_count=1, device_count=1)
     lines = str(error.value).splitlines()[1:]
     assert [line.strip().split(":")[0] for line in lines] == [
         "config.model.arch",
@@ -242,6 +242,7 @@ BAD_VALUES = {
     "batch_size": 0,
     "parallel": "pjit",
     "num_train_steps": 0,
+    "steps_per_dispatch": 0,
     "log_every_steps": 0,
     "checkpoint_every_steps": 0,
     "max_checkpoints_to_keep": 0,

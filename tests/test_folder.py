@@ -114,9 +114,9 @@ def test_codes_come_from_the_csv_and_the_class_map_is_kept(shapes, tmp_path):
     }
     assert exp.data.labels == {"shape": 3, "filled": 2, "size": 0}
     assert exp.data.image_shape == (32, 32, 3)
-    assert exp.config.eval.classifier_dir.endswith("_32x32")  # A judge per folder.
+    assert exp.source.judge_key.endswith("_32x32")  # A judge per folder.
     gray = experiment.from_config(config_for(out, csv_path, tmp_path, "gray"))
-    assert gray.dataset.image_shape == (28, 28, 1) and gray.dataset.image_range == (0.0, 1.0)
+    assert gray.data.image_shape == (28, 28, 1) and gray.data.image_range == (0.0, 1.0)
 
 
 # --- Bad input: one clear line each -------------------------------------------------------------

@@ -248,7 +248,7 @@ def test_the_angle_a_digit_shows_is_its_rotation_whatever_its_writer_slant():
     u = np.broadcast_to(c[None, :], (28, 28)).reshape(1, -1)
     v = np.broadcast_to(c[:, None], (28, 28)).reshape(1, -1)
     upright = glyphs.astype(np.float32) / 255.0
-    slanted = digit_scenes._bilinear(upright, u - shear[:, None] * (v - 14.0), v)
+    slanted = digit_scenes.bilinear(upright, u - shear[:, None] * (v - 14.0), v)
     slanted = slanted.reshape(-1, 28, 28)
     sources = [(np.round(slanted * 255).astype(np.uint8), labels)]
     if os.path.isdir(MNIST_RAW):
@@ -300,8 +300,8 @@ def test_every_attribute_changes_every_image_of_filled_shapes(tmp_path):
     assert_every_attribute_changes_every_image(glyphs, labels)
     # And thick is thicker: more ink (>= 0.5) on every glyph, never less anywhere.
     ink = digit_scenes.deskew(glyphs.astype(np.float32) / 255.0)
-    thin = digit_scenes._set_stroke(ink, np.zeros(len(ink), int))
-    thick = digit_scenes._set_stroke(ink, np.ones(len(ink), int))
+    thin = digit_scenes.set_stroke(ink, np.zeros(len(ink), int))
+    thick = digit_scenes.set_stroke(ink, np.ones(len(ink), int))
     assert np.all(thick >= thin)
     assert np.all((thick >= 0.5).sum((1, 2)) > (thin >= 0.5).sum((1, 2)))
 
@@ -324,8 +324,8 @@ def test_every_attribute_changes_every_image_of_mnist_glyphs():
 def test_stroke_classes_have_separate_pen_widths():
     glyphs, _ = real_glyphs(2000)
     ink = glyphs.astype(np.float32) / 255.0
-    thin = digit_scenes.pen_width(digit_scenes._set_stroke(ink, np.zeros(len(ink), int)))
-    thick = digit_scenes.pen_width(digit_scenes._set_stroke(ink, np.ones(len(ink), int)))
+    thin = digit_scenes.pen_width(digit_scenes.set_stroke(ink, np.zeros(len(ink), int)))
+    thick = digit_scenes.pen_width(digit_scenes.set_stroke(ink, np.ones(len(ink), int)))
     assert np.median(thick) - np.median(thin) > 1.0
     assert auc(np.concatenate([thin, thick]), np.repeat([0, 1], len(ink))) > 0.99
 

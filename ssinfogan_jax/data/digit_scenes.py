@@ -203,7 +203,7 @@ def _stroke_steps(glyphs: np.ndarray, thick: np.ndarray) -> np.ndarray:
     return np.where(thick == 1, thick_steps, thin_steps).astype(np.int64)
 
 
-def _set_stroke(glyphs: np.ndarray, thick: np.ndarray) -> np.ndarray:
+def set_stroke(glyphs: np.ndarray, thick: np.ndarray) -> np.ndarray:
     """glyphs [n, 28, 28] float32 in [0, 1], their pen width moved towards the class's width
     (`_stroke_steps`). Thick and thin differ on every glyph that is not constant."""
     steps = _stroke_steps(glyphs, thick)
@@ -221,7 +221,7 @@ def _set_stroke(glyphs: np.ndarray, thick: np.ndarray) -> np.ndarray:
 # Geometry.
 
 
-def _bilinear(glyphs: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def bilinear(glyphs: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Samples glyphs [n, 28, 28] at glyph coordinates (u = x, v = y; pixel centres at k + 0.5)
     given as [n, P]; 0 outside. Returns [n, P]."""
     n = glyphs.shape[0]
@@ -265,7 +265,7 @@ def deskew(glyphs: np.ndarray) -> np.ndarray:
     v = np.broadcast_to(y[0], (_GLYPH, _GLYPH)).reshape(1, -1)
     source_u = u + slant * (v - half) + (cx[:, None] - half)
     source_v = v + (cy[:, None] - half)
-    return _bilinear(glyphs, source_u, source_v).reshape(n, _GLYPH, _GLYPH)
+    return bilinear(glyphs, source_u, source_v).reshape(n, _GLYPH, _GLYPH)
 
 
 def _spacing_cap(glyphs, side, angle, scale, shift, dy):
@@ -310,13 +310,13 @@ def _scene_alpha(centre, left, right, has_neighbours, angle, scale, shift, spaci
     px = (cos * qx + sin * qy) / scale[:, None]
     py = (-sin * qx + cos * qy) / scale[:, None]
     half = _GLYPH / 2
-    alpha = _bilinear(centre, px + half, py + half)
+    alpha = bilinear(centre, px + half, py + half)
     idx = np.flatnonzero(has_neighbours)
     if idx.size:
         s, d = spacing[idx, None], dy[idx]
         pxi, pyi = px[idx], py[idx]
-        side_left = _bilinear(left[idx], pxi + s + half, pyi - d[:, :1] + half)
-        side_right = _bilinear(right[idx], pxi - s + half, pyi - d[:, 1:] + half)
+        side_left = bilinear(left[idx], pxi + s + half, pyi - d[:, :1] + half)
+        side_right = bilinear(right[idx], pxi - s + half, pyi - d[:, 1:] + half)
         alpha[idx] = np.maximum(alpha[idx], np.maximum(side_left, side_right))
     return alpha.reshape(n, _OUT, _OUT)
 
@@ -374,13 +374,13 @@ def _render_chunk(glyphs01, labels, seed, split, index, forced):
     right = np.minimum((r.uniform("right_glyph") * n_src).astype(np.int64), n_src - 1)
     has_nb = out["neighbours"] == 1
     thick = out["thick_stroke"]
-    centre = _set_stroke(deskew(glyphs01[index]), thick)
+    centre = set_stroke(deskew(glyphs01[index]), thick)
     nb = np.zeros((n, _GLYPH, _GLYPH), np.float32)
     left_g, right_g = nb, nb
     if has_nb.any():
         left_g, right_g = nb.copy(), nb.copy()
-        left_g[has_nb] = _set_stroke(deskew(glyphs01[left[has_nb]]), thick[has_nb])
-        right_g[has_nb] = _set_stroke(deskew(glyphs01[right[has_nb]]), thick[has_nb])
+        left_g[has_nb] = set_stroke(deskew(glyphs01[left[has_nb]]), thick[has_nb])
+        right_g[has_nb] = set_stroke(deskew(glyphs01[right[has_nb]]), thick[has_nb])
     angle, scale = out["rotation"], r.uniform("scale", *_SCALE_RANGE)
     shift = r.uniform("shift", -_SHIFT, _SHIFT, extra=2)
     spacing = r.uniform("spacing", *_SPACING_RANGE)

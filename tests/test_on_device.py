@@ -1,0 +1,99 @@
+"""The data on the device and k steps per call (ssinfogan_jax/on_device.py) against the host loop."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from conftest import digits_config, saved_state, trees_equal
+
+from ssinfogan_jax import experiment, input_pipeline, loop, on_device, train
+
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
+def _train_data(config, data=None):
+    exp = experiment.from_config(config, data=data)
+    return exp, input_pipeline.create_train_data(exp, None)
+
+
+def test_device_batches_hold_the_host_batches_bits(digits_shared):
+    """Shifted labelled digits, and labels that some examples lack (arrays with -1)."""
+    config = digits_config(digits_shared, batch_size=32)
+    config.data.labeled_max_shift = 2
+    source = experiment.data_source(config)
+    arrays = {split: source.load(split) for split in ("train", "test")}
+    images, labels = arrays["train"]
+    partial = labels["label"].copy()
+    partial[::3] = -1  # A third of the examples lack the label.
+    arrays["train"] = (images, {"label": partial})
+    config.data.num_labeled = 200
+    for data in (None, arrays):
+        _, train_data = _train_data(config, data)
+        resident = on_device.put(train_data)
+        plan = on_device.plan(train_data, 40, 12)
+        gather = jax.jit(on_device.gather)
+        shifted = 0
+        for i, step in enumerate(range(40, 52)):
+            host = train_data.batch(step)
+            device = jax.device_get(
+                gather(resident, plan["index"][i], plan["slots"][i], plan["shifts"][i])
+            )
+            assert trees_equal(host, device), step
+            shifted += int(np.abs(plan["shifts"][i]).sum() > 0)
+        assert shifted > 0  # The shifts were exercised.
+
+
+def test_any_number_of_steps_per_call_gives_the_same_bits(digits_shared):
+    """k = 1, 2, 3 and 6 steps per call: the same state after 6 steps, so a run resumed at a
+    call boundary continues exactly."""
+    exp, data = _train_data(digits_config(digits_shared))
+    resident = on_device.put(data)
+    multi = on_device.make_multi_step(train.bind_train_step(exp))
+    state0 = train.create_train_state(jax.random.PRNGKey(1), exp)
+    finals, losses = {}, {}
+    for k in (1, 2, 3, 6):
+        state, seen = state0, []
+        for start in range(0, 6, k):
+            state, metrics = multi(state, resident, on_device.plan(data, start, k))
+            seen.append(np.asarray(metrics["d_loss"]))
+        finals[k], losses[k] = jax.device_get(state), np.concatenate(seen)
+        assert losses[k].shape == (6,)
+    for k in (2, 3, 6):
+        assert trees_equal(finals[k], finals[1]), k
+        np.testing.assert_array_equal(losses[k], losses[1])
+    # Against one step per call from host batches: XLA compiles a loop body apart from a
+    # top-level step (other fusions, so sums round otherwise): the first step's losses agree
+    # to float rounding, not to the bit.
+    host_state, host_metrics = jax.jit(train.bind_train_step(exp))(state0, data.batch(0))
+    np.testing.assert_allclose(float(host_metrics["d_loss"]), losses[1][0], rtol=1e-5)
+    assert int(host_state.step) == int(finals[1].step) - 5
+
+
+def test_a_run_on_the_device_resumes_exactly_and_checks_its_cadences(digits_shared, tmp_path):
+    config = digits_config(
+        digits_shared, steps_per_dispatch=3, log_every_steps=3, eval_every_steps=0
+    )
+    loop.train_and_evaluate(config, str(tmp_path / "straight"))
+    half = digits_config(
+        digits_shared,
+        steps_per_dispatch=3,
+        log_every_steps=3,
+        eval_every_steps=0,
+        num_train_steps=3,
+    )
+    loop.train_and_evaluate(half, str(tmp_path / "resumed"))
+    assert saved_state(tmp_path / "resumed")[0] == 3
+    loop.train_and_evaluate(config, str(tmp_path / "resumed"))
+    (step, resumed), (_, straight) = saved_state(tmp_path / "resumed"), saved_state(
+        tmp_path / "straight"
+    )
+    assert step == 6 and trees_equal(resumed, straight)
+
+    bad = digits_config(digits_shared, steps_per_dispatch=4, log_every_steps=2)
+    problems = experiment.find_problems(bad)
+    assert problems == [
+        "config.steps_per_dispatch: 4 steps per call, but log_every_steps=2, "
+        "checkpoint_every_steps=3 are not a multiple of 4; use multiples of 4 (0 = only at the "
+        "end) or a smaller steps_per_dispatch"
+    ]
