@@ -2,7 +2,7 @@
 
     python -m benchmarks.time_to_accuracy [--max_steps 5000] [--eval_every 250]
         [--frameworks jax,torch] [--thresholds 0.95,0.98]
-    python -m benchmarks.time_to_accuracy --max_steps 20 --eval_every 10 --classifier_steps 50
+    python -m benchmarks.time_to_accuracy --max_steps 20 --eval_every 10 --judge_steps 50
         # a smoke check (minutes): both runs start, evaluate and are timed
 
 The figure a user feels: wall time from the training process's start until the independent
@@ -46,7 +46,7 @@ def _config(args):
     config.data.num_labeled = args.labels
     config.data.data_dir = args.data_dir
     config.data.raw_dir = args.raw_dir
-    config.eval.classifier_steps = args.classifier_steps
+    config.eval.judge_steps = args.judge_steps
     return config
 
 
@@ -72,7 +72,7 @@ def _jax_command(args, workdir: str) -> list[str]:
         f"--config.data.num_labeled={args.labels}",
         f"--config.data.data_dir={args.data_dir}",
         f"--config.data.raw_dir={args.raw_dir}",
-        f"--config.eval.classifier_steps={args.classifier_steps}",
+        f"--config.eval.judge_steps={args.judge_steps}",
         f"--config.seed={args.seed}",
         f"--config.num_train_steps={args.max_steps}",
         f"--config.eval_every_steps={args.eval_every}",
@@ -90,7 +90,7 @@ def _torch_command(args, workdir: str, judge: str) -> list[str]:
         f"--labels={args.labels}",
         f"--data_dir={args.data_dir}",
         f"--raw_dir={args.raw_dir}",
-        f"--classifier_steps={args.classifier_steps}",
+        f"--judge_steps={args.judge_steps}",
         f"--seed={args.seed}",
         f"--max_steps={args.max_steps}",
         f"--eval_every={args.eval_every}",
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--eval_every", type=int, default=250)
     parser.add_argument("--labels", type=int, default=LABELS)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--classifier_steps", type=int, default=2_000, help="the judge's")
+    parser.add_argument("--judge_steps", type=int, default=2_000, help="the judge's")
     parser.add_argument("--root", default="/tmp/ssinfogan_time_to_accuracy")
     parser.add_argument("--data_dir", default=os.path.expanduser("~/tensorflow_datasets"))
     parser.add_argument("--raw_dir", default=common.RAW_MNIST)

@@ -35,8 +35,8 @@ def get_config(arg: str | None = None):
     config.images_every_steps = 0  # Only at the end.
     # The judge: 300 steps of batch 32 on the 359 test digits reach 98.8% on the 1,438
     # training digits in ~11 s (150 steps of batch 128: 98.5% in ~22 s).
-    config.eval.classifier_steps = 300
-    config.eval.classifier_batch_size = 32
+    config.eval.judge_steps = 300
+    config.eval.judge_batch_size = 32
     if "runlocal" in args:
         default_config.runlocal(config)
     return config

@@ -347,7 +347,7 @@ setup="$busy; $unpack && $(install_command tpu)"
 # The run on every worker: main.py with the shared locations (before the user's flags, which
 # win), detached from the ssh session (setsid -f, nohup, no fd left on the terminal).
 main_flags=(--config="$config" --workdir="$workdir" --mode="$mode"
-  --config.data.data_dir="$data_dir" --config.eval.classifier_dir="$classifier_dir")
+  --config.data.data_dir="$data_dir" --config.eval.judge_dir="$classifier_dir")
 if [[ -n "$raw_dir" ]]; then
   main_flags+=(--config.data.raw_dir="$raw_dir")
 fi
@@ -374,7 +374,7 @@ if ((dry_run)); then
   fi
   echo "# Checked: --mode=$mode, --config=$config (in this checkout), $shipped_as"
   echo "# Every worker gets: --config.data.data_dir=$data_dir" \
-    "--config.eval.classifier_dir=$classifier_dir${raw_dir:+ --config.data.raw_dir=$raw_dir};" \
+    "--config.eval.judge_dir=$classifier_dir${raw_dir:+ --config.data.raw_dir=$raw_dir};" \
     "its log goes to $logs/worker_<i>.log"
   run "${describe[@]}"
   echo "# if it does not exist:"

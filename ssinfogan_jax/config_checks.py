@@ -75,9 +75,11 @@ def compare_with_saved(saved: dict, config: ml_collections.ConfigDict) -> tuple[
     Returns ({field: [saved, new]} of the changes allowed on resume, ["config.x: a -> b", ...]
     for every other difference). A field the saved record lacks (added to the project since)
     counts as unchanged when it has its default value, and as an allowed change from None when
-    it may change on resume; one only the record has is ignored.
+    it may change on resume; one only the record has is ignored. A renamed field is read under
+    its new name (default_config.RENAMED_FIELDS), so an older run's record still resumes.
     """
     old, new = _flatten(saved), _flatten(record(config))
+    old = {default_config.RENAMED_FIELDS.get(name, name): value for name, value in old.items()}
     defaults = _flatten(record(default_config.get_config()))
     allowed, problems = {}, []
     for name, value in new.items():
@@ -102,7 +104,11 @@ def _unknown_fields(config, reference, prefix: str = "config") -> list[str]:
     for key in config.keys():
         name = f"{prefix}.{key}"
         if key not in reference:
+            renamed = default_config.RENAMED_FIELDS.get(name.removeprefix("config."))
             close = difflib.get_close_matches(key, list(reference.keys()), n=1)
+            if renamed:
+                problems.append(f"{name}: renamed; use config.{renamed}")
+                continue
             hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
             problems.append(f"{name}: unknown field{hint}")
         elif isinstance(config[key], ml_collections.ConfigDict) and isinstance(
@@ -157,10 +163,10 @@ RANGES = (
     ("eval_every_steps", 0, None, False, True, True),
     ("images_every_steps", 0, None, False, True, True),
     ("eval.samples_per_value", 1, None, False, True, True),
-    ("eval.classifier_steps", 1, None, False, True, True),
-    ("eval.classifier_batch_size", 1, None, False, True, True),
-    ("eval.classifier_seed", 0, 2**32, False, True, True),
-    ("eval.classifier_max_shift", -1.0, None, False, True, False),
+    ("eval.judge_steps", 1, None, False, True, True),
+    ("eval.judge_batch_size", 1, None, False, True, True),
+    ("eval.judge_seed", 0, 2**32, False, True, True),
+    ("eval.judge_max_shift", -1.0, None, False, True, False),
     ("sample.per_value", 1, None, False, True, True),
     ("sample.traversal_rows", 1, None, False, True, True),
     ("sample.traversal_values", 2, None, False, True, True),
@@ -204,6 +210,7 @@ CHECKED_ELSEWHERE = {
 
 # Fields with no check at start-up, and why.
 UNCHECKED = {
+    "runs": "sweep.run_configs: field=value overrides; each run's config is checked as a run's",
     "data.images_dir": "name = 'folder' only: a path; its images are checked (missing, "
     "unreadable, mixed modes, unlisted) when the folder is read, before anything is written",
     "data.labels_csv": "name = 'folder' only: a path; its columns and cells are checked when "
@@ -219,7 +226,7 @@ UNCHECKED = {
     "that Q_ss has a trunk of its own",
     "data.data_dir": "a path: whether the data is there is checked when it loads",
     "data.raw_dir": "a path: whether its files are there is checked when the data loads",
-    "eval.classifier_dir": "a path: read or created when the classifier is first needed",
+    "eval.judge_dir": "a path: read or created when the judge is first needed",
     "log_grad_norms": "a bool (ml_collections enforces the type)",
     "model.d_batch_norm": "a bool (ml_collections enforces the type)",
     "compilation_cache_dir": "a path ('' = off): created when the cache is enabled",

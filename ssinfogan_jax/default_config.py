@@ -99,8 +99,32 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.eval_every_steps = 0  # Only at the end.
     config.images_every_steps = 0
     config.eval.samples_per_value = 8
-    config.eval.classifier_steps = 50  # Cached apart from a real run's classifier.
+    config.eval.judge_steps = 50  # Cached apart from a real run's judge.
     return config
+
+
+# Config fields renamed since a release, {old: new}: an old name is refused with a hint to the
+# new one (config_checks, main's flag parser), and a work dir's config.json that still has the
+# old names is read under the new ones (config_checks.compare_with_saved).
+RENAMED_FIELDS = {
+    "eval.classifier_dir": "eval.judge_dir",
+    "eval.classifier_steps": "eval.judge_steps",
+    "eval.classifier_seed": "eval.judge_seed",
+    "eval.classifier_batch_size": "eval.judge_batch_size",
+    "eval.classifier_max_shift": "eval.judge_max_shift",
+}
+
+
+def renamed_field_hint(argv) -> str | None:
+    """The one-line hint for the first `--config.<old name>=...` of `argv`, None if none."""
+    for arg in argv:
+        name = arg.lstrip("-").partition("=")[0].removeprefix("config.")
+        if arg.startswith(("--config.", "-config.")) and name in RENAMED_FIELDS:
+            return (
+                f"--config.{name} was renamed: use --config.{RENAMED_FIELDS[name]} (the judge's "
+                "settings are config.eval.judge_*)"
+            )
+    return None
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -243,6 +267,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # accelerators, where one small step per call leaves the device idle. The cadences below
     # must then be multiples of k. 1: one step per call, fed from the host.
     config.steps_per_dispatch = 1
+    # Several runs trained as one program (ssinfogan_jax/sweep.py), each in <workdir>/<name>:
+    # runs separated by ';', each a comma-separated list of field=value overrides, e.g.
+    # 'seed=1;seed=2;seed=3'. '' = one run. Runs that differ only in seeds and labelled
+    # subsets are vmapped together; the others train as programs of their own.
+    config.runs = ""
 
     config.log_every_steps = 100  # Scalars to TensorBoard and a progress line.
     # True: d_grad_norm and g_grad_norm among the train metrics. Off by default: on XLA:CPU
@@ -261,14 +290,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.eval = ml_collections.ConfigDict()
     config.eval.samples_per_value = 128  # Per value of each supervised code (the reference).
-    config.eval.classifier_dir = ""  # Independent classifier; '' = <data_dir>/classifiers.
-    config.eval.classifier_steps = 2_000  # Training steps if it has to be trained.
-    config.eval.classifier_batch_size = 128  # Their batch size.
-    config.eval.classifier_seed = 0  # The same judge for every training seed.
+    # The judge (the independent classifier that scores samples) is cached here, one folder per
+    # data fingerprint, heads and options; '' = <data_dir>/ssinfogan_classifiers.
+    config.eval.judge_dir = ""
+    config.eval.judge_steps = 2_000  # Training steps if it has to be trained.
+    config.eval.judge_batch_size = 128  # Their batch size.
+    config.eval.judge_seed = 0  # The same judge for every training seed.
     # Random shift (pixels) of the judge's training images. -1: 2, or 0 when it judges a
     # continuous label (which may be a position); a data set whose continuous labels survive a
     # shift sets it (configs/digit_scenes.py). Rotation and scaling stay off for those.
-    config.eval.classifier_max_shift = -1.0
+    config.eval.judge_max_shift = -1.0
 
     config.sample = ml_collections.ConfigDict()
     config.sample.checkpoint = "latest"  # 'latest' or 'best'.

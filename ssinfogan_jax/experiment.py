@@ -321,11 +321,11 @@ def from_config(
             int(config.steps_per_dispatch),
         ),
         judge=JudgeSpec(
-            ev.classifier_dir or sources.default_judge_dir(d.data_dir),
-            int(ev.classifier_steps),
-            int(ev.classifier_seed),
-            int(ev.classifier_batch_size),
-            float(ev.classifier_max_shift),
+            ev.judge_dir or sources.default_judge_dir(d.data_dir),
+            int(ev.judge_steps),
+            int(ev.judge_seed),
+            int(ev.judge_batch_size),
+            float(ev.judge_max_shift),
         ),
         eval=EvalSpec(int(ev.samples_per_value), int(config.seed) + 1),
         sample=SampleSpec(

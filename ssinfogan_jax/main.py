@@ -108,7 +108,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
         _usage_error(_flag_error_message(e))
     except (AttributeError, KeyError) as e:
         message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-        _usage_error(f"config error: {message}")
+        _usage_error(default_config.renamed_field_hint(argv) or f"config error: {message}")
     if not isinstance(_CONFIG.value, ml_collections.ConfigDict):
         try:  # ml_collections keeps a config file's I/O error until the config is read.
             _CONFIG.value.lock()

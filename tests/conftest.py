@@ -148,9 +148,9 @@ def main_command(shared: pathlib.Path, workdir, *flags: str) -> list[str]:
         "--config": f"--config={ROOT}/configs/digits.py:runlocal",
         "--workdir": f"--workdir={workdir}",
         "--config.data.data_dir": f"--config.data.data_dir={shared / 'tfds'}",
-        "--config.eval.classifier_dir": f"--config.eval.classifier_dir={shared / 'classifiers'}",
-        "--config.eval.classifier_steps": (
-            f"--config.eval.classifier_steps={DIGITS_CLASSIFIER_STEPS}"
+        "--config.eval.judge_dir": f"--config.eval.judge_dir={shared / 'classifiers'}",
+        "--config.eval.judge_steps": (
+            f"--config.eval.judge_steps={DIGITS_CLASSIFIER_STEPS}"
         ),
         "--config.compilation_cache_dir": f"--config.compilation_cache_dir={shared / 'xla'}",
     }
@@ -189,8 +189,8 @@ def digits_config(shared: pathlib.Path, **overrides) -> ml_collections.ConfigDic
     in-process run must not reconfigure the test process); `overrides` set top-level fields."""
     config = digits.get_config("runlocal")
     config.data.data_dir = str(shared / "tfds")
-    config.eval.classifier_dir = str(shared / "classifiers")
-    config.eval.classifier_steps = DIGITS_CLASSIFIER_STEPS
+    config.eval.judge_dir = str(shared / "classifiers")
+    config.eval.judge_steps = DIGITS_CLASSIFIER_STEPS
     config.compilation_cache_dir = ""
     for key, value in overrides.items():
         config[key] = value

@@ -249,10 +249,10 @@ BAD_VALUES = {
     "eval_every_steps": -1,
     "images_every_steps": -1,
     "eval.samples_per_value": 0,
-    "eval.classifier_steps": 0,
-    "eval.classifier_batch_size": 0,
-    "eval.classifier_seed": -1,
-    "eval.classifier_max_shift": -2.0,
+    "eval.judge_steps": 0,
+    "eval.judge_batch_size": 0,
+    "eval.judge_seed": -1,
+    "eval.judge_max_shift": -2.0,
     "sample.checkpoint": "first",
     "sample.per_value": 0,
     "sample.traversal_rows": 0,
@@ -302,7 +302,33 @@ def test_saved_config_comparison_allows_cadences_and_names_the_rest(config):
     del saved["model"]["dtype"]  # A record older than the field: its default is what it ran.
     assert config_checks.compare_with_saved(saved, config)[1] == problems
     # A record older than an evaluation setting that the config now sets: allowed, from None.
-    del saved["eval"]["classifier_max_shift"]
-    config.eval.classifier_max_shift = 2.0
+    del saved["eval"]["judge_max_shift"]
+    config.eval.judge_max_shift = 2.0
     allowed, later = config_checks.compare_with_saved(saved, config)
-    assert allowed["eval.classifier_max_shift"] == [None, 2.0] and later == problems
+    assert allowed["eval.judge_max_shift"] == [None, 2.0] and later == problems
+
+
+def test_the_judges_old_field_names_are_refused_with_the_new_name(config, digits_shared, tmp_path):
+    config.eval.classifier_steps = 5  # A config file of before the rename.
+    assert _only_problem(config) == (
+        "config.eval.classifier_steps: renamed; use config.eval.judge_steps"
+    )
+    workdir = tmp_path / "run"
+    result = run_main(digits_shared, workdir, "--config.eval.classifier_dir=/tmp/j", timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        "FATAL --config.eval.classifier_dir was renamed: use --config.eval.judge_dir (the "
+        "judge's settings are config.eval.judge_*)"
+    ]
+    assert not workdir.exists()
+
+
+def test_a_record_with_the_judges_old_names_compares_under_the_new_ones(config):
+    saved = config_checks.record(config)
+    for new in list(saved["eval"]):
+        if new.startswith("judge_"):
+            saved["eval"]["classifier_" + new.removeprefix("judge_")] = saved["eval"].pop(new)
+    assert "judge_steps" not in saved["eval"] and saved["eval"]["classifier_steps"] == 300
+    assert config_checks.compare_with_saved(saved, config) == ({}, [])
+    config.eval.judge_steps = 7
+    assert config_checks.compare_with_saved(saved, config) == ({"eval.judge_steps": [300, 7]}, [])

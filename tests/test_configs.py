@@ -32,7 +32,7 @@ RUN_LENGTH_FIELDS = {
     "eval_every_steps",
     "images_every_steps",
     "eval.samples_per_value",
-    "eval.classifier_steps",
+    "eval.judge_steps",
 }
 
 
@@ -84,7 +84,7 @@ def test_runlocal_is_a_short_run_of_the_same_experiment(name):
     module = _module(name)
     full, local = _flat(module.get_config()), _flat(module.get_config("runlocal"))
     assert local["num_train_steps"] <= 10 < full["num_train_steps"]
-    assert local["eval.samples_per_value"] <= 8 and local["eval.classifier_steps"] <= 50
+    assert local["eval.samples_per_value"] <= 8 and local["eval.judge_steps"] <= 50
     assert local["checkpoint_every_steps"] <= local["num_train_steps"]
     changed = {key for key in full if full[key] != local[key]}
     assert changed <= RUN_LENGTH_FIELDS, changed - RUN_LENGTH_FIELDS

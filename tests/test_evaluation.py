@@ -600,7 +600,7 @@ def test_q_ss_on_test_counts_only_the_examples_labelled_for_each_code():
     known = ~np.isnan(labels["thickness"])
     expected = np.corrcoef(q["thickness"][known, 0], labels["thickness"][known])[0, 1]
     assert result["q_ss_test_corr/thickness"] == pytest.approx(expected, abs=1e-5)
-    with pytest.raises(ValueError, match="is_labelled"):
+    with pytest.raises(ValueError, match="is_labeled"):
         metrics.label_accuracy(np.zeros(3, int), np.array([0, -1, 2]), 10)
 
 
@@ -636,8 +636,8 @@ def test_judge_settings_and_cache_key_follow_the_config(
     from ssinfogan_jax import evaluation, experiment
 
     config = importlib.import_module(f"configs.{config_name}").get_config()
-    config.eval.classifier_max_shift = max_shift
-    config.eval.classifier_dir = str(tmp_path)
+    config.eval.judge_max_shift = max_shift
+    config.eval.judge_dir = str(tmp_path)
     exp = experiment.from_config(config, check=False)
     calls = []
 

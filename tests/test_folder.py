@@ -322,7 +322,7 @@ def test_a_short_run_through_main(shapes, tmp_path):
             f"--config.data.data_dir={tmp_path / 'tfds'}",
             "--config.batch_size=8",
             "--config.num_train_steps=2",
-            "--config.eval.classifier_steps=5",
+            "--config.eval.judge_steps=5",
             "--config.eval.samples_per_value=2",
         ]
     )

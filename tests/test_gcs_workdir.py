@@ -58,7 +58,7 @@ def _main(url, shared, local, *flags: str) -> subprocess.Popen:
         shared,
         f"gs://{BUCKET}/{RUN}",
         f"--config.tensorboard_dir={local / 'tensorboard'}",  # tf.summary: TF's file system.
-        f"--config.eval.classifier_dir=gs://{BUCKET}/classifiers",
+        f"--config.eval.judge_dir=gs://{BUCKET}/classifiers",
         "--config.checkpoint_every_steps=2",
         "--config.log_every_steps=1",
         *flags,

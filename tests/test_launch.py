@@ -144,7 +144,7 @@ V4_32 = [
 ]
 SHARED_FLAGS = (
     "--config.data.data_dir=gs://bucket/tensorflow_datasets "
-    "--config.eval.classifier_dir=gs://bucket/tensorflow_datasets/ssinfogan_classifiers"
+    "--config.eval.judge_dir=gs://bucket/tensorflow_datasets/ssinfogan_classifiers"
 )
 
 
@@ -229,7 +229,7 @@ def test_tpu_vm_dry_run_names_raw_dir_data_dir_and_a_shipped_config(checkout):
     lines = result.stdout.splitlines()
     flags = (
         "--config.data.data_dir=gs://data/tfds "
-        "--config.eval.classifier_dir=gs://data/tfds/ssinfogan_classifiers "
+        "--config.eval.judge_dir=gs://data/tfds/ssinfogan_classifiers "
         "--config.data.raw_dir=gs://data/raw/celeba"
     )
     assert lines[1] == f"# Every worker gets: {flags}; its log goes to gs://b/r/logs/worker_<i>.log"
@@ -398,7 +398,7 @@ def test_tpu_vm_relaunches_after_a_preemption_and_an_exit_75_until_the_run_finis
             and " -- ~/ssinfogan_venv/bin/python -m ssinfogan_jax.main "
             "--config=configs/mnist.py --workdir=gs://b/r --mode=train "
             "--config.data.data_dir=gs://b/tensorflow_datasets "
-            "--config.eval.classifier_dir=gs://b/tensorflow_datasets/ssinfogan_classifiers "
+            "--config.eval.judge_dir=gs://b/tensorflow_datasets/ssinfogan_classifiers "
             "--config.data.raw_dir=gs://b/raw --config.batch_size=64 >/dev/null"
             in train
         ), train

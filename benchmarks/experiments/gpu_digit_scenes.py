@@ -175,7 +175,7 @@ def make_config(run: str, args):
     config.update_from_flattened_dict(overrides)
     if args.smoke and config.data.num_labeled != 0:  # 400 rendered examples, not 60,000.
         config.data.num_labeled = 40
-    config.eval.classifier_dir = os.path.join(args.out, "judges")
+    config.eval.judge_dir = os.path.join(args.out, "judges")
     config.compilation_cache_dir = os.path.join(args.out, "xla_cache")
     if args.steps:
         config.num_train_steps = args.steps

@@ -216,7 +216,7 @@ class Evaluator:
             if c.label not in self.test_labels:
                 continue
             labels = np.asarray(self.test_labels[c.label])
-            known = metrics.is_labelled(labels)
+            known = metrics.is_labeled(labels)
             if not known.any():
                 continue
             predicted = real_q[c.name][known]

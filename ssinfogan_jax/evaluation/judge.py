@@ -44,7 +44,7 @@ def _labelled_only(split: Split, names) -> Split:
     images, labels = split
     keep = np.ones(len(images), bool)
     for name in names:
-        keep &= metrics.is_labelled(labels[name])
+        keep &= metrics.is_labeled(labels[name])
     if keep.all():
         return split
     return images[keep], {name: values[keep] for name, values in labels.items()}

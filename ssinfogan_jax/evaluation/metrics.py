@@ -220,7 +220,7 @@ def classify_conditional(
     return conditional_accuracy(logits.argmax(-1), num_classes, method, scores)
 
 
-def is_labelled(values: np.ndarray) -> np.ndarray:
+def is_labeled(values: np.ndarray) -> np.ndarray:
     """bool [N]: which examples carry a label (unlabelled: -1 for a class, NaN for a value)."""
     values = np.asarray(values)
     return ~np.isnan(values) if values.dtype.kind == "f" else values >= 0
@@ -244,7 +244,7 @@ def label_accuracy(
         raise ValueError(f"predictions {predictions.shape} and labels {labels.shape}: want [N]")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         # np.add.at would wrap -1 (unlabelled) onto the last class.
-        raise ValueError(f"labels: want classes in [0, {num_classes}); select is_labelled first")
+        raise ValueError(f"labels: want classes in [0, {num_classes}); select is_labeled first")
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (predictions, labels), 1)
     mapping = class_mapping(confusion, method)
@@ -276,7 +276,7 @@ def within_group_spread(features: np.ndarray, groups: np.ndarray) -> float:
     groups = np.asarray(groups)
     spreads = [
         features[groups == g].var(axis=0).sum()
-        for g in np.unique(groups[is_labelled(groups)])
+        for g in np.unique(groups[is_labeled(groups)])
         if np.sum(groups == g) >= 2
     ]
     if not spreads:
