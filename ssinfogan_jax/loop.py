@@ -40,6 +40,7 @@ from ssinfogan_jax import (
     input_pipeline,
     on_device,
     parallel,
+    reporting,
     run_record,
 )
 from ssinfogan_jax import experiment as experiment_lib
@@ -136,7 +137,7 @@ def train_and_evaluate(
     try:
         if checkpointer.latest_step() is not None:
             state, meta = checkpointer.restore(state)
-            logging.info("Resumed from step %d in %s.", meta["step"], workdir)
+            reporting.say("Resumed from step %d in %s.", meta["step"], workdir)
         start_step = int(state.step)
         if start_step >= exp.cadences.num_train_steps:
             rows = run_record.read_eval_history(workdir)
@@ -155,6 +156,8 @@ def train_and_evaluate(
         # Every check has passed: from here on the run writes its record.
         run_record.write_config(config, workdir, saved, changes, start_step)
         run_record.trim_eval_history(workdir, start_step)
+        if _is_main():
+            reporting.announce_judge(exp)
         return _train(exp, workdir, state, start_step, checkpointer, batches, evaluator)
     finally:  # Pending async saves complete even when a NaN or an error stops the loop.
         try:
@@ -185,8 +188,10 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
     eval_metrics: dict[str, float] = {}
     history = []
     in_flight = collections.deque()  # The metrics of dispatched calls, not yet waited for.
-    logging.info("Training from step %d to %d.", start_step, cadences.num_train_steps)
+    reporting.say("Training from step %d to %d.", start_step, cadences.num_train_steps)
+    progress = reporting.Progress(cadences.num_train_steps, start_step)
     step = start_step
+    images_dir = None
     try:
         with checkpointing.PreemptionNotice(checkpointer) as preemption:
             while step < cadences.num_train_steps:
@@ -202,13 +207,12 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
                 report_progress(step, time.monotonic())
                 preempted = preemption.should_stop(step)
                 if cadences.due(cadences.log_every, step) or preempted:
-                    summary = {
-                        k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in history])))
-                        for k in history[0]
-                    }
+                    summary = reporting.summarize(history)
                     history = []
                     _check_finite(summary, step, checkpointer)
-                    writer.write_scalars(step, summary)
+                    writer.write_scalars(step, reporting.tagged(summary, "train"))
+                    if is_main:
+                        reporting.say(progress.line(step))
                 host_state = None
                 if preempted or cadences.due(cadences.checkpoint_every, step):
                     host_state = dp.unreplicate(state)
@@ -219,21 +223,39 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
                     raise exit_codes.Preempted(step, workdir)
                 if cadences.due(cadences.eval_every, step):
                     host_state = host_state or dp.unreplicate(state)
-                    with report_progress.timed("eval"):
+                    with report_progress.timed("eval"), progress.paused():
                         eval_metrics = evaluator.evaluate(host_state)
-                    writer.write_scalars(step, eval_metrics)
+                    writer.write_scalars(step, reporting.tagged(eval_metrics, "eval"))
                     # Plain-text history beside TensorBoard, for sweeps and plots.
                     run_record.append_eval(workdir, step, eval_metrics)
                     _keep_best(cadences.best_metric, checkpointer, step, host_state, eval_metrics)
-                if cadences.due(cadences.images_every, step):
+                if cadences.due(cadences.images_every, step) or cadences.due(
+                    cadences.eval_every, step
+                ):  # Grids at every evaluation too, as PNGs in the work dir and TensorBoard.
                     host_state = host_state or dp.unreplicate(state)
-                    writer.write_images(step, evaluator.image_grids(host_state))
+                    with progress.paused():
+                        grids = evaluator.image_grids(host_state)
+                        writer.write_images(step, grids)
+                        if is_main:
+                            images_dir = reporting.write_images(grids, workdir, step)
     finally:
         writer.flush()
     return eval_metrics
 
 
 def _stepper(exp, data, dp: parallel.DataParallel, start_step: int):
+    if is_main:
+        best = checkpointer.latest_step("best") if cadences.best_metric else None
+        lines = reporting.summary_lines(
+            eval_metrics,
+            step,
+            workdir,
+            images_dir=images_dir,
+            best_dir=os.path.join(workdir, checkpointing.BEST_DIR, str(best)) if best else None,
+            tensorboard_dir=exp.tensorboard_dir,
+            elapsed=time.monotonic() - progress.started,
+        )
+        print("\n".join(lines), flush=True)
     """(advance(state, step, count) -> (state, metrics), chunk(step) -> count): one step per
     call from host batches, or `steps_per_dispatch` per call with the data on the device."""
     k = exp.cadences.steps_per_dispatch

@@ -41,7 +41,12 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of a known failure too.")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose",
+    False,
+    "Every log line (TF's, tfds', JAX's, the metric writer's, the hyperparameters) in absl's "
+    "format, and the traceback of a known failure.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -183,6 +188,9 @@ def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_quiet_orbax)
     if not _VERBOSE.value:
         logging.get_absl_handler().addFilter(_drop_disk_full_tracebacks)
+        from ssinfogan_jax import reporting
+
+        reporting.quiet_logs()  # Before TensorFlow is imported.
     # Imported here so that --help and flag errors answer without loading TF and JAX.
     import jax
     import tensorflow as tf
@@ -236,7 +244,7 @@ def main(argv: list[str]) -> None:
                 sys.stdout.flush()
                 os._exit(code)
         sys.exit(code)
-    if is_main and _MODE.value != "eval":
+    if is_main and _MODE.value == "sample":
         for name, value in sorted(metrics.items()):
             print(f"{name}: {value}")
 
