@@ -152,12 +152,12 @@ def train_and_evaluate(
             if labeled_subset.SUBSET_FILE in str(e):  # The work dir's subset is another one.
                 raise config_checks.ConfigError(str(e)) from e
             raise
+        if _is_main():
+            reporting.announce_judge(exp)
         evaluator = evaluation.make_evaluator(exp)
         # Every check has passed: from here on the run writes its record.
         run_record.write_config(config, workdir, saved, changes, start_step)
         run_record.trim_eval_history(workdir, start_step)
-        if _is_main():
-            reporting.announce_judge(exp)
         return _train(exp, workdir, state, start_step, checkpointer, batches, evaluator)
     finally:  # Pending async saves complete even when a NaN or an error stops the loop.
         try:
@@ -186,12 +186,12 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
     )
 
     eval_metrics: dict[str, float] = {}
+    images_dir = None
     history = []
     in_flight = collections.deque()  # The metrics of dispatched calls, not yet waited for.
     reporting.say("Training from step %d to %d.", start_step, cadences.num_train_steps)
     progress = reporting.Progress(cadences.num_train_steps, start_step)
     step = start_step
-    images_dir = None
     try:
         with checkpointing.PreemptionNotice(checkpointer) as preemption:
             while step < cadences.num_train_steps:
@@ -240,10 +240,6 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
                             images_dir = reporting.write_images(grids, workdir, step)
     finally:
         writer.flush()
-    return eval_metrics
-
-
-def _stepper(exp, data, dp: parallel.DataParallel, start_step: int):
     if is_main:
         best = checkpointer.latest_step("best") if cadences.best_metric else None
         lines = reporting.summary_lines(
@@ -256,6 +252,10 @@ def _stepper(exp, data, dp: parallel.DataParallel, start_step: int):
             elapsed=time.monotonic() - progress.started,
         )
         print("\n".join(lines), flush=True)
+    return eval_metrics
+
+
+def _stepper(exp, data, dp: parallel.DataParallel, start_step: int):
     """(advance(state, step, count) -> (state, metrics), chunk(step) -> count): one step per
     call from host batches, or `steps_per_dispatch` per call with the data on the device."""
     k = exp.cadences.steps_per_dispatch
