@@ -332,3 +332,66 @@ def test_a_short_run_through_main(shapes, tmp_path):
         assert (workdir / name).exists(), name
     label_map = json.loads((workdir / folder.LABEL_MAP_FILE).read_text())
     assert list(label_map) == ["shape", "filled", "size"]
+
+
+def _commands(markdown: str, first: str) -> list[str]:
+    """The shell commands of the code block of `markdown` (a path under ROOT) that holds
+    `first`: continuation lines joined, trailing comments dropped."""
+    with open(os.path.join(ROOT, markdown)) as f:
+        text = f.read()
+    block, lines = [], text.splitlines()
+    start = next(i for i, line in enumerate(lines) if first in line)
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line.strip())
+    return [
+        " ".join(cmd.split("  #")[0].split())
+        for cmd in " ".join(block).replace("\\ ", " ").split("python -m ")
+        if cmd.strip()
+    ]
+
+
+def test_the_own_images_commands_of_the_readme_and_docs_run_verbatim(tmp_path):
+    """The README's own-images commands, then docs/own_data.md's sample command, as printed
+    (with /tmp/ moved under tmp_path and a few steps appended): the example's labels are
+    filled in independently per column, so no test row carries them all."""
+    readme = _commands("README.md", "make_example_folder")
+    docs = _commands("docs/own_data.md", "make_example_folder")
+    assert len(readme) == 2 and docs[:2] == readme and "--mode=sample" in docs[2], (readme, docs)
+    fast = [
+        f"--config.data.data_dir={tmp_path / 'tfds'}",
+        "--config.compilation_cache_dir=",
+        "--config.batch_size=8",
+        "--config.num_train_steps=2",
+        "--config.checkpoint_every_steps=2",
+        "--config.eval.judge_steps=5",
+        "--config.eval.samples_per_value=2",
+        "--config.sample.per_value=2",
+    ]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    for i, command in enumerate([*readme, docs[2]]):
+        argv = command.replace("/tmp/", f"{tmp_path}/").split()
+        argv = [sys.executable, "-m", *argv, *(fast if i else [])]
+        result = subprocess.run(
+            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, (argv, result.stderr[-3000:])
+    workdir = tmp_path / "shapes_run"
+    shapes = str(tmp_path / "shapes")
+    config = config_for(shapes, f"{shapes}/labels.csv", tmp_path / "tfds")
+    test = experiment.data_source(config).load_labels("test")
+    full = np.logical_and.reduce(
+        [v >= 0 if v.dtype.kind == "i" else ~np.isnan(v) for v in test.values()]
+    )
+    assert len(full) == 143 and not full.any()  # The trigger: no test row carries every label.
+    history = [
+        json.loads(line) for line in (workdir / "eval_history.jsonl").read_text().splitlines()
+    ]
+    assert [row["step"] for row in history] == [2]
+    assert {"q_ss_test_acc/shape", "q_ss_test_acc/filled", "cond_corr/size"} <= set(history[0])
+    judges = os.listdir(tmp_path / "tfds" / "ssinfogan_classifiers")
+    assert len(judges) == 1 and "filled+shape+size" in judges[0], judges
+    assert (workdir / "samples" / "shape.png").exists() and (
+        workdir / "samples" / "shape.json"
+    ).exists()

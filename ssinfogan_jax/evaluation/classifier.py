@@ -224,11 +224,14 @@ class Classifier:
         labels: Mapping[str, np.ndarray],
         batch_size: int = DEFAULT_EVAL_BATCH,
     ) -> dict[str, float]:
-        """Per head: accuracy (categorical) or Pearson correlation with the labels (regression)."""
+        """Per head: accuracy (categorical) or Pearson correlation with the labels (regression),
+        over the rows labelled for that head (-1 or NaN: not labelled)."""
         outputs = self.predict_heads(images, batch_size)
         result = {}
         for name, output in outputs.items():
             target = np.asarray(labels[name])
+            rows = _is_labeled(target, output.ndim == 2)
+            output, target = output[rows], target[rows]
             if output.ndim == 2:
                 result[name] = float(np.mean(output.argmax(-1) == target))
             else:
@@ -246,6 +249,11 @@ class Classifier:
         record = {"spec": self.spec.to_json(), "info": self.info}
         fileio.write_json(fileio.Path(path, INFO_FILE), record, indent=2, sort_keys=True)
         return path
+
+
+def _is_labeled(values: np.ndarray, categorical) -> np.ndarray:
+    """bool [N]: the rows that carry a label (a class >= 0, or a value that is not NaN)."""
+    return values >= 0 if categorical else ~np.isnan(values)
 
 
 def load(path: str) -> Classifier:
@@ -344,15 +352,19 @@ def _train_step(
         )
         if not spec.heads:
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        else:
+        else:  # Each head learns from the rows labelled for it (-1 or NaN: not labelled).
             loss = 0.0
             for name, classes in spec.heads:
+                target = labels[name]
+                labelled = target >= 0 if classes else ~jnp.isnan(target)
                 if classes:
-                    loss += optax.softmax_cross_entropy_with_integer_labels(
-                        logits[name], labels[name].astype(jnp.int32)
-                    ).mean()
+                    per_row = optax.softmax_cross_entropy_with_integer_labels(
+                        logits[name], jnp.maximum(target, 0).astype(jnp.int32)
+                    )
                 else:
-                    loss += jnp.mean(jnp.square(logits[name] - labels[name]))
+                    per_row = jnp.square(logits[name] - jnp.where(labelled, target, 0.0))
+                weight = labelled.astype(per_row.dtype)
+                loss += jnp.sum(per_row * weight) / jnp.maximum(jnp.sum(weight), 1.0)
         return loss, updates.get("batch_stats", {})
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -390,7 +402,9 @@ def train_classifier(
     Args:
       train_images: float [N, H, W, C], in the range G produces.
       train_labels: int [N] in [0, num_classes); or {head: [N]} for several heads (int
-        classes, or float values for a regression head).
+        classes, or float values for a regression head; -1 or NaN where a row lacks that
+        head's label: each head trains on the rows labelled for it, as the GAN's losses do,
+        and rows labelled for no head are dropped).
       val_images, val_labels: optional held-out set [M, H, W, C], [M] (or {head: [M]}); its
         accuracy is returned and recorded in `Classifier.info`.
       num_classes: C; or {head: classes (0 = regression)}, which makes one head per entry
@@ -419,6 +433,15 @@ def train_classifier(
         train_labels = {
             name: np.asarray(train_labels[name], np.int32 if c else np.float32) for name, c in heads
         }
+        labelled = [_is_labeled(train_labels[name], c) for name, c in heads]
+        if any(v.shape != train_images.shape[:1] for v in train_labels.values()):
+            labelled = []  # The shapes are reported below.
+        for (name, _), rows in zip(heads, labelled, strict=True):
+            if not rows.any():
+                raise ValueError(f"train_labels[{name!r}]: no row carries this head's label")
+        if labelled and not (keep := np.logical_or.reduce(labelled)).all():
+            train_images = train_images[keep]
+            train_labels = {name: values[keep] for name, values in train_labels.items()}
         label_arrays = train_labels
     else:
         train_labels = np.asarray(train_labels, np.int32)
@@ -432,10 +455,11 @@ def train_classifier(
                 f"and {labels.shape}"
             )
         classes = classes_of[name]
-        if classes and (labels.min() < 0 or labels.max() >= classes):
-            raise ValueError(f"{what}: values outside [0, {classes})")
-        if not classes and not np.all(np.isfinite(labels)):
-            raise ValueError(f"{what}: a regression head's labels must all be finite")
+        lowest = -1 if heads else 0  # With heads, -1 marks a row without this label.
+        if classes and (labels.min() < lowest or labels.max() >= classes):
+            raise ValueError(f"{what}: values outside [{lowest}, {classes})")
+        if not classes and not np.all(np.isfinite(labels[~np.isnan(labels)])):
+            raise ValueError(f"{what}: a regression head's labels must be finite (or NaN)")
     spec = ClassifierSpec(
         num_classes=max(classes_of.values()) if heads else num_classes,
         heads=heads,

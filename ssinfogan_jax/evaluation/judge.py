@@ -39,12 +39,13 @@ def cache_path(exp, heads: dict[str, int]) -> str:
     return os.path.join(spec.cache_dir, key)
 
 
-def _labelled_only(split: Split, names) -> Split:
-    """The examples of (images, labels) that carry every label in `names`."""
+def _labeled_only(split: Split, names) -> Split:
+    """The examples of (images, labels) that carry at least one label in `names` (each head
+    then trains on the rows labelled for it: classifier.train_classifier)."""
     images, labels = split
-    keep = np.ones(len(images), bool)
+    keep = np.zeros(len(images), bool)
     for name in names:
-        keep &= metrics.is_labeled(labels[name])
+        keep |= metrics.is_labeled(labels[name])
     if keep.all():
         return split
     return images[keep], {name: values[keep] for name, values in labels.items()}
@@ -86,8 +87,8 @@ def judge_for(
     )
     test_split = test_split or exp.source.load_float("test")
     train_split = train_split or exp.source.load_float("train")
-    (test_images, test_labels) = _labelled_only(test_split, heads)
-    (train_images, train_labels) = _labelled_only(train_split, heads)
+    (test_images, test_labels) = _labeled_only(test_split, heads)
+    (train_images, train_labels) = _labeled_only(train_split, heads)
     categorical_only = all(heads.values())
     max_shift = spec.max_shift if spec.max_shift >= 0 else (2.0 if categorical_only else 0.0)
     options = dict(
