@@ -100,8 +100,9 @@ def _setup(config, workdir: str, data=None, read_only: bool = False):
     saved = run_record.saved_config(config, workdir)
     if exp.compilation_cache_dir:
         compilation_cache.enable(exp.compilation_cache_dir)
+    best = reporting.best_metric(exp)  # An unknown name: ConfigError, before any write.
     checkpointer = checkpointing.Checkpointer(
-        workdir, exp.cadences.max_checkpoints_to_keep, exp.cadences.best_metric, read_only=read_only
+        workdir, exp.cadences.max_checkpoints_to_keep, best, read_only=read_only
     )
     state = train_lib.create_train_state(jax.random.PRNGKey(exp.seed), exp)
     return exp, state, checkpointer, saved
@@ -228,7 +229,8 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
                     writer.write_scalars(step, reporting.tagged(eval_metrics, "eval"))
                     # Plain-text history beside TensorBoard, for sweeps and plots.
                     run_record.append_eval(workdir, step, eval_metrics)
-                    _keep_best(cadences.best_metric, checkpointer, step, host_state, eval_metrics)
+                    best = checkpointer.best_metric
+                    _keep_best(best, checkpointer, step, host_state, eval_metrics)
                 if cadences.due(cadences.images_every, step) or cadences.due(
                     cadences.eval_every, step
                 ):  # Grids at every evaluation too, as PNGs in the work dir and TensorBoard.
@@ -241,7 +243,7 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
     finally:
         writer.flush()
     if is_main:
-        best = checkpointer.latest_step("best") if cadences.best_metric else None
+        best = checkpointer.latest_step("best") if checkpointer.best_metric else None
         lines = reporting.summary_lines(
             eval_metrics,
             step,

@@ -256,3 +256,26 @@ def write_images(grids: Mapping[str, np.ndarray], workdir: str, step: int) -> st
     for tag, grid in grids.items():
         images_lib.save_image(os.path.join(folder, tag.replace("/", "_") + ".png"), grid[0])
     return folder
+
+
+def best_metric(exp) -> str:
+    """config.best_metric as an eval metric of `exp` ('' = none). The default,
+    'cond_acc_direct', names the mean over codes (cond_acc_direct_mean) where several
+    categorical codes are judged. Raises config_checks.ConfigError for a name the run's
+    evaluation never returns, listing those it does."""
+    from ssinfogan_jax import config_checks
+    from ssinfogan_jax.evaluation import evaluator as evaluator_lib
+
+    name = exp.cadences.best_metric
+    if not name:
+        return name
+    heads = evaluator_lib.judged_labels(exp.layout, exp.data.labels)
+    names = evaluator_lib.possible_metric_names(exp.layout, heads)
+    if name == "cond_acc_direct" and name not in names:
+        return "cond_acc_direct_mean"
+    if name not in names:
+        raise config_checks.ConfigError(
+            f"config.best_metric={name!r} is not an eval metric of this run; pick one of "
+            f"{', '.join(sorted(names))} (or '' for no best checkpoint)"
+        )
+    return name

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ssinfogan_jax import augment, losses
+from ssinfogan_jax import augment, losses, reporting
 from ssinfogan_jax import latents as latents_lib
 from ssinfogan_jax.models import Q_SS_PARAMS
 
@@ -306,6 +306,10 @@ def discriminator_loss(
                 batch["labels"][c.label],
                 batch["label_masks"][c.label],
                 axis_name,
+            )
+            # Its weight in a window's mean: the labelled examples behind it (reporting).
+            terms[f"q_ss_real_acc/{c.name}{reporting.COUNT_SUFFIX}"] = jnp.sum(
+                batch["label_masks"][c.label].astype(jnp.float32)
             )
     return loss, (stats, terms)
 

@@ -6,8 +6,9 @@ only through the networks. G is the moving average of its weights where one is k
 (`optimizer.g_ema_decay`).
 
   cond_acc_direct / cond_acc_mapped   the independent classifier's accuracy on samples of each
-                                      value of the first categorical c_ss code (direct: code k
-                                      = class k; mapped: best one-to-one map)
+                                      value of the categorical c_ss code (direct: code k =
+                                      class k; mapped: best one-to-one map); only where one
+                                      categorical code is judged (else per code and the mean)
   cond_acc_direct/<code>, cond_acc_mapped/<code>   the same for every categorical c_ss code the
                                       classifier has a head for (that code varied, every other
                                       code from its prior)
@@ -15,7 +16,8 @@ only through the networks. G is the moving average of its weights where one is k
   cond_corr/<code>                    a continuous c_ss code swept over its range: Pearson
                                       correlation of the code and the classifier's regression
                                       of its label
-  sample_spread                       samples of one value of the first categorical c_ss code,
+  sample_spread[/<code>]              samples of one value of the first categorical c_ss code
+                                      (named by it where several are judged),
                                       other latents from the prior: the total variance of the
                                       classifier's features, mean over values, over the same
                                       for the real test images of one class (~1: as varied as
@@ -23,7 +25,8 @@ only through the networks. G is the moving average of its weights where one is k
   frechet_distance                    between the classifier's features of prior samples and of
                                       the real test split (float64, host-side)
   q_ss_test_acc[/<code>]              Q_ss on the real test split (direct); q_ss_test_acc is
-                                      the mean over categorical codes
+                                      the mean over categorical codes (q_ss_test_acc_mean
+                                      where there are several)
   q_ss_test_corr/<code>               a continuous c_ss code: Q_ss's correlation with the label
   recovery_acc/<code>, recovery_mse/<code>, mi_lower_bound   codes recovered from fakes
 """
@@ -64,6 +67,32 @@ def judged_labels(
     if heads and dataset_labels:
         heads.update({k: v for k, v in dataset_labels.items() if k not in heads})
     return heads
+
+
+def possible_metric_names(
+    layout: latents_lib.LatentLayout, heads: Mapping[str, int] | None = None
+) -> set[str]:
+    """Every name `Evaluator.evaluate` may return for `layout`, judged by a judge with `heads`
+    (`judged_labels`; None: every c_ss code judged), before any judge or data is loaded: for
+    checking config.best_metric at start-up. Names that need data the test split may lack (a
+    label, a judge) are included."""
+    judged = [
+        c for c in layout.supervised_codes if c.categorical and (heads is None or c.label in heads)
+    ]
+    several = len(judged) > 1
+    names = {"mi_lower_bound", "frechet_distance", "cond_acc_direct_mean"}
+    names |= {"q_ss_test_acc_mean"} if several else {"q_ss_test_acc", "sample_spread"}
+    if not several:
+        names |= {"cond_acc_direct", "cond_acc_mapped"}
+    for c in layout.supervised_codes:
+        if c.categorical:
+            names |= {f"cond_acc_direct/{c.name}", f"cond_acc_mapped/{c.name}"}
+            names |= {f"q_ss_test_acc/{c.name}", f"sample_spread/{c.name}"}
+        else:
+            names |= {f"cond_corr/{c.name}", f"q_ss_test_corr/{c.name}"}
+    for c in layout.codes:
+        names.add(f"recovery_{'acc' if c.categorical else 'mse'}/{c.name}")
+    return names
 
 
 class Evaluator:
@@ -146,6 +175,9 @@ class Evaluator:
         fakes = generate(prior)
 
         direct = []
+        # With several judged categorical codes no metric goes by a bare name: a bare
+        # cond_acc_direct read as "every code", where it was the first code alone.
+        several = len(self.judged_categorical_codes()) > 1
         for i, c in enumerate(self.layout.supervised_codes):
             judge = self._judge(c)
             if judge is None:
@@ -158,9 +190,11 @@ class Evaluator:
                 )
                 accuracy = metrics.classify_conditional(images, judge)
                 if c == self.code:
-                    result.update(accuracy.as_dict("cond_acc_"))
+                    if not several:
+                        result.update(accuracy.as_dict("cond_acc_"))
                     if self._real_spread:  # From the same samples.
-                        result["sample_spread"] = self.sample_spread(images) / self._real_spread
+                        spread = "sample_spread/" + c.name if several else "sample_spread"
+                        result[spread] = self.sample_spread(images) / self._real_spread
                 result[f"cond_acc_direct/{c.name}"] = accuracy.direct
                 result[f"cond_acc_mapped/{c.name}"] = accuracy.mapped
                 direct.append(accuracy.direct)
@@ -184,7 +218,10 @@ class Evaluator:
                 *frechet.gaussian_statistics(fake_features), *self._test_statistics
             )
 
-        result.update(self.q_ss_on_test(state))
+        q_ss = self.q_ss_on_test(state)
+        if several and "q_ss_test_acc" in q_ss:
+            q_ss["q_ss_test_acc_mean"] = q_ss.pop("q_ss_test_acc")
+        result.update(q_ss)
 
         fake_q = self._q_outputs(state, fakes)
         for c in self.layout.codes:
@@ -198,6 +235,10 @@ class Evaluator:
                 result[f"recovery_mse/{c.name}"] = float(np.mean(recovery["mse"]))
         result["mi_lower_bound"] = float(self._mi_lower_bound(fake_q, prior))
         return result
+
+    def judged_categorical_codes(self) -> list[latents_lib.Code]:
+        """The categorical c_ss codes the judge scores (conditional accuracy)."""
+        return [c for c in self.layout.supervised_codes if c.categorical and self._judge(c)]
 
     def sample_spread(self, images: np.ndarray) -> float:
         """`metrics.within_group_spread` of the classifier's features of samples per value of
