@@ -137,6 +137,7 @@ def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
 RANGES = (
     ("seed", 0, 2**32, False, True, True),
     ("data.labeled_seed", 0, 2**32, False, True, True),
+    ("data.test_share", 0.0, 1.0, False, True, False),
     ("latents.continuous_range", 0.0, None, True, True, False),
     ("loss.lambda_ss_d", 0.0, None, False, True, False),
     ("loss.lambda_us_d", 0.0, None, False, True, False),
@@ -217,7 +218,6 @@ UNCHECKED = {
     "the folder is read (unknown columns, labels with fewer than 2 classes)",
     "data.label_kinds": "name = 'folder' only: checked against the CSV's columns when it is read",
     "data.label_classes": "name = 'folder' only: checked against the CSV's classes when it is read",
-    "data.test_share": "name = 'folder' only: registry.find_problems checks [0, 1) there",
     "data.unlisted_images": "name = 'folder' only: registry.find_problems checks the choice there",
     "latents.codes_from_data": "a bool (ml_collections enforces the type): one code per "
     "column of a folder's CSV",

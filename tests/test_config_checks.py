@@ -204,6 +204,7 @@ BAD_VALUES = {
     "data.labeled_fraction": 1.5,
     "data.labeled_selection": "best",
     "data.labeled_seed": -1,
+    "data.test_share": 1.5,
     "data.batch_mode": "both",
     "data.p_labeled_start": 1.5,
     "data.p_labeled_step": -0.1,
@@ -332,3 +333,40 @@ def test_a_record_with_the_judges_old_names_compares_under_the_new_ones(config):
     assert config_checks.compare_with_saved(saved, config) == ({}, [])
     config.eval.judge_steps = 7
     assert config_checks.compare_with_saved(saved, config) == ({"eval.judge_steps": [300, 7]}, [])
+
+
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        (("--config.data.test_share=1.5",), "config.data.test_share: 1.5 is not in [0.0, 1.0)"),
+        (
+            ("--config.data.num_labeled=-1", "--config.data.labeled_fraction=2"),
+            "config.data.labeled_fraction: 2.0 is not in [0, 1]",
+        ),
+        (("--config.best_metric=bogus",), "config.best_metric='bogus' is not an eval metric"),
+    ],
+    ids=["test_share", "fraction", "best_metric"],
+)
+def test_a_range_gap_is_one_problem_line_and_writes_nothing(digits_shared, tmp_path, flags, line):
+    """test_share is checked for every data set (digits has no use for it, yet 1.5 is a typo);
+    a bad fraction with num_labeled=-1 says so once, not also as a count; an unknown
+    best_metric stops the run before it trains (issue 37 defect 7)."""
+    workdir = tmp_path / "run"
+    result = run_main(digits_shared, workdir, *flags, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [x.strip() for x in result.stderr.strip().splitlines() if x != "FATAL invalid config:"]
+    assert len(lines) == 1 and lines[0].removeprefix("FATAL ").startswith(line), result.stderr
+    assert not workdir.exists()
+
+
+def test_a_folders_bad_test_share_is_its_only_problem(tmp_path):
+    from configs import folder as folder_config
+    from ssinfogan_jax.data import make_example_folder
+
+    out = str(tmp_path / "shapes")
+    csv_path = make_example_folder.make_folder(out, num_images=48, seed=1)
+    config = folder_config.get_config()
+    config.data.images_dir, config.data.labels_csv = out, csv_path
+    config.data.data_dir = str(tmp_path / "tfds")
+    config.data.test_share = 1.0
+    assert _only_problem(config) == "config.data.test_share: 1.0 is not in [0.0, 1.0)"

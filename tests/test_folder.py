@@ -395,3 +395,43 @@ def test_the_own_images_commands_of_the_readme_and_docs_run_verbatim(tmp_path):
     assert (workdir / "samples" / "shape.png").exists() and (
         workdir / "samples" / "shape.json"
     ).exists()
+
+
+def test_a_stray_word_in_a_column_of_numbers_is_refused_unless_the_kind_is_given(shapes, tmp_path):
+    out, csv_path = copy_folder(shapes[0], tmp_path / "f")
+    with open(csv_path) as f:
+        rows = list(csv.reader(f))
+    column = rows[0].index("size")
+    index = next(i for i, row in enumerate(rows) if i and row[column])
+    numbers = sum(1 for row in rows[1:] if row[column]) - 1
+    rows[index][column] = "big"
+    rewrite_csv(csv_path, lambda _: rows)
+    line = index + 1  # 1-based, the header is line 1.
+    workdir = tmp_path / "work"
+    result = _main(
+        [
+            "--config=configs/folder.py:runlocal",
+            f"--workdir={workdir}",
+            f"--config.data.images_dir={out}",
+            f"--config.data.labels_csv={csv_path}",
+            f"--config.data.data_dir={tmp_path / 'tfds'}",
+        ]
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    fatal = [line for line in result.stderr.splitlines() if "FATAL" in line or "config." in line]
+    assert fatal == [
+        "FATAL invalid config:",
+        f"  config.data.labels_csv ({csv_path}): line {line}, column 'size': 'big' is not a "
+        f"number, but the column's other {numbers} filled cells are; correct or blank the cell, "
+        "or set config.data.label_kinds='size=categorical' if the column is meant to be classes",
+    ], result.stderr[-2000:]
+    assert not workdir.exists() and not (tmp_path / "tfds").exists()
+    # Given explicitly, the kind stands: 'big' is one more class.
+    config = config_for(out, csv_path, tmp_path / "tfds")
+    config.data.label_kinds = "size=categorical"
+    source = folder.read_source(config.data)
+    assert source.labels["size"].kind == "categorical" and "big" in source.labels["size"].classes
+    # Many words among numbers are a categorical column, as before.
+    assert folder._stray_cell("c", ["1", "2", "x", "y"]) is None
+    assert folder._stray_cell("c", ["1", "", "2", "x"]).startswith("line 5, column 'c': 'x'")

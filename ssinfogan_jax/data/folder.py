@@ -180,6 +180,25 @@ def infer_kind(cells: list[str]) -> str:
     return "categorical"
 
 
+def _stray_cell(name: str, cells: list[str]) -> str | None:
+    """Why a column of numbers with a stray word (a typo such as 'big' among sizes) must not
+    silently become a categorical label of every distinct number; None if it is not one. A
+    stray is a non-numeric cell among at least 2 numbers, at most 1% of the filled cells (at
+    least one)."""
+    filled = [c for c in cells if c]
+    stray = [(i, c) for i, c in enumerate(cells) if c and not _is_float(c)]
+    numbers = len(filled) - len(stray)
+    if not stray or numbers < 2 or len(stray) > max(1, len(filled) // 100):
+        return None
+    (row, cell), more = stray[0], len(stray) - 1
+    also = f" (and {more} more such cell{'s' if more > 1 else ''})" if more else ""
+    return (
+        f"line {row + 2}, column {name!r}: {cell!r} is not a number, but the column's other "
+        f"{numbers} filled cells are{also}; correct or blank the cell, or set "
+        f"config.data.label_kinds='{name}=categorical' if the column is meant to be classes"
+    )
+
+
 def _classes(name: str, kind: str, cells: list[str], named: list[str] | None) -> tuple[str, ...]:
     """Class names in index order; raises FolderError."""
     if kind == "binary" and {c.lower() for c in cells} <= {*_TRUE, *_FALSE} and not named:
@@ -357,6 +376,9 @@ def _read_source(
     labels, values = {}, {}
     for name, cells in columns.items():
         filled = [c for c in cells if c]
+        if name not in kinds and not named.get(name) and (stray := _stray_cell(name, cells)):
+            problems.append(f"{where}: {stray}")
+            continue
         kind = kinds.get(name) or infer_kind(filled)
         if named.get(name) and name not in kinds:
             kind = "categorical"
@@ -389,7 +411,8 @@ def _read_source(
         labels[name] = label
         values[name] = _encode(label, cells)
 
-    # The split.
+    # The split (a test_share outside [0, 1) is config_checks' one line; nothing follows it).
+    share_ok = split_cells is not None or 0.0 <= test_share < 1.0
     if split_cells is not None:
         bad = {c for c in split_cells if c and c not in SPLITS}
         if bad:
@@ -408,7 +431,7 @@ def _read_source(
             distinct = len(np.unique(train_values[~np.isnan(train_values)]))
         else:
             distinct = len(np.unique(train_values[train_values >= 0]))
-        if distinct < 2:
+        if distinct < 2 and share_ok:
             problems.append(
                 f"{where}: label {name!r} has {distinct} labelled "
                 f"{'values' if label.kind == 'continuous' else 'classes'} among the training rows; "

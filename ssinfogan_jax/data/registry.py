@@ -249,9 +249,7 @@ def find_problems(
         elif c.kind == "continuous" and classes:
             problems.append(f"{where}: {label!r} is categorical, but code {c.name} is continuous")
     # The schedule.
-    if is_folder:
-        if not 0.0 <= d.test_share < 1.0:
-            problems.append(f"config.data.test_share: {d.test_share} is not in [0, 1)")
+    if is_folder:  # (data.test_share: config_checks.RANGES, for every data set.)
         if d.unlisted_images not in ("error", "unlabeled"):
             problems.append(
                 f"config.data.unlisted_images: {d.unlisted_images!r}, expected 'error' or "
