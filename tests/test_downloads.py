@@ -4,11 +4,13 @@ Nothing here reaches the network: the download is either replaced by a recorder,
 real down to tfds's HTTP call, which is replaced by a failing one.
 """
 
+import errno
 import gzip
 import io
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +39,7 @@ def recorded_downloads(monkeypatch):
         calls.append((self, download_config))
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", record)
+    monkeypatch.setattr(builders, "_unreachable_hosts", lambda name: {})  # No probe either.
     return calls
 
 
@@ -101,25 +104,72 @@ def test_a_raw_dir_wins_over_a_download(tmp_path, monkeypatch):
     assert sorted(labels["label"]) == [0, 1, 2]  # (tfds stores them shuffled by key.)
 
 
-def test_a_network_failure_is_one_clear_line(tmp_path, monkeypatch):
-    """The real tfds download path, down to its HTTP request, which fails as without network."""
+def _no_network(monkeypatch) -> list:
+    """The socket layer fails as on a machine without network (no name resolves, no route):
+    the only thing patched; everything above it runs for real. Returns the hosts asked for."""
+    hosts = []
+
+    def no_name(host, *args, **kwargs):
+        hosts.append(host)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    def no_route(self, address):
+        hosts.append(address[0])
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_name)
+    monkeypatch.setattr(socket.socket, "connect", no_route)
+    return hosts
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_an_unreachable_host_fails_fast_in_one_line_and_leaves_nothing(tmp_path, monkeypatch, name):
+    """Issue 33: offline, tfds retried for 214-228 s, printed ~55 retry warnings, cut its
+    line mid-word and left empty folders and .tmp files in the data dir."""
     monkeypatch.setattr(tfds.download.DownloadManager, "_download", REAL_DOWNLOAD)
-    urls = []
-
-    def no_network(url, **kwargs):
-        urls.append(url)
-        raise requests.exceptions.ConnectionError(
-            f"HTTPSConnectionPool(host='storage.googleapis.com', port=443): Max retries "
-            f"exceeded with url: {url}\n(Caused by NameResolutionError: Failed to resolve)"
-        )
-
-    monkeypatch.setattr(downloader, "_open_with_requests", no_network)
+    hosts = _no_network(monkeypatch)
     data_dir = tmp_path / "tfds"
-    config = _mnist_config(data_dir)
+    data_dir.mkdir()
+    (data_dir / "other_set").mkdir()  # Someone else's: stays.
+    config = _mnist_config(data_dir, name=name)
     start = time.perf_counter()
     with pytest.raises(builders.DataNotFoundError) as error:
         experiment.data_source(config).load_float("test")
-    assert time.perf_counter() - start < 30
+    assert time.perf_counter() - start < 20
+    host = {"mnist": "storage.googleapis.com", "cifar10": "www.cs.toronto.edu"}[name]
+    assert set(hosts) == {host}
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"config.data.download: cannot download {name} into {data_dir}: its host does not "
+        f"answer ({host}: Temporary failure in name resolution); check the network (or proxy) "
+        "and rerun, or prepare it offline: "
+    )
+    assert message.endswith("config.data.download='never' to stop instead of downloading")
+    assert f"--dataset={name} --raw_dir=/path/to/raw --data_dir={data_dir}" in message
+    left = sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*"))
+    assert left == ["other_set"]
+
+
+def test_a_download_that_fails_midway_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """The host answers the probe, then tfds's HTTP request fails: its folders and temporary
+    files go, and the line is whole (cut at a word where long)."""
+    monkeypatch.setattr(tfds.download.DownloadManager, "_download", REAL_DOWNLOAD)
+    monkeypatch.setattr(builders, "_unreachable_hosts", lambda name: {})
+    urls = []
+
+    def fails(url, **kwargs):
+        urls.append(url)
+        raise requests.exceptions.ConnectionError(
+            f"HTTPSConnectionPool(host='storage.googleapis.com', port=443): Max retries "
+            f"exceeded with url: {url} " + "(Caused by NameResolutionError: no address known) " * 9
+        )
+
+    monkeypatch.setattr(downloader, "_open_with_requests", fails)
+    data_dir = tmp_path / "tfds"
+    config = _mnist_config(data_dir)
+    with pytest.raises(builders.DataNotFoundError) as error:
+        experiment.data_source(config).load_float("test")
     assert urls and all(u.startswith("https://") for u in urls)
     message = str(error.value)
     assert "\n" not in message
@@ -127,10 +177,18 @@ def test_a_network_failure_is_one_clear_line(tmp_path, monkeypatch):
         f"config.data.download: downloading mnist with tfds into {data_dir} failed "
         "(ConnectionError: HTTPSConnectionPool(host='storage.googleapis.com'"
     )
-    assert "check the network (or proxy) and rerun" in message
+    # Cut at a word where long (issue 33: "kno);"), and said so.
+    reason = re.search(r"\(ConnectionError: (.*?)\); check the network", message).group(1)
+    assert reason.endswith(" ...") and len(reason) <= 304
+    assert ("(Caused by NameResolutionError: no address known) " * 9).startswith(
+        reason[reason.index("(Caused") : -len(" ...")] + " "
+    )
     assert f"--dataset=mnist --raw_dir=/path/to/raw --data_dir={data_dir}" in message
-    assert "config.data.download='never'" in message
     assert not builders.is_prepared("mnist", str(data_dir))
+    # tfds's folders and temporary files are gone; prepare_once's lock file stays (it is
+    # taken before the download starts, and kept between attempts).
+    left = sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*"))
+    assert left == ["mnist", "mnist/.prepare.lock"]
 
 
 _INTERRUPTED_PREPARE = """
@@ -214,6 +272,7 @@ def _drive_answers(monkeypatch, answer):
         return response
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    monkeypatch.setattr(builders, "_unreachable_hosts", lambda name: {})  # Drive answers.
     return urls
 
 

@@ -14,6 +14,7 @@ interrupted preparation is never taken as prepared (`is_prepared`). With several
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import time
@@ -344,13 +345,99 @@ def is_prepared(name: str, data_dir: str) -> bool:
     return builder.is_prepared()
 
 
+# How long the hosts of a download may take to accept a connection before the download is
+# given up (tfds would otherwise retry each URL with backoff for minutes).
+REACH_TIMEOUT_S = 8.0
+
+
+def _unreachable_hosts(name: str) -> dict[str, str]:
+    """{host: why} for the hosts of tfds `name`'s URLs that do not accept a TCP connection
+    within REACH_TIMEOUT_S (all probed at once); {} where all do or the URLs are unknown."""
+    import concurrent.futures
+    import socket
+    import urllib.parse
+
+    urls = tfds.builder_cls(name).url_infos or {}
+    hosts = sorted({urllib.parse.urlsplit(u).hostname for u in urls} - {None})
+
+    def probe(host: str) -> str | None:
+        try:
+            socket.create_connection((host, 443), timeout=REACH_TIMEOUT_S).close()
+        except OSError as e:
+            return e.strerror or str(e) or type(e).__name__
+        return None
+
+    if not hosts:
+        return {}
+    pool = concurrent.futures.ThreadPoolExecutor(len(hosts))
+    futures = {host: pool.submit(probe, host) for host in hosts}
+    done, _ = concurrent.futures.wait(futures.values(), timeout=REACH_TIMEOUT_S + 2)
+    pool.shutdown(wait=False)  # A name lookup that hangs is not waited for.
+    return {
+        host: (f.result() if f in done else f"no answer in {REACH_TIMEOUT_S:.0f} s")
+        for host, f in futures.items()
+        if f not in done or f.result() is not None
+    }
+
+
+def _entries(roots: list[str]) -> set[str]:
+    """The local `roots` that exist and every path under them."""
+    found = set()
+    for root in roots:
+        if os.path.isdir(root):
+            found.add(root)
+            for folder, dirs, files in os.walk(root):
+                found.update(os.path.join(folder, n) for n in dirs + files)
+    return found
+
+
+def _remove_new(roots: list[str], before: set[str]) -> None:
+    """Removes what a failed download added under the local `roots` (folders, .tmp files,
+    incomplete.* preparations, the roots themselves where it made them), deepest first;
+    what was there before stays."""
+    import shutil
+
+    for path in sorted(_entries(roots) - before, key=len, reverse=True):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+
+def _offline_route(name: str, data_dir: str) -> str:
+    return (
+        f"prepare it offline: {what_to_place(name, '', data_dir)}, and set "
+        "config.data.download='never' to stop instead of downloading"
+    )
+
+
+def _check_reachable(name: str, data_dir: str) -> None:
+    """DataNotFoundError (one line: what, why, the offline route) where a host of tfds
+    `name`'s download does not answer: before anything is written."""
+    if unreachable := _unreachable_hosts(name):
+        why = "; ".join(f"{host}: {reason}" for host, reason in unreachable.items())
+        raise DataNotFoundError(
+            f"config.data.download: cannot download {name} into {default_data_dir(data_dir)}: "
+            f"its host does not answer ({why}); check the network (or proxy) and rerun, or "
+            f"{_offline_route(name, data_dir)}"
+        )
+
+
 def download_and_prepare(name: str, data_dir: str) -> None:
     """Downloads and prepares tfds `name` into `data_dir` with tfds's own download.
 
-    Raises DataNotFoundError, one line saying what failed, where, and the offline route, when
+    Raises DataNotFoundError, one line saying what failed, why, and the offline route, when
     the download or the preparation fails (no network, a proxy, a moved URL, a full disk).
+    A host that cannot be reached fails within about REACH_TIMEOUT_S, before tfds starts; a
+    failed download leaves no folder or temporary file of its own in `data_dir`.
     """
     data_dir = default_data_dir(data_dir)
+    _check_reachable(name, data_dir)
+    offline = _offline_route(name, data_dir)
+    # What tfds writes into: the set's folder, its downloads and the data dir itself.
+    roots = [] if "://" in data_dir else [data_dir]
+    roots += [os.path.join(data_dir, name), os.path.join(data_dir, "downloads")] if roots else []
+    before = {r for r in roots if os.path.isdir(r)} | _entries(roots[1:])
     builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
     size = builder.info.download_size
     logging.info(
@@ -367,14 +454,21 @@ def download_and_prepare(name: str, data_dir: str) -> None:
         if name == official_files.NAMES[0]:  # celeb_a: Google Drive, which refuses it.
             command = PREPARE_COMMAND.format(name=name, raw="DIR", dd=data_dir)
             message = official_files.celeba_download_failure(e, data_dir, command)
-            raise DataNotFoundError(message) from e
-        reason = " ".join(str(e).split())[:300] or "no message"
-        raise DataNotFoundError(
-            f"config.data.download: downloading {name} with tfds into {data_dir} failed "
-            f"({type(e).__name__}: {reason}); check the network (or proxy) and rerun, or "
-            f"prepare it offline: {what_to_place(name, '', data_dir)}, and set "
-            f"config.data.download='never' to stop instead of downloading"
-        ) from e
+        else:
+            reason = " ".join(str(e).split()) or "no message"
+            if len(reason) > 300:  # Cut at a word, and say so.
+                reason = reason[:300].rsplit(" ", 1)[0] + " ..."
+            message = (
+                f"config.data.download: downloading {name} with tfds into {data_dir} failed "
+                f"({type(e).__name__}: {reason}); check the network (or proxy) and rerun, or "
+                f"{offline}"
+            )
+        # After the message (which may read what came): what this attempt wrote goes.
+        _remove_new(roots[1:], before)
+        if roots and roots[0] not in before and os.path.isdir(roots[0]):
+            with contextlib.suppress(OSError):  # Made by this download, and empty again.
+                os.rmdir(roots[0])
+        raise DataNotFoundError(message) from e
     logging.info(
         "Downloaded and prepared %s into %s in %.0f s.",
         name,
@@ -416,6 +510,9 @@ def ensure_prepared(
         downloadable = download == "auto" and name not in registry.NOT_DOWNLOADABLE
         if not (raw_dir or name == "digits" or downloadable):
             raise DataNotFoundError(not_prepared_message(name, data_dir, download))
+    downloads = download == "auto" and name not in NOT_DOWNLOADABLE and name != "digits"
+    if process_index == 0 and downloads and not raw_dir and not is_prepared(name, data_dir):
+        _check_reachable(name, data_dir)  # Offline: one line at once, and no lock file left.
     folder = _version_dir(name, data_dir)
     info = folder / "dataset_info.json"
     prepare_once.run(
