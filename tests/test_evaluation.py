@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import chex
 import jax
@@ -676,6 +677,9 @@ def test_judge_settings_and_cache_key_follow_the_config(
     calls = []
 
     class Saved:
+        def __init__(self):
+            self.info = {}
+
         def save(self, path):
             calls[-1]["path"] = path
 
@@ -692,3 +696,58 @@ def test_judge_settings_and_cache_key_follow_the_config(
     for name in {"max_rotation", "max_scale"} - set(expected):
         assert name not in kwargs  # train_classifier's defaults: rotated and scaled.
     assert kwargs["path"].endswith(cache_suffix)
+
+
+def test_a_set_rebuilt_from_other_files_gets_a_judge_of_its_own(tmp_path, caplog):
+    """digit_scenes built from one raw folder, then rebuilt in the same data dir from another:
+    the same name and version, other images. The second run trains a judge of its own (the old
+    one is kept for the old data); rebuilt from the first folder again, the first judge is
+    used, also where it was cached before judges recorded their data (issue 37 defect 9)."""
+    import json
+    import shutil
+
+    from test_synthetic import procedural_glyphs, write_idx
+
+    from configs import digit_scenes as digit_scenes_config
+    from ssinfogan_jax import evaluation, experiment
+    from ssinfogan_jax.data import builders
+
+    raws = []
+    for k, seed in enumerate((1, 5)):
+        raw = tmp_path / f"raw{k}"
+        raw.mkdir()
+        write_idx(raw, "train", *procedural_glyphs(20, seed))
+        write_idx(raw, "t10k", *procedural_glyphs(12, seed + 1))
+        raws.append(str(raw))
+    data_dir = str(tmp_path / "tfds")
+    config = digit_scenes_config.get_config()
+    config.data.data_dir = data_dir
+    config.eval.judge_dir = str(tmp_path / "judges")
+    config.eval.judge_steps = 2
+
+    def judge_of(raw):
+        shutil.rmtree(os.path.join(data_dir, "digit_scenes"), ignore_errors=True)
+        builders.prepare("digit_scenes", raw, data_dir)
+        exp = experiment.from_config(config, check=False)
+        judge = evaluation.judge_for(exp)
+        return exp, judge
+
+    exp, first = judge_of(raws[0])
+    heads = evaluation.evaluator.judged_labels(exp.layout, exp.data.labels)
+    base = evaluation.judge.cache_path(exp, heads)
+    assert os.listdir(config.eval.judge_dir) == [os.path.basename(base)]
+    _, second = judge_of(raws[1])
+    judges = sorted(os.listdir(config.eval.judge_dir))
+    assert len(judges) == 2 and judges[0] == os.path.basename(base), judges
+    assert judges[1].startswith(os.path.basename(base) + "_data")
+    assert second.info["data_fingerprint"] != first.info["data_fingerprint"]
+    assert "trained on other data under the same name" in caplog.text
+    # Back to the first folder: its judge, from the cache; also without a recorded fingerprint.
+    info_file = os.path.join(base, evaluation.classifier.INFO_FILE)
+    record = json.loads(open(info_file).read())
+    del record["info"]["data_fingerprint"]
+    with open(info_file, "w") as f:
+        json.dump(record, f)
+    _, again = judge_of(raws[0])
+    assert again.info.get("data_fingerprint") is None and again.spec == first.spec
+    assert len(os.listdir(config.eval.judge_dir)) == 2

@@ -8,10 +8,17 @@ paper's protocol), so it never saw what G learned from. It is cached under
 `exp.judge.cache_dir`, keyed by what shapes it: the data (`source.judge_key`, and the version
 of a set rendered here), its heads, steps, seed and options; never by the run's seed, so every
 run of a data set is judged by the same judge.
+
+A cached judge records a fingerprint of the images and labels it was trained on (the test
+split's labelled rows, hashed), and is used only for the same data: a set rebuilt from other
+files under the same name and version gets a judge of its own (the key plus
+`_data<fingerprint>`). A judge cached before fingerprints is used where the test split has as
+many rows with the same per-channel mean and standard deviation as it recorded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import jax
@@ -26,8 +33,9 @@ from ssinfogan_jax.evaluation import metrics
 Split = tuple[np.ndarray, dict[str, np.ndarray]]  # (float32 images, labels)
 
 
-def cache_path(exp, heads: dict[str, int]) -> str:
-    """The judge's folder for `exp` with `heads` ({label: classes, 0 = continuous})."""
+def cache_path(exp, heads: dict[str, int], fingerprint: str = "") -> str:
+    """The judge's folder for `exp` with `heads` ({label: classes, 0 = continuous}); with
+    `fingerprint`, that of data rebuilt since the first judge of the key was cached."""
     spec = exp.judge
     key = f"{exp.source.judge_key}_{'+'.join(sorted(heads))}_steps{spec.steps}_seed{spec.seed}"
     if exp.data.version:  # A set rendered here: its judge is its version's.
@@ -36,7 +44,36 @@ def cache_path(exp, heads: dict[str, int]) -> str:
         key += f"_batch{spec.batch_size}"
     if spec.max_shift >= 0:  # Set, not automatic: a judge of its own.
         key += f"_shift{spec.max_shift:g}"
+    if fingerprint:
+        key += f"_data{fingerprint[:12]}"
     return os.path.join(spec.cache_dir, key)
+
+
+def fingerprint(split: Split, heads) -> str:
+    """sha256 of what a judge with `heads` trains on: the split's images and heads' labels."""
+    images, labels = split
+    digest = hashlib.sha256(np.ascontiguousarray(images, np.float32).data)
+    for name in sorted(heads):
+        digest.update(name.encode() + np.ascontiguousarray(labels[name]).tobytes())
+    return digest.hexdigest()
+
+
+def _same_data(record: dict, digest: str, images: np.ndarray) -> bool:
+    """Whether the judge of `record` (its classifier.json) was trained on the data of `digest`
+    (`images`: the float32 images hashed into it)."""
+    info = record.get("info") or {}
+    if info.get("data_fingerprint"):
+        return info["data_fingerprint"] == digest
+    # Cached before fingerprints: the same rows and per-channel statistics, as train_classifier
+    # computed them (float64), mean the same images.
+    mean = images.mean(axis=(0, 1, 2), dtype=np.float64)
+    std = images.std(axis=(0, 1, 2), dtype=np.float64) + 1e-8
+    spec = record.get("spec") or {}
+    return (
+        info.get("num_train") == len(images)
+        and np.allclose(spec.get("mean", ()), mean, rtol=0, atol=1e-9)
+        and np.allclose(spec.get("std", ()), std, rtol=0, atol=1e-9)
+    )
 
 
 def _labeled_only(split: Split, names) -> Split:
@@ -68,12 +105,26 @@ def judge_for(
     if not heads:
         return None
     spec = exp.judge
+    test_split = test_split or exp.source.load_float("test")
+    (test_images, test_labels) = _labeled_only(test_split, heads)
+    digest = fingerprint((test_images, test_labels), heads)
     path = cache_path(exp, heads)
-    if fileio.exists(os.path.join(path, classifier_lib.INFO_FILE)):
-        judge = classifier_lib.load(path)
+    for candidate in (path, cache_path(exp, heads, digest)):
+        info_file = os.path.join(candidate, classifier_lib.INFO_FILE)
+        if not fileio.exists(info_file):
+            continue
+        if not _same_data(fileio.read_json(info_file), digest, test_images):
+            logging.warning(
+                "The judge in %s was trained on other data under the same name (a set rebuilt "
+                "from other files?): not used.",
+                candidate,
+            )
+            path = cache_path(exp, heads, digest)
+            continue
+        judge = classifier_lib.load(candidate)
         logging.info(
             "Judge (independent classifier) from %s (validation %s).",
-            path,
+            candidate,
             judge.info.get("val_by_head") or judge.val_accuracy,
         )
         return judge
@@ -85,9 +136,7 @@ def judge_for(
         spec.batch_size,
         path,
     )
-    test_split = test_split or exp.source.load_float("test")
     train_split = train_split or exp.source.load_float("train")
-    (test_images, test_labels) = _labeled_only(test_split, heads)
     (train_images, train_labels) = _labeled_only(train_split, heads)
     categorical_only = all(heads.values())
     max_shift = spec.max_shift if spec.max_shift >= 0 else (2.0 if categorical_only else 0.0)
@@ -120,6 +169,7 @@ def judge_for(
             **options,
         )
     logging.info("Judge on the train split (accuracy or correlation): %s.", val)
+    judge.info["data_fingerprint"] = digest
     if jax.process_index() == 0:
         judge.save(path)
     return judge
