@@ -6,7 +6,8 @@
     config_history.jsonl   one line per accepted start: step, time, what changed
     eval_history.jsonl     one line of eval metrics per evaluated step
 
-A resumed run may change only `config_checks.MAY_CHANGE_ON_RESUME`. Writers are process 0's;
+A resumed run may change only `config_checks.MAY_CHANGE_ON_RESUME`; until a first checkpoint
+exists, a rerun may change any field (its config.json is replaced). Writers are process 0's;
 every path may be gs://.
 """
 
@@ -18,6 +19,7 @@ import os
 
 import jax
 import ml_collections
+from absl import logging
 from etils import epath
 
 from ssinfogan_jax import config_checks, fileio
@@ -31,10 +33,21 @@ def _is_main() -> bool:
     return jax.process_index() == 0
 
 
+def has_checkpoint(workdir: str) -> bool:
+    """Whether `workdir` holds a saved step (a leftover temporary folder of a failed first
+    save does not count)."""
+    from ssinfogan_jax import checkpointing  # orbax: only where a work dir is read.
+
+    folder = epath.Path(workdir, checkpointing.LATEST_DIR)
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
 def saved_config(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict | None, dict]:
     """(the work dir's config.json or None, {field: [saved, new]} allowed changes).
 
-    Raises ConfigError naming every field that differs and may not change on resume.
+    Raises ConfigError naming every field that differs and may not change on resume. Where
+    the work dir holds no checkpoint yet (a first run stopped before its first save), nothing
+    was trained with the saved config: it is (None, {}), and config.json is replaced.
     """
     path = epath.Path(workdir, CONFIG_FILE)
     if not path.exists():
@@ -46,6 +59,13 @@ def saved_config(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict 
             f"{path} is not valid JSON ({e}); restore it, or use a fresh --workdir"
         ) from None
     allowed, problems = config_checks.compare_with_saved(saved, config)
+    if problems and not has_checkpoint(workdir):
+        logging.warning(
+            "%s holds no checkpoint: its config.json is replaced (%s).",
+            workdir,
+            "; ".join(problems),
+        )
+        return None, {}
     if problems:
         raise config_checks.ConfigError(
             f"{workdir} was trained with another config: {'; '.join(problems)}; these "

@@ -1,5 +1,6 @@
 """Start-up validation: each problem is reported on one line that names the config field."""
 
+import json
 import os
 
 import jax
@@ -370,3 +371,83 @@ def test_a_folders_bad_test_share_is_its_only_problem(tmp_path):
     config.data.data_dir = str(tmp_path / "tfds")
     config.data.test_share = 1.0
     assert _only_problem(config) == "config.data.test_share: 1.0 is not in [0.0, 1.0)"
+
+
+def _listing(workdir) -> dict[str, int]:
+    """Every file under the work dir with its size ({} if it does not exist)."""
+    if not os.path.exists(workdir):
+        return {}
+    return {
+        os.path.relpath(os.path.join(d, f), workdir): os.path.getsize(os.path.join(d, f))
+        for d, _, files in os.walk(workdir)
+        for f in files
+    }
+
+
+@pytest.mark.parametrize(
+    "flag, line",
+    [
+        (
+            "--config.batch_size=100000000",
+            "config.batch_size: a train step of 100000000 examples (100000000 per device) needs",
+        ),
+        (
+            "--config.latents.noise_size=100000000",
+            "config.latents.noise_size: G and D hold 102,413M numbers for these latents",
+        ),
+    ],
+    ids=["batch_size", "noise_size"],
+)
+def test_a_step_that_cannot_fit_in_memory_is_refused_before_anything_is_written(
+    digits_shared, tmp_path, flag, line
+):
+    """Issue 37 defect 5: an estimate from the networks' shapes against the device's memory
+    (here the host's RAM), before config.json; the line says what would fit."""
+    workdir = tmp_path / "run"
+    result = run_main(digits_shared, workdir, flag, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0] == "FATAL invalid config:", result.stderr[-2000:]
+    assert lines[1].strip().startswith(line) and "GiB" in lines[1], lines[1]
+    assert _listing(workdir) == {}
+
+
+def test_the_memory_estimate_errs_low_and_passes_the_shipped_configs(config):
+    limit, _ = config_checks.device_memory()
+    layout = experiment.latents_lib.LatentLayout.from_config(config.latents)
+    m = config.model
+    variables, per_example = config_checks._network_bytes(
+        m.arch, layout, (m.dtype, m.conv_impl, m.d_batch_norm, m.q_ss_trunk)
+    )
+    # infogan_mnist: 13.4M float32 numbers; 322 KB of layer outputs per example on the CPU.
+    assert variables == 53_483_576 and 100_000 < per_example < 1_000_000
+    fits = (limit - 3 * variables) // per_example
+    config.batch_size = int(fits)
+    assert experiment.find_problems(config) == []
+    config.batch_size = int(fits) + 1
+    (problem,) = experiment.find_problems(config)
+    assert problem.endswith(f"use a batch_size of at most {int(fits):,}"), problem
+
+
+def test_until_a_first_checkpoint_a_rerun_may_change_any_field(digits_shared, tmp_path):
+    """A first run that stopped before its first save (here: the config.json an unrunnable
+    batch size left before it was refused at start-up) does not hold its work dir."""
+    from conftest import digits_config
+
+    from ssinfogan_jax import run_record
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    bad = digits_config(digits_shared, batch_size=100_000_000)
+    (workdir / "config.json").write_text(bad.to_json_best_effort(indent=2))
+    before = _listing(workdir)
+    result = run_main(digits_shared, workdir, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = _listing(workdir)
+    assert set(before) < set(after) and "checkpoints/6/_CHECKPOINT_METADATA" in after, after
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["batch_size"] == digits.get_config("runlocal").batch_size
+    # Once a checkpoint exists, the same change is refused.
+    with pytest.raises(config_checks.ConfigError, match=r"config\.batch_size: 16 -> 100000000"):
+        run_record.saved_config(bad, str(workdir))
+    assert run_record.has_checkpoint(str(workdir))
