@@ -326,7 +326,7 @@ def _intermediate_bytes(jaxpr) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _network_bytes(arch: str, layout: latents.LatentLayout, model: tuple) -> tuple[int, int]:
+def network_bytes(arch: str, layout: latents.LatentLayout, model: tuple) -> tuple[int, int]:
     """(bytes of G's and D's variables, bytes of a forward pass of G then D per example),
     from shapes alone: nothing is allocated or compiled."""
     generator, discriminator = models.create_models(arch, layout, None, *model)
@@ -372,7 +372,7 @@ def _memory_problem(config, device_count: int) -> list[str]:
     m = config.model
     model = (m.dtype, m.conv_impl, m.d_batch_norm, m.q_ss_trunk)
     layout = latents.LatentLayout.from_config(config.latents)
-    variables, per_example = _network_bytes(m.arch, layout, model)
+    variables, per_example = network_bytes(m.arch, layout, model)
     per_device = -(-int(config.batch_size) // max(device_count, 1))
     state, activations = 3 * variables, per_example * per_device
     if state + activations <= limit:

@@ -416,7 +416,7 @@ def test_the_memory_estimate_errs_low_and_passes_the_shipped_configs(config):
     limit, _ = config_checks.device_memory()
     layout = experiment.latents_lib.LatentLayout.from_config(config.latents)
     m = config.model
-    variables, per_example = config_checks._network_bytes(
+    variables, per_example = config_checks.network_bytes(
         m.arch, layout, (m.dtype, m.conv_impl, m.d_batch_norm, m.q_ss_trunk)
     )
     # infogan_mnist: 13.4M float32 numbers; 322 KB of layer outputs per example on the CPU.

@@ -433,5 +433,5 @@ def test_a_stray_word_in_a_column_of_numbers_is_refused_unless_the_kind_is_given
     source = folder.read_source(config.data)
     assert source.labels["size"].kind == "categorical" and "big" in source.labels["size"].classes
     # Many words among numbers are a categorical column, as before.
-    assert folder._stray_cell("c", ["1", "2", "x", "y"]) is None
-    assert folder._stray_cell("c", ["1", "", "2", "x"]).startswith("line 5, column 'c': 'x'")
+    assert folder.stray_cell("c", ["1", "2", "x", "y"]) is None
+    assert folder.stray_cell("c", ["1", "", "2", "x"]).startswith("line 5, column 'c': 'x'")

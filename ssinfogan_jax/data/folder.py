@@ -180,7 +180,7 @@ def infer_kind(cells: list[str]) -> str:
     return "categorical"
 
 
-def _stray_cell(name: str, cells: list[str]) -> str | None:
+def stray_cell(name: str, cells: list[str]) -> str | None:
     """Why a column of numbers with a stray word (a typo such as 'big' among sizes) must not
     silently become a categorical label of every distinct number; None if it is not one. A
     stray is a non-numeric cell among at least 2 numbers, at most 1% of the filled cells (at
@@ -376,7 +376,7 @@ def _read_source(
     labels, values = {}, {}
     for name, cells in columns.items():
         filled = [c for c in cells if c]
-        if name not in kinds and not named.get(name) and (stray := _stray_cell(name, cells)):
+        if name not in kinds and not named.get(name) and (stray := stray_cell(name, cells)):
             problems.append(f"{where}: {stray}")
             continue
         kind = kinds.get(name) or infer_kind(filled)
