@@ -390,6 +390,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[s
         per_value=exp.sample.per_value,
         traversal_rows=exp.sample.traversal_rows,
         traversal_values=exp.sample.traversal_values,
+        class_names=dict(exp.source.class_names),
     )
     if _is_main():
         written.update(_write_row_titles(exp, written))

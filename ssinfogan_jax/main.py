@@ -247,6 +247,11 @@ def main(argv: list[str]) -> None:
     if is_main and _MODE.value == "sample":
         for name, value in sorted(metrics.items()):
             print(f"{name}: {value}")
+        print(
+            "samples.npz: per sample, varied_code and varied_value (the code set and its "
+            "value; value_name: its class), in blocks of one value",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

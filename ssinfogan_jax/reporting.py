@@ -44,9 +44,17 @@ class _PlainFormatter(std_logging.Formatter):
         return message
 
 
+# tfds warns of a version folder without dataset_info.json each time it is asked whether a
+# set is prepared; the project asks before it prepares one, and says what it does.
+_TFDS_NOISE = ("has no dataset_info.json",)
+
+
 def _user_line(record) -> bool:
     if record.levelno >= std_logging.WARNING:
-        return True
+        tfds_noise = "tensorflow_datasets" in record.pathname and any(
+            n in record.getMessage() for n in _TFDS_NOISE
+        )
+        return not tfds_noise or record.levelno >= std_logging.ERROR
     return os.path.basename(record.pathname) in _USER_MODULES and "/ssinfogan_jax/" in (
         record.pathname.replace(os.sep, "/")
     )

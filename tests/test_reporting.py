@@ -171,3 +171,59 @@ def test_progress_gives_steps_per_second_and_an_eta_in_minutes_and_seconds():
     now[0] = 105.0
     assert progress.line(300) == "step 300/600 ( 50%): 40.0 steps/s, ETA 0m08s"
     assert reporting.duration(3725) == "1h02m"
+
+
+def test_grids_carry_their_row_and_column_labels():
+    from ssinfogan_jax.evaluation import images
+
+    x = np.zeros((3, 2, 10, 12, 1), np.float32)  # 3 rows of 2 black cells.
+    grid = images.make_grid(x)
+    labelled = images.with_labels(grid, (10, 12), rows=["cat", "dog", "bird"])
+    margin = labelled.shape[1] - grid.shape[1]
+    assert labelled.shape[0] == grid.shape[0] and margin > 10
+    np.testing.assert_array_equal(labelled[:, margin:], grid)  # The pictures untouched.
+    for r in range(3):  # Ink (dark pixels) in the margin beside every row, none between.
+        band = labelled[2 + r * 12 : 2 + r * 12 + 10, :margin]
+        assert (band < 128).any(), r
+    heads = images.with_labels(grid, (10, 12), cols=images.value_labels(np.array([-1.0, 2.0])))
+    top = heads.shape[0] - grid.shape[0]
+    assert top > 8 and (heads[:top] < 128).any() and heads.shape[1] == grid.shape[1]
+    assert images.value_labels(np.array([-1.0, 2.0])) == ["-1.0", "+2.0"]
+    assert images.value_labels(np.arange(3)) == ["0", "1", "2"]
+
+
+def test_sample_mode_indexes_each_sample_by_its_code_and_value(tmp_path):
+    import jax
+    from PIL import Image
+
+    from ssinfogan_jax.evaluation import sampling
+
+    config = rich_config()
+    config.latents.codes.insert(1, default.code("odd", "categorical", 2, label="odd"))
+    exp = experiment_of(config)
+
+    def generate(latents):
+        return np.zeros((len(latents["noise"]), 28, 28, 1), np.float32)
+
+    written = sampling.write_samples(
+        generate,
+        exp.layout,
+        jax.random.PRNGKey(0),
+        str(tmp_path),
+        (0.0, 1.0),
+        per_value=3,
+        class_names={"odd": ["even", "odd"]},
+    )
+    samples = np.load(written["samples"])
+    assert list(samples["varied_code"]) == ["digit"] * 30 + ["odd"] * 6
+    np.testing.assert_array_equal(
+        samples["varied_value"], np.concatenate([np.repeat(np.arange(10), 3), [0, 0, 0, 1, 1, 1]])
+    )
+    for code in ("digit", "odd"):  # The index says what the code arrays hold.
+        rows = samples["varied_code"] == code
+        np.testing.assert_array_equal(samples[code][rows], samples["varied_value"][rows])
+    assert list(samples["value_name"][30:]) == ["even"] * 3 + ["odd"] * 3
+    assert list(samples["value_name"][:3]) == ["0"] * 3
+    plain = 2 + 3 * 30  # A grid of 3 columns without labels.
+    assert Image.open(written["odd"]).size[0] > plain  # The label margin.
+    assert Image.open(written["traversal_odd"]).size[1] > 2 + 8 * 30  # The value heads.

@@ -123,6 +123,7 @@ class Evaluator:
         self.rng = jax.random.PRNGKey(exp.eval.seed)
         self.test_images = test_images
         self.test_labels = test_labels
+        self.class_names = dict(getattr(exp.source, "class_names", None) or {})
         self.classifier = classifier
         self.code = classifier_code(self.layout)
         self._test_statistics = None
@@ -272,9 +273,18 @@ class Evaluator:
             result["q_ss_test_acc"] = float(np.mean(accuracies))
         return result
 
+    def value_names(self, code: latents_lib.Code, values: np.ndarray) -> list[str]:
+        """What each value of `code` is: the data's class names for a supervised categorical
+        code where it names them, else the values."""
+        names = self.class_names.get(code.label) if code.label and code.categorical else None
+        if names and len(names) == code.size:
+            return [str(names[int(v)]) for v in values]
+        return images.value_labels(values)
+
     def image_grids(self, state, per_value: int = 10, rows: int = 8) -> dict[str, np.ndarray]:
-        """uint8 [1, H, W, C] grids: one per categorical c_ss code (a row per value) and a
-        traversal per code (rows: fixed other latents; columns: the code varied)."""
+        """uint8 [1, H, W, C] grids, labelled on the image: one per categorical c_ss code (a
+        row per value, named by its class) and a traversal per code (rows: fixed other
+        latents; columns: the code varied, each headed by its value)."""
         generate = self._generate_fn(state)
         grids = {}
         for i, c in enumerate(self.layout.supervised_codes):
@@ -282,10 +292,17 @@ class Evaluator:
                 z = sampling.conditional_latents(
                     jax.random.fold_in(self.rng, 10 + i), self.layout, c, per_value
                 )
-                grid = images.make_grid(generate(z), rows=c.size, value_range=self.image_range)
+                x = generate(z)
+                grid = images.make_grid(x, rows=c.size, value_range=self.image_range)
+                labels = self.value_names(c, np.arange(c.size))
+                grid = images.with_labels(grid, x.shape[1:3], rows=labels)
                 grids[f"samples/{c.name}"] = grid[None]
         for c in self.layout.codes:
-            z, _ = latents_lib.traversal(jax.random.fold_in(self.rng, 2), self.layout, c.name, rows)
-            grid = images.make_grid(generate(z), rows=rows, value_range=self.image_range)
+            z, values = latents_lib.traversal(
+                jax.random.fold_in(self.rng, 2), self.layout, c.name, rows
+            )
+            x = generate(z)
+            grid = images.make_grid(x, rows=rows, value_range=self.image_range)
+            grid = images.with_labels(grid, x.shape[1:3], cols=self.value_names(c, values))
             grids[f"traversal/{c.name}"] = grid[None]
         return grids

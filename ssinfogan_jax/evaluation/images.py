@@ -90,3 +90,53 @@ def save_grid(path: str, images: np.ndarray, **grid_kwargs) -> np.ndarray:
     grid = make_grid(images, **grid_kwargs)
     save_image(path, grid)
     return grid
+
+
+def with_labels(
+    grid: np.ndarray,
+    cell_shape: tuple[int, int],
+    *,
+    rows: list[str] | None = None,
+    cols: list[str] | None = None,
+    padding: int = 2,
+) -> np.ndarray:
+    """`grid` (uint8 [H, W, C], `make_grid`'s with `padding`) with its row labels drawn in a
+    white margin on the left and its column labels in a band on top (black text, pillow's
+    default font), so a picture says what each row or column is.
+
+    Args:
+      cell_shape: (height, width) of one cell of the grid.
+      rows, cols: one label per row / column, or None for none.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    h, w = cell_shape
+    text_h = 11  # The default bitmap font's line height.
+
+    def width(text: str) -> int:
+        left, _, right, _ = font.getbbox(text)
+        return right - left
+
+    left = max((width(t) for t in rows), default=0) + 2 * padding if rows else 0
+    top = text_h + 2 * padding if cols else 0
+    out = np.full((grid.shape[0] + top, grid.shape[1] + left, grid.shape[2]), 255, np.uint8)
+    out[top:, left:] = grid
+    image = Image.fromarray(out[..., 0] if out.shape[-1] == 1 else out)
+    draw = ImageDraw.Draw(image)
+    for r, text in enumerate(rows or []):
+        y = top + padding + r * (h + padding) + max((h - text_h) // 2, 0)
+        draw.text((padding, y), text, fill=0 if image.mode == "L" else (0, 0, 0), font=font)
+    for c, text in enumerate(cols or []):
+        x = left + padding + c * (w + padding) + max((w - width(text)) // 2, 0)
+        draw.text((x, padding), text, fill=0 if image.mode == "L" else (0, 0, 0), font=font)
+    drawn = np.asarray(image, np.uint8)
+    return drawn[..., None] if drawn.ndim == 2 else drawn
+
+
+def value_labels(values: np.ndarray) -> list[str]:
+    """Short labels of a code's values: integers as they are, floats with 1 decimal."""
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.integer):
+        return [str(int(v)) for v in values]
+    return [f"{float(v):+.1f}" for v in values]

@@ -2,10 +2,15 @@
 
 Sample mode (main.py --mode=sample) restores a checkpoint and calls `write_samples`, which
 writes, under <workdir>/samples/:
-  samples.npz      images float32 [N, H, W, C] in the data's range, and one array of code
-                   values per code (int32 [N] categorical, float32 [N, size] continuous)
-  <code>.png       one row per value of each supervised code (`per_value` columns)
-  traversal_<code>[_<dim>].png   one code varied along columns, the rest fixed per row
+  samples.npz      images float32 [N, H, W, C] in the data's range, one array of code
+                   values per code (int32 [N] categorical, float32 [N, size] continuous),
+                   and the index of what each sample shows: `varied_code` (str [N], the
+                   categorical c_ss code set per block) and `varied_value` (int32 [N], its
+                   value), `value_name` (str [N], the class's name where the data names it)
+  <code>.png       one row per value of each supervised code (`per_value` columns), each row
+                   labelled on the image with its class name (or value)
+  traversal_<code>[_<dim>].png   one code varied along columns (each headed by its value),
+                   the rest fixed per row
 """
 
 from __future__ import annotations
@@ -68,11 +73,13 @@ def write_samples(
     per_value: int = 10,
     traversal_rows: int = 8,
     traversal_values: int = 10,
+    class_names: dict[str, list[str]] | None = None,
 ) -> dict[str, str]:
     """Writes samples.npz and the PNG grids into `out_dir` (local or gs://); returns {what:
-    path}."""
+    path}. `class_names`: {label: names in class order}, for the rows' labels and the index."""
     written: dict[str, str] = {}
     all_latents, all_images = [], []
+    varied_code, varied_value, value_name = [], [], []
     for i, code in enumerate(layout.supervised_codes):
         if not code.categorical:
             continue
@@ -80,15 +87,26 @@ def write_samples(
         images = generate(latents)
         all_latents.append(latents)
         all_images.append(images)
+        names = _names(code, class_names)
+        values = np.repeat(np.arange(code.size), per_value)  # Value-major blocks.
+        varied_code += [code.name] * len(values)
+        varied_value += values.tolist()
+        value_name += [names[v] for v in values]
         path = os.path.join(out_dir, f"{code.name}.png")
-        images_lib.save_grid(path, images, rows=code.size, value_range=image_range)
+        grid = images_lib.make_grid(images, rows=code.size, value_range=image_range)
+        images_lib.save_image(path, images_lib.with_labels(grid, images.shape[1:3], rows=names))
         written[code.name] = path
     if not all_latents:  # No categorical supervised code: plain samples.
         latents = latents_lib.sample(rng, layout, per_value * per_value)
         all_latents, all_images = [latents], [generate(latents)]
+        varied_code = [""] * per_value * per_value
+        varied_value, value_name = [-1] * len(varied_code), [""] * len(varied_code)
     arrays = {"images": np.concatenate(all_images).astype(np.float32)}
     for name in all_latents[0]:
         arrays[name] = np.concatenate([np.asarray(la[name]) for la in all_latents])
+    arrays["varied_code"] = np.asarray(varied_code, dtype=str)
+    arrays["varied_value"] = np.asarray(varied_value, np.int32)
+    arrays["value_name"] = np.asarray(value_name, dtype=str)
     written["samples"] = os.path.join(out_dir, "samples.npz")
     npz = io.BytesIO()
     np.savez(npz, **arrays)
@@ -97,7 +115,7 @@ def write_samples(
     traversal_rng = jax.random.fold_in(rng, 1_000)
     for code in layout.codes:
         for dim in range(1 if code.categorical else code.size):
-            latents, _ = latents_lib.traversal(
+            latents, values = latents_lib.traversal(
                 traversal_rng,
                 layout,
                 code.name,
@@ -107,8 +125,21 @@ def write_samples(
             )
             suffix = "" if code.categorical else f"_{dim}"
             path = os.path.join(out_dir, f"traversal_{code.name}{suffix}.png")
-            images_lib.save_grid(
-                path, generate(latents), rows=traversal_rows, value_range=image_range
-            )
+            images = generate(latents)
+            grid = images_lib.make_grid(images, rows=traversal_rows, value_range=image_range)
+            if code.categorical:
+                heads = [_names(code, class_names)[int(v)] for v in values]
+            else:
+                heads = images_lib.value_labels(values)
+            grid = images_lib.with_labels(grid, images.shape[1:3], cols=heads)
+            images_lib.save_image(path, grid)
             written[f"traversal_{code.name}{suffix}"] = path
     return written
+
+
+def _names(code: latents_lib.Code, class_names: dict[str, list[str]] | None) -> list[str]:
+    """The names of a categorical code's values: the data's class names, else the values."""
+    names = (class_names or {}).get(code.label) if code.label else None
+    if names and len(names) == code.size:
+        return [str(n) for n in names]
+    return [str(k) for k in range(code.size)]
