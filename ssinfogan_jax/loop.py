@@ -144,6 +144,8 @@ def train_and_evaluate(
             rows = run_record.read_eval_history(workdir)
             last = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
             raise AlreadyFinished(start_step, exp.cadences.num_train_steps, workdir, last)
+        if _is_main():  # In the log's first lines: what the first minutes are spent on.
+            reporting.announce_judge(exp)
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
         try:
             batches = input_pipeline.create_train_data(
@@ -153,8 +155,6 @@ def train_and_evaluate(
             if labeled_subset.SUBSET_FILE in str(e):  # The work dir's subset is another one.
                 raise config_checks.ConfigError(str(e)) from e
             raise
-        if _is_main():
-            reporting.announce_judge(exp)
         evaluator = evaluation.make_evaluator(exp)
         # Every check has passed: from here on the run writes its record.
         run_record.write_config(config, workdir, saved, changes, start_step)

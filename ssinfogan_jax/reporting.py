@@ -25,8 +25,17 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from absl import logging
 
-# Modules whose INFO lines a user reads at the default verbosity.
-_USER_MODULES = ("reporting.py",)
+# The INFO lines a user reads at the default verbosity: {module: message prefixes (() = all)}.
+# The data's preparation or download (minutes on a first run), where the judge and the
+# labelled subset come from, and this module's own lines.
+_USER_LINES = {
+    "reporting.py": (),
+    "builders.py": (),
+    "official_files.py": (),
+    "prepare_once.py": (),
+    "judge.py": ("Judge (independent classifier) from",),
+    "input_pipeline.py": ("Wrote the labelled subset", "Read the labelled subset"),
+}
 # A train metric `<name>` + COUNT_SUFFIX is the weight of `<name>` in a window's mean (e.g. the
 # labelled examples behind a batch's Q_ss accuracy); it is not written itself.
 COUNT_SUFFIX = ":count"
@@ -55,9 +64,12 @@ def _user_line(record) -> bool:
             n in record.getMessage() for n in _TFDS_NOISE
         )
         return not tfds_noise or record.levelno >= std_logging.ERROR
-    return os.path.basename(record.pathname) in _USER_MODULES and "/ssinfogan_jax/" in (
-        record.pathname.replace(os.sep, "/")
-    )
+    if "/ssinfogan_jax/" not in record.pathname.replace(os.sep, "/"):
+        return False
+    prefixes = _USER_LINES.get(os.path.basename(record.pathname))
+    if prefixes is None:
+        return False
+    return not prefixes or record.getMessage().startswith(prefixes)
 
 
 def _import_tensorflow_quietly() -> None:

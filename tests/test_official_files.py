@@ -495,7 +495,7 @@ def test_svhn_runlocal_trains_from_the_raw_folder(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Prepared svhn_cropped into" in result.stderr
-    assert "cond_acc_direct/digit:" in result.stdout
+    assert "(cond_acc_direct/digit)" in result.stdout  # The end summary's headline.
     assert builders.is_prepared("svhn_cropped", str(tmp_path / "tfds"))
     subset = json.loads((tmp_path / "run" / "labeled_subset.json").read_text())
     assert (subset["dataset"], subset["num_train"], subset["num_labeled"]) == (

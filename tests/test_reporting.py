@@ -45,6 +45,7 @@ def test_a_first_run_prints_a_few_useful_lines(digits_shared, tmp_path):
         assert noise not in text, noise
     # The judge trains first, and the first line says so with an estimate.
     assert lines[0].startswith("First the judge") and re.search(r"about \d+m\d\ds", lines[0])
+    assert "Training the judge" not in text  # Said once, by the first line.
     progress = [line for line in lines if line.startswith("step ")]
     assert len(progress) == 3, progress  # log_every 2 of 6 steps.
     assert all(re.search(r"[\d.]+ steps/s, ETA \d+m\d\ds$", line) for line in progress)
