@@ -134,6 +134,10 @@ def train_and_evaluate(
     checkpointing.CheckpointError, FloatingPointError (a NaN), OSError, AlreadyFinished, and
     exit_codes.Preempted after saving the step that all hosts agreed on.
     """
+    if config.get("runs"):  # Several runs as one program.
+        from ssinfogan_jax import sweep
+
+        return sweep.train_runs(config, workdir, data)
     exp, state, checkpointer, (saved, changes) = _setup(config, workdir, data)
     try:
         if checkpointer.latest_step() is not None:

@@ -94,9 +94,11 @@ def _batches() -> list[dict]:
 
 
 def _exp(config):
-    """The config's Experiment, unchecked (the test configs are the checks' business)."""
+    """`config` if it is an Experiment, else its Experiment, unchecked."""
     from ssinfogan_jax import experiment
 
+    if isinstance(config, experiment.Experiment):
+        return config
     return experiment.from_config(config, check=False)
 
 

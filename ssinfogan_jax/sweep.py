@@ -1,0 +1,313 @@
+"""Many independent runs trained as one program: vmapped over runs, on the device.
+
+    results = sweep.train_runs(config, workdir)   # config.runs: 'seed=1;seed=2,data.num_labeled=20'
+
+Researchers train seeds, label counts and settings, not one run. Here each run of
+`config.runs` (runs separated by ';', each a comma-separated list of field=value overrides of
+the config) keeps everything a run has (its own folder `<workdir>/<name>` with checkpoints,
+eval history, TensorBoard events and labelled subset, its own seed, labelled subset and
+batches), while the runs whose train step is the same program (the same networks, losses and
+optimizer settings; they may differ in seeds and labelled subsets) train together: one call runs
+`steps_per_dispatch` steps of every run of the group, `jax.vmap` over the runs of
+`on_device.multi_step`, with one copy of the training images on the device and a labelled mask
+per run. The runs of a group are placed over the devices when there are at least as many runs
+as devices (a `NamedSharding` over the runs' axis). `<workdir>/sweep.png` plots each run's
+direct conditional accuracy against steps, the mean over seeds with a band from the lowest to
+the highest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers
+from etils import epath
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ssinfogan_jax import (
+    checkpointing,
+    evaluation,
+    exit_codes,
+    input_pipeline,
+    on_device,
+    run_record,
+)
+from ssinfogan_jax import experiment as experiment_lib
+from ssinfogan_jax import train as train_lib
+
+
+@dataclasses.dataclass
+class _Run:
+    name: str
+    workdir: str
+    exp: experiment_lib.Experiment
+    checkpointer: checkpointing.Checkpointer
+    data: input_pipeline.TrainData | None = None
+    evaluator: evaluation.Evaluator | None = None
+    writer: object = None
+
+
+def parse_runs(text: str) -> list[dict[str, str]]:
+    """'seed=1,data.num_labeled=20;seed=2' -> [{'seed': '1', 'data.num_labeled': '20'}, ...]."""
+    runs = []
+    for spec in filter(None, (part.strip() for part in text.split(";"))):
+        overrides = {}
+        for item in filter(None, (x.strip() for x in spec.split(","))):
+            field, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"config.runs: {item!r} in {spec!r} is not field=value")
+            overrides[field.strip()] = value.strip()
+        runs.append(overrides)
+    return runs
+
+
+def run_name(overrides: dict[str, str]) -> str:
+    """The run's folder name: its overrides, e.g. 'num_labeled=20_seed=1'."""
+    return "_".join(f"{k.rpartition('.')[2]}={v}" for k, v in overrides.items()) or "run"
+
+
+def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+    """{name: the config of each run of config.runs}; raises ValueError for a bad override."""
+    out = {}
+    for overrides in parse_runs(config.runs):
+        run = ml_collections.ConfigDict(config.to_dict())
+        run.runs = ""
+        for field, text in overrides.items():
+            *parents, leaf = field.split(".")
+            node = run
+            for parent in parents:
+                node = node[parent]
+            if leaf not in node:
+                raise ValueError(f"config.runs: {field} is not a config field")
+            old = node[leaf]
+            node[leaf] = type(old)(json.loads(text.lower()) if isinstance(old, bool) else text)
+        out[run_name(overrides)] = run
+    return out
+
+
+def make_group_step(step_fn: train_lib.TrainStep, resident: on_device.Resident):
+    """jit(vmap(on_device.multi_step)) over runs: (states, knowns, plans) -> (states, metrics),
+    each with a leading runs axis; the images and labels of `resident` are shared."""
+
+    def one(state, known, plan):
+        return on_device.multi_step(state, resident.replace(known=known), plan, step_fn=step_fn)
+
+    return jax.jit(jax.vmap(one))
+
+
+def _program(exp: experiment_lib.Experiment) -> tuple:
+    """What makes two runs' train steps the same program (seeds and labelled subsets aside)."""
+    return (
+        exp.model,
+        exp.layout,
+        exp.weights,
+        exp.instance_noise,
+        exp.augmentations,
+        exp.optimizer,
+        exp.batches.batch_size,
+        exp.cadences,
+        exp.data,
+    )
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def _unstack(tree, i: int):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _place(tree, count: int):
+    """The runs' axis over the devices when there are at least as many runs as devices."""
+    devices = jax.devices()
+    if len(devices) == 1 or count % len(devices):
+        return jax.device_put(tree)
+    mesh = Mesh(np.asarray(devices), ("runs",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
+
+
+def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[str, dict]:
+    """Trains every run of config.runs (from scratch, or resuming each run's latest
+    checkpoint); returns {run name: final eval metrics}. Raises as loop.train_and_evaluate."""
+    try:
+        configs = run_configs(config)
+    except ValueError as e:
+        from ssinfogan_jax import config_checks
+
+        raise config_checks.ConfigError(str(e)) from None
+    runs = []
+    for name, run_config in configs.items():
+        exp = experiment_lib.from_config(run_config, data=data)
+        path = os.path.join(workdir, name)
+        checkpointer = checkpointing.Checkpointer(
+            path, exp.cadences.max_checkpoints_to_keep, exp.cadences.best_metric
+        )
+        runs.append(_Run(name, path, exp, checkpointer))
+    runs[0].exp.source.prepare()
+    groups: list[list[_Run]] = []
+    for run in runs:
+        group = next((g for g in groups if _program(g[0].exp) == _program(run.exp)), None)
+        if group is None:
+            groups.append([run])
+        else:
+            group.append(run)
+    logging.info(
+        "%d runs in %d programs: %s.",
+        len(runs),
+        len(groups),
+        "; ".join(", ".join(r.name for r in group) for group in groups),
+    )
+    results = {}
+    try:
+        for group in groups:
+            results.update(_train_group(group))
+    finally:
+        for run in runs:
+            run.checkpointer.wait_until_finished()
+            run.checkpointer.close()
+    if jax.process_index() == 0:
+        plot_accuracy(workdir, list(configs))
+    return results
+
+
+def _train_group(group: list[_Run]) -> dict[str, dict]:
+    first = group[0].exp
+    cadences, k = first.cadences, max(first.cadences.steps_per_dispatch, 1)
+    # Every run's state is made by the group's first experiment (one program: one optimizer
+    # object), from the run's own seed.
+    states = []
+    for run in group:
+        state = train_lib.create_train_state(jax.random.PRNGKey(run.exp.seed), first)
+        if states:  # One optimizer object for all (the states stack into one pytree).
+            state = state.replace(
+                generator=state.generator.replace(tx=states[0].generator.tx),
+                discriminator=state.discriminator.replace(tx=states[0].discriminator.tx),
+            )
+        if run.checkpointer.latest_step() is not None:
+            state, _ = run.checkpointer.restore(state)
+        states.append(state)
+    steps = {int(s.step) for s in states}
+    if len(steps) > 1:
+        raise checkpointing.CheckpointError(
+            f"the runs {[r.name for r in group]} are at different steps {sorted(steps)}: "
+            "a group resumes together; rerun the stragglers alone or use a fresh --workdir"
+        )
+    start = steps.pop()
+    for run in group:
+        epath.Path(run.workdir).mkdir(parents=True, exist_ok=True)
+        run.data = input_pipeline.create_train_data(run.exp, run.workdir)
+        run.evaluator = evaluation.make_evaluator(run.exp)
+        run_record.write_config(run.exp.config, run.workdir, None, {}, start)
+        run_record.trim_eval_history(run.workdir, start)
+        run.writer = metric_writers.create_default_writer(
+            run.exp.tensorboard_dir or run.workdir, just_logging=jax.process_index() > 0
+        )
+    resident = on_device.put(group[0].data)
+    knowns = _place(
+        _stack([{k: np.asarray(v) for k, v in r.data.known.items()} for r in group]), len(group)
+    )
+    state = _place(_stack(states), len(group))
+    multi = make_group_step(train_lib.bind_train_step(first), resident)
+    logging.info(
+        "Training %d runs as one program from step %d to %d, %d steps per call.",
+        len(group),
+        start,
+        cadences.num_train_steps,
+        k,
+    )
+    history, results, step, began = [], {r.name: {} for r in group}, start, time.monotonic()
+    with checkpointing.PreemptionNotice(group[0].checkpointer) as preemption:
+        while step < cadences.num_train_steps:
+            count = min(k - step % k, cadences.num_train_steps - step)
+            plans = _place(_stack([on_device.plan(r.data, step, count) for r in group]), len(group))
+            state, metrics = multi(state, knowns, plans)
+            step += count
+            history.append(jax.device_get(metrics))
+            preempted = preemption.should_stop(step)
+            host = None
+            if cadences.due(cadences.log_every, step) or preempted:
+                logging.info(
+                    "[%d] %d runs, %.1f steps/s per run.",
+                    step,
+                    len(group),
+                    (step - start) / (time.monotonic() - began),
+                )
+                for i, run in enumerate(group):
+                    summary = {
+                        name: float(np.mean(np.concatenate([h[name][i] for h in history])))
+                        for name in history[0]
+                    }
+                    run.writer.write_scalars(step, summary)
+                history = []
+            if preempted or cadences.due(cadences.checkpoint_every, step):
+                host = jax.device_get(state)
+                for i, run in enumerate(group):
+                    run.checkpointer.save(step, _unstack(host, i))
+            if preempted:
+                for run in group:
+                    run.checkpointer.wait_until_finished()
+                raise exit_codes.Preempted(step, os.path.dirname(group[0].workdir))
+            if cadences.due(cadences.eval_every, step):
+                host = host if host is not None else jax.device_get(state)
+                for i, run in enumerate(group):
+                    results[run.name] = run.evaluator.evaluate(_unstack(host, i))
+                    run.writer.write_scalars(step, results[run.name])
+                    run_record.append_eval(run.workdir, step, results[run.name])
+                    if cadences.best_metric in results[run.name]:
+                        run.checkpointer.save_best(step, _unstack(host, i), results[run.name])
+    for run in group:
+        run.writer.flush()
+    return results
+
+
+def plot_accuracy(workdir: str, names: list[str], metric: str = "cond_acc_direct") -> str | None:
+    """<workdir>/sweep.png: `metric` against steps per group of runs that differ only in their
+    seed (the mean, and a band from the lowest to the highest); None without histories."""
+    from PIL import Image, ImageDraw
+
+    curves: dict[str, list[dict[int, float]]] = {}
+    for name in names:
+        rows = run_record.read_eval_history(os.path.join(workdir, name))
+        points = {row["step"]: row[metric] for row in rows if metric in row}
+        if points:
+            label = "_".join(p for p in name.split("_") if not p.startswith("seed=")) or "runs"
+            curves.setdefault(label, []).append(points)
+    if not curves:
+        return None
+    width, height, margin = 640, 400, 50
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image, "RGBA")
+    last = max(step for runs in curves.values() for points in runs for step in points)
+    x = lambda step: margin + (width - 2 * margin) * step / max(last, 1)
+    y = lambda value: height - margin - (height - 2 * margin) * value
+    draw.line(
+        [(margin, margin), (margin, height - margin), (width - margin, height - margin)], "black"
+    )
+    for value in (0.0, 0.5, 1.0):
+        draw.text((5, y(value) - 6), f"{value:.1f}", fill="black")
+    draw.text((width - margin - 40, height - margin + 10), f"step {last}", fill="black")
+    draw.text((margin, 10), f"{metric} (mean over seeds, band: min to max)", fill="black")
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    for j, (label, runs) in enumerate(sorted(curves.items())):
+        colour = colours[j % len(colours)]
+        steps = sorted(set.intersection(*(set(points) for points in runs)))
+        values = np.array([[points[s] for s in steps] for points in runs])
+        low, mean, high = values.min(0), values.mean(0), values.max(0)
+        band = [(x(s), y(v)) for s, v in zip(steps, high, strict=True)]
+        band += [(x(s), y(v)) for s, v in reversed(list(zip(steps, low, strict=True)))]
+        if len(band) > 2:
+            draw.polygon(band, fill=(*colour, 60))
+        draw.line([(x(s), y(v)) for s, v in zip(steps, mean, strict=True)], (*colour, 255), 2)
+        draw.text((width - margin - 150, margin + 14 * j), f"{label} ({len(runs)})", fill=colour)
+    path = os.path.join(workdir, "sweep.png")
+    with epath.Path(path).open("wb") as f:
+        image.save(f, format="PNG")
+    return path
