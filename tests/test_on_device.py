@@ -47,23 +47,22 @@ def test_device_batches_hold_the_host_batches_bits(digits_shared):
 
 
 def test_any_number_of_steps_per_call_gives_the_same_bits(digits_shared):
-    """k = 1, 2, 3 and 6 steps per call: the same state after 6 steps, so a run resumed at a
-    call boundary continues exactly."""
+    """k = 1 and 3 steps per call: the same state after 6 steps, so a run resumed at a call
+    boundary continues exactly."""
     exp, data = _train_data(digits_config(digits_shared))
     resident = on_device.put(data)
     multi = on_device.make_multi_step(train.bind_train_step(exp))
     state0 = train.create_train_state(jax.random.PRNGKey(1), exp)
     finals, losses = {}, {}
-    for k in (1, 2, 3, 6):
+    for k in (1, 3):
         state, seen = state0, []
         for start in range(0, 6, k):
             state, metrics = multi(state, resident, on_device.plan(data, start, k))
             seen.append(np.asarray(metrics["d_loss"]))
         finals[k], losses[k] = jax.device_get(state), np.concatenate(seen)
         assert losses[k].shape == (6,)
-    for k in (2, 3, 6):
-        assert trees_equal(finals[k], finals[1]), k
-        np.testing.assert_array_equal(losses[k], losses[1])
+    assert trees_equal(finals[3], finals[1])
+    np.testing.assert_array_equal(losses[3], losses[1])
     # Against one step per call from host batches: XLA compiles a loop body apart from a
     # top-level step (other fusions, so sums round otherwise): the first step's losses agree
     # to float rounding, not to the bit.
@@ -108,7 +107,7 @@ def test_runs_train_as_one_program_each_in_its_own_folder(digits_shared, tmp_pat
     from ssinfogan_jax import sweep
 
     config = digits_config(
-        digits_shared, steps_per_dispatch=3, log_every_steps=3, eval_every_steps=3
+        digits_shared, steps_per_dispatch=3, log_every_steps=3, eval_every_steps=0
     )
     config.runs = (
         "seed=1,data.num_labeled=20;seed=2,data.num_labeled=100;seed=1,loss.lambda_consistency=1.0"
@@ -125,7 +124,7 @@ def test_runs_train_as_one_program_each_in_its_own_folder(digits_shared, tmp_pat
     for name in configs:
         run = tmp_path / "sweep" / name
         rows = [json.loads(x) for x in (run / "eval_history.jsonl").read_text().splitlines()]
-        assert [r["step"] for r in rows] == [3, 6] and saved_state(run)[0] == 6
+        assert [r["step"] for r in rows] == [6] and saved_state(run)[0] == 6
         subset = json.loads((run / "labeled_subset.json").read_text())
         assert subset["num_labeled"] == configs[name].data.num_labeled
     assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
