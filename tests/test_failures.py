@@ -126,10 +126,10 @@ def test_preemption_exits_75_with_one_line_and_saves_within_a_few_steps(digits_s
         "--config.log_every_steps=1",
         text=True,
     )
-    # clu's logging writer prints each step's scalars as "[step] name=value, ...".
+    # The progress line of each logged step: "step N/100000 (  0%): ... steps/s, ETA ...".
     seen, deadline = 0, time.time() + 400
     for line in process.stdout:
-        if match := re.search(r"\] \[(\d+)\] .*d_loss=", line):
+        if match := re.match(r"step +(\d+)/100000 .* steps/s", line):
             seen = int(match.group(1))
             if seen >= 10:
                 signalled = time.time()
