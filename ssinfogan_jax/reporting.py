@@ -34,7 +34,8 @@ _USER_LINES = {
     "official_files.py": (),
     "prepare_once.py": (),
     "judge.py": ("Judge (independent classifier) from",),
-    "input_pipeline.py": ("Wrote the labelled subset", "Read the labelled subset"),
+    "input_pipeline.py": ("Wrote the labelled subset",),
+    "labeled_subset.py": ("Read the labelled subset",),
 }
 # A train metric `<name>` + COUNT_SUFFIX is the weight of `<name>` in a window's mean (e.g. the
 # labelled examples behind a batch's Q_ss accuracy); it is not written itself.
