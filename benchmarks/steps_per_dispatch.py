@@ -36,7 +36,7 @@ def _setup(name: str, batch_size: int, data_dir: str):
 
 
 def measure(name: str, batch_size: int, data_dir: str, k: int, steps: int, rounds: int):
-    exp, data, step_fn, state0, on_device = _setup(name, batch_size, data_dir)
+    _, data, step_fn, state0, on_device = _setup(name, batch_size, data_dir)
     host_step = jax.jit(step_fn)
     resident = on_device.put(data)
     multi = on_device.make_multi_step(step_fn)

@@ -175,7 +175,7 @@ USAGE_ERRORS = {
     "unknown preset": (
         ["--config=configs/mnist.py:foo"],
         "FATAL config error: configs/mnist.py: unknown argument 'foo'; accepted: infogan, "
-        "runlocal (comma-separated, e.g. configs/mnist.py:runlocal)",
+        "runlocal, sweep (comma-separated, e.g. configs/mnist.py:sweep)",
     ),
     "unknown preset, short form": (
         ["--config=digits:runlocal,big"],

@@ -157,9 +157,9 @@ def test_real_mnist_prepared_offline_matches_idx(mnist):
     train_labels = builders.read_idx(MNIST_RAW, "train_labels")
     assert data.info.num_train == 60000 and len(data.labeled_indices) == 600
     by_bytes = _lookup(train_images)
-    found = np.array([by_bytes[im.tobytes()] for im in data._images[..., 0]])
+    found = np.array([by_bytes[im.tobytes()] for im in data.images[..., 0]])
     assert len(set(found.tolist())) == len(by_bytes) > 59_000  # (MNIST repeats a few images)
-    np.testing.assert_array_equal(data._labels["label"], train_labels[found])
+    np.testing.assert_array_equal(data.labels["label"], train_labels[found])
     for step in range(3):  # p(labelled) = 1 in the first 100 steps
         batch = data.batch(step)
         assert batch["label_masks"]["label"].sum() == 128

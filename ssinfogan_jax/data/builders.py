@@ -501,6 +501,8 @@ def ensure_prepared(
     shared by all of them (gs:// on a pod); a per-host local folder is prepared by its own host.
     `verify_checksums` (None: unless SSINFOGAN_SKIP_CHECKSUMS=1) is official_files' check.
     """
+    if is_prepared(name, data_dir):  # Done: tfds renames a build into place when complete.
+        return
     if process_index is None or process_count is None:
         import jax  # Here: the data modules import no JAX; a caller that passes both needs none.
 
