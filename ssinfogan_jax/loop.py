@@ -183,7 +183,7 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
         writer.write_hparams(run_record.hparams(exp.config))
     dp = _data_parallel(exp)
     state = dp.replicate(state)
-    advance, chunk = _stepper(exp, data, dp, start_step)
+    advance, chunk = on_device.stepper(exp, data, dp, start_step)
     report_progress = periodic_actions.ReportProgress(  # Called per call: steps by name.
         num_train_steps=cadences.num_train_steps,
         writer=writer,
@@ -259,42 +259,6 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
         )
         print("\n".join(lines), flush=True)
     return eval_metrics
-
-
-def _stepper(exp, data, dp: parallel.DataParallel, start_step: int):
-    """(advance(state, step, count) -> (state, metrics), chunk(step) -> count): one step per
-    call from host batches, or `steps_per_dispatch` per call with the data on the device."""
-    k = exp.cadences.steps_per_dispatch
-    size = on_device.nbytes(data)
-    if k > 1 and dp.kind == "jit" and jax.process_count() == 1 and _fits(size):
-        logging.info(
-            "Training on the device: the train split (%.0f MB) resident, %d steps per call.",
-            size / 2**20,
-            k,
-        )
-        resident = on_device.put(data)
-        step_fn = train_lib.bind_train_step(exp)
-        multi = on_device.make_multi_step(step_fn, donate=train_lib.default_donation())
-        end = exp.cadences.num_train_steps
-        chunk = lambda step: min(k - step % k, end - step)  # Calls end on multiples of k.
-        return lambda state, step, n: multi(state, resident, on_device.plan(data, step, n)), chunk
-    if k > 1:
-        logging.warning(
-            "Training from the host, one step per call: steps_per_dispatch=%d needs one device "
-            "and one process, and the train split (%.0f MB) in device memory.",
-            k,
-            size / 2**20,
-        )
-    else:
-        logging.info("Training from the host: one step per call (config.steps_per_dispatch=1).")
-    batches = data.iterate(start_step)
-    return lambda state, step, n: dp.train_step(state, dp.shard(next(batches))), lambda step: 1
-
-
-def _fits(size: int) -> bool:
-    """Whether `size` bytes take at most half of the first device's memory (unknown: yes)."""
-    stats = jax.devices()[0].memory_stats() or {}
-    return size <= stats.get("bytes_limit", float("inf")) / 2
 
 
 def _keep_best(best_metric: str, checkpointer, step: int, state, metrics: dict) -> None:

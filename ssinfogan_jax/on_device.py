@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import struct
 
 from ssinfogan_jax import train as train_lib
@@ -126,3 +127,41 @@ def make_multi_step(step_fn: train_lib.TrainStep, donate: bool = False) -> Calla
     """The jitted `multi_step` of a bound train step (train.bind_train_step)."""
     fn = lambda state, resident, plan: multi_step(state, resident, plan, step_fn=step_fn)
     return jax.jit(fn, donate_argnums=(0,) if donate else ())
+
+
+def stepper(exp, data, dp, start_step: int):
+    """How the loop advances `exp`'s run over `data` (input_pipeline.TrainData) with `dp`
+    (parallel.DataParallel): (advance(state, step, count) -> (state, metrics), chunk(step) ->
+    count). One step per call from host batches, or `steps_per_dispatch` per call with the
+    data on the device where one device and one process hold it; the log says which."""
+    k = exp.cadences.steps_per_dispatch
+    size = nbytes(data)
+    if k > 1 and dp.kind == "jit" and jax.process_count() == 1 and fits(size):
+        logging.info(
+            "Training on the device: the train split (%.0f MB) resident, %d steps per call.",
+            size / 2**20,
+            k,
+        )
+        resident = put(data)
+        step_fn = train_lib.bind_train_step(exp)
+        multi = make_multi_step(step_fn, donate=train_lib.default_donation())
+        end = exp.cadences.num_train_steps
+        chunk = lambda step: min(k - step % k, end - step)  # Calls end on multiples of k.
+        return lambda state, step, n: multi(state, resident, plan(data, step, n)), chunk
+    if k > 1:
+        logging.warning(
+            "Training from the host, one step per call: steps_per_dispatch=%d needs one device "
+            "and one process, and the train split (%.0f MB) in device memory.",
+            k,
+            size / 2**20,
+        )
+    else:
+        logging.info("Training from the host: one step per call (config.steps_per_dispatch=1).")
+    batches = data.iterate(start_step)
+    return lambda state, step, n: dp.train_step(state, dp.shard(next(batches))), lambda step: 1
+
+
+def fits(size: int) -> bool:
+    """Whether `size` bytes take at most half of the first device's memory (unknown: yes)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return size <= stats.get("bytes_limit", float("inf")) / 2
