@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -161,7 +162,7 @@ def summarize(history: Iterable[Mapping[str, np.ndarray]]) -> dict[str, float]:
     value each: the mean over steps, or, for a metric with a `<name>:count`, the mean weighted
     by that count (a Q_ss accuracy over the labelled examples only; absent where the window
     held none). The counts themselves are left out."""
-    history = list(history)
+    history = jax.device_get(list(history))  # One transfer for the whole window.
     values = {k: np.concatenate([np.ravel(m[k]) for m in history]) for k in history[0]}
     out = {}
     for name, v in values.items():

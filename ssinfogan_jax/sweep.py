@@ -37,6 +37,7 @@ from ssinfogan_jax import (
     exit_codes,
     input_pipeline,
     on_device,
+    reporting,
     run_record,
 )
 from ssinfogan_jax import experiment as experiment_lib
@@ -241,11 +242,8 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
                     (step - start) / (time.monotonic() - began),
                 )
                 for i, run in enumerate(group):
-                    summary = {
-                        name: float(np.mean(np.concatenate([h[name][i] for h in history])))
-                        for name in history[0]
-                    }
-                    run.writer.write_scalars(step, summary)
+                    summary = reporting.summarize([_unstack(h, i) for h in history])
+                    run.writer.write_scalars(step, reporting.tagged(summary, "train"))
                 history = []
             if preempted or cadences.due(cadences.checkpoint_every, step):
                 host = jax.device_get(state)
@@ -259,7 +257,7 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
                 host = host if host is not None else jax.device_get(state)
                 for i, run in enumerate(group):
                     results[run.name] = run.evaluator.evaluate(_unstack(host, i))
-                    run.writer.write_scalars(step, results[run.name])
+                    run.writer.write_scalars(step, reporting.tagged(results[run.name], "eval"))
                     run_record.append_eval(run.workdir, step, results[run.name])
                     if cadences.best_metric in results[run.name]:
                         run.checkpointer.save_best(step, _unstack(host, i), results[run.name])
