@@ -149,9 +149,7 @@ def main_command(shared: pathlib.Path, workdir, *flags: str) -> list[str]:
         "--workdir": f"--workdir={workdir}",
         "--config.data.data_dir": f"--config.data.data_dir={shared / 'tfds'}",
         "--config.eval.judge_dir": f"--config.eval.judge_dir={shared / 'classifiers'}",
-        "--config.eval.judge_steps": (
-            f"--config.eval.judge_steps={DIGITS_CLASSIFIER_STEPS}"
-        ),
+        "--config.eval.judge_steps": (f"--config.eval.judge_steps={DIGITS_CLASSIFIER_STEPS}"),
         "--config.compilation_cache_dir": f"--config.compilation_cache_dir={shared / 'xla'}",
     }
     for flag in flags:
