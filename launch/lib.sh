@@ -49,6 +49,21 @@ install_command() {
     "&& $uv pip install -q --python $VENV_DIR/bin/python -c constraints.txt -e '.[$1]'"
 }
 
+# Waits until process $1 has exited and returns its exit code: a trapped signal interrupts
+# `wait` without the process having exited, so wait again until it has.
+wait_for_exit() {
+  local child="$1" status
+  while true; do
+    status=0
+    wait "$child" || status=$?
+    if ! kill -0 "$child" 2>/dev/null; then  # exited; not a signal interrupting `wait`
+      status=0
+      wait "$child" || status=$?
+      return "$status"
+    fi
+  done
+}
+
 # Runs a command again while it exits with EXIT_PREEMPTED, at most $1 times in all; returns its
 # last exit code. SIGTERM or SIGINT to this script is passed on to the command (which then saves
 # a checkpoint and exits with 75) and stops the retries: whoever stopped us will resume us.
@@ -60,15 +75,8 @@ retry_preempted() {
   while true; do
     "$@" &
     child=$!
-    while true; do
-      status=0
-      wait "$child" || status=$?
-      if ! kill -0 "$child" 2>/dev/null; then  # exited; not a signal interrupting `wait`
-        status=0
-        wait "$child" || status=$?
-        break
-      fi
-    done
+    status=0
+    wait_for_exit "$child" || status=$?
     if ((status != EXIT_PREEMPTED || stop)); then
       break
     fi

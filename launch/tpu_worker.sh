@@ -11,6 +11,8 @@
 # which tpu_vm.sh waits for. SIGTERM (a preemption) goes to the command, which saves a checkpoint
 # and exits with 75; the log is then copied once more.
 set -uo pipefail
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 logs=""
 tag=""
@@ -76,15 +78,8 @@ uploader=$!
 "$@" >>"$log" 2>&1 </dev/null &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
-while true; do
-  status=0
-  wait "$child" || status=$?
-  if ! kill -0 "$child" 2>/dev/null; then  # exited; not a signal interrupting `wait`
-    status=0
-    wait "$child" || status=$?
-    break
-  fi
-done
+status=0
+wait_for_exit "$child" || status=$?
 
 touch "$stop"
 wait "$uploader"
