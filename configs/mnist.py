@@ -6,6 +6,8 @@
   python -m ssinfogan_jax.main --config=configs/mnist.py:infogan --workdir=/tmp/mnist_infogan
   python -m ssinfogan_jax.main --config=configs/mnist.py:runlocal --workdir=/tmp/smoke
   python -m ssinfogan_jax.main --config=configs/mnist.py:sweep --workdir=/tmp/fig3
+  python -m ssinfogan_jax.main --config=configs/mnist.py:one_per_class --workdir=/tmp/mnist10 \
+      --config.data.labeled_seed=1 --config.seed=1
 
 Batch 128, 5,000 iterations, Adam 1e-4 (D/Q) / 1e-3 (G), beta1 0.5, lambda 2 / 0.8, 600
 labels (1%) by default.
@@ -17,6 +19,10 @@ data on the device, as two programs (the 9 labelled runs vmapped together, and t
 labels, whose losses differ; ssinfogan_jax/sweep.py), one folder per run and
 <workdir>/sweep.png (accuracy against steps, a band over the seeds). For an accelerator:
 XLA:CPU runs a loop body about 4x slower than the same step alone (benchmarks/README.md).
+`one_per_class`: ten labels, one per class (data.labeled_seed picks which), 3,000 steps,
+judged at 1,000, 2,000 and 3,000 on 1,024 samples per value, every judged checkpoint kept
+(benchmarks/experiments/one_per_class.py runs it on seeds 1-3 x labelled-subset seeds 1-2 and
+judges each checkpoint again per class). Measured: docs/results.md, "One label per class".
 
 Expected (2-core CPU, seeds 1 and 2, direct conditional accuracy at step 5,000, judged by the
 independent classifier): 100 labels 0.987 on both seeds, 20 labels 0.994 and 0.991; `:infogan`
@@ -40,7 +46,7 @@ To run the reference exactly: --config.data.labeled_max_shift=0 --config.data.p_
 
 from ssinfogan_jax import default_config
 
-ARGS = ("infogan", "runlocal", "sweep")
+ARGS = ("infogan", "one_per_class", "runlocal", "sweep")
 SWEEP_LABELS = (0, 20, 100, 600)
 SWEEP_SEEDS = (1, 2, 3)
 
@@ -56,6 +62,15 @@ def get_config(arg: str | None = None):
     if "infogan" in args:  # The unsupervised baseline; Q_ss learns from fakes from step 0.
         config.data.num_labeled = 0
         config.loss.lambda_consistency = 1.0
+    if "one_per_class" in args:  # Ten labels, one per class; judged at 1,000, 2,000 and 3,000.
+        config.data.num_labeled = 10
+        config.data.labeled_selection = "stratified"
+        config.num_train_steps = 3_000
+        config.eval_every_steps = 1_000
+        config.eval.samples_per_value = 1_024
+        # The checkpoints at every evaluation stay, so that each can be judged again per class.
+        config.checkpoint_every_steps = 1_000
+        config.max_checkpoints_to_keep = 3
     if "sweep" in args:
         config.steps_per_dispatch = 100
         config.eval_every_steps = 250 if "runlocal" not in args else 0

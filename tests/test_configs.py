@@ -98,6 +98,22 @@ def test_presets_combine_with_runlocal():
     assert _flat(mnist.get_config("runlocal,infogan")) == _flat(both)
 
 
+def test_one_per_class_is_the_mnist_recipe_with_ten_labels_judged_at_each_thousand():
+    mnist = _module("mnist")
+    recipe, preset = _flat(mnist.get_config()), _flat(mnist.get_config("one_per_class"))
+    assert preset["data.num_labeled"] == 10 and preset["data.labeled_selection"] == "stratified"
+    assert preset["num_train_steps"] == 3_000 and preset["eval_every_steps"] == 1_000
+    assert preset["eval.samples_per_value"] == 1_024
+    # Every evaluated step has a checkpoint, and none is deleted by the end of the run.
+    assert preset["eval_every_steps"] % preset["checkpoint_every_steps"] == 0
+    kept = preset["max_checkpoints_to_keep"] * preset["checkpoint_every_steps"]
+    assert kept >= preset["num_train_steps"]
+    changed = {key for key in recipe if recipe[key] != preset[key]}
+    assert changed <= RUN_LENGTH_FIELDS | {"data.num_labeled", "max_checkpoints_to_keep"}
+    local = mnist.get_config("one_per_class,runlocal")
+    assert local.data.num_labeled == 10 and local.num_train_steps <= 10
+
+
 @pytest.mark.parametrize("name, arg", list(itertools.product(NAMES, ["runloacl", "runlocal,big"])))
 def test_unknown_arguments_raise_with_the_accepted_list(name, arg):
     module = _module(name)
@@ -175,7 +191,7 @@ USAGE_ERRORS = {
     "unknown preset": (
         ["--config=configs/mnist.py:foo"],
         "FATAL config error: configs/mnist.py: unknown argument 'foo'; accepted: infogan, "
-        "runlocal, sweep (comma-separated, e.g. configs/mnist.py:sweep)",
+        "one_per_class, runlocal, sweep (comma-separated, e.g. configs/mnist.py:sweep)",
     ),
     "unknown preset, short form": (
         ["--config=digits:runlocal,big"],
