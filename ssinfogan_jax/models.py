@@ -65,7 +65,7 @@ def leaky_relu(x: jax.Array) -> jax.Array:
 
 # Flax's Dense (same name, parameters and values), with its matmul in the model's dtype.
 Dense = functools.partial(layers.Dense, kernel_init=WEIGHT_INIT)
-# Torch conv k4 s2 p1: 28 -> 14 -> 7 (and 32 -> 16 -> 8 -> 4). The layer is Flax's
+# Torch conv k4 s2 p1: 28 -> 14 -> 7 (and 32 -> 16 -> 8 -> 4, 64 -> ... -> 4). The layer is Flax's
 # `Conv(kernel_size=(4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))` (same name, parameters
 # and values), computed the fastest way measured on XLA:CPU (see layers.py).
 Conv = functools.partial(layers.Conv, kernel_init=WEIGHT_INIT)
@@ -189,6 +189,31 @@ class DcganGenerator32(_Net):
         return jnp.tanh(ConvTranspose(3)(x))
 
 
+class DcganGenerator64(_Net):
+    """dcgan_64 G, DCGAN's 64x64 generator: [B, input] -> [B, 64, 64, 3] in [-1, 1].
+
+    FC 4x4x512 - BN - ReLU, upconv 256, 128 and 64 each with BN - ReLU, upconv 3 - tanh:
+    4 -> 8 -> 16 -> 32 -> 64. As DCGAN (Radford et al. 2016, Fig. 1): z projected to 4x4,
+    k4 s2 transposed convolutions halving the width at each doubling of the size, BN - ReLU
+    after every hidden layer and none on the output, tanh, N(0, 0.02) weights. The widths are
+    the PyTorch DCGAN example's (ngf = 64: 512 at 4x4 down to 64), half of Fig. 1's (1024 down
+    to 128). As DcganGenerator32 (our 32x32 choices): the projection is a Dense layer (the
+    example's k4 transposed convolution of a 1x1 input is the same function) and batch norm
+    has the reference's settings (momentum 0.9, eps 1e-5, gamma N(1, 0.02)).
+    """
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        bn = functools.partial(_batch_norm, train, self.axis_name)
+        Dense, ConvTranspose = _layers(self.dtype, self.conv_impl, "Dense", "ConvTranspose")
+        x = nn.relu(bn()(Dense(4 * 4 * 512)(z)))
+        x = x.reshape(x.shape[0], 4, 4, 512)
+        x = nn.relu(bn()(ConvTranspose(256)(x)))
+        x = nn.relu(bn()(ConvTranspose(128)(x)))
+        x = nn.relu(bn()(ConvTranspose(64)(x)))
+        return jnp.tanh(ConvTranspose(3)(x))
+
+
 class Trunk32(_Net):
     """infogan_32 and dcgan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256)."""
 
@@ -204,6 +229,32 @@ class Trunk32(_Net):
         return x.reshape(x.shape[0], -1)
 
 
+class Trunk64(_Net):
+    """dcgan_64 D/Q trunk, DCGAN's 64x64 discriminator without its last layer:
+    [B, 64, 64, 3] -> [B, 8192] (4 x 4 x 512).
+
+    Conv 64 - lReLU, then conv 128, 256 and 512 each with BN - lReLU: 64 -> 32 -> 16 -> 8 -> 4.
+    As DCGAN (the PyTorch example's widths, ndf = 64): k4 s2 convolutions doubling the width,
+    no BN on the first, N(0, 0.02) weights. DCGAN's last layer (a 4x4 convolution to one logit)
+    is our d_head, a Dense layer on the flattened 4x4x512 (the same function), beside Q_ss and
+    Q_us. As Trunk32 (our choices): LeakyReLU slope 0.01 (the reference's; DCGAN's is 0.2),
+    and the trunk's BN optional (`batch_norm`, config.model.d_batch_norm): configs/celeba.py
+    turns it off at 64x64 as at 32x32 (see the module docstring).
+    """
+
+    batch_norm: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        bn = _trunk_norm(self.batch_norm, train, self.axis_name)
+        (Conv,) = _layers(self.dtype, self.conv_impl, "Conv")
+        x = leaky_relu(Conv(64)(x))
+        x = leaky_relu(bn()(Conv(128)(x)))
+        x = leaky_relu(bn()(Conv(256)(x)))
+        x = leaky_relu(bn()(Conv(512)(x)))
+        return x.reshape(x.shape[0], -1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     generator: Callable[..., nn.Module]
@@ -216,6 +267,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "infogan_mnist": Architecture(MnistGenerator, MnistTrunk, (28, 28, 1), (0.0, 1.0)),
     "infogan_32": Architecture(Generator32, Trunk32, (32, 32, 3), (-1.0, 1.0)),
     "dcgan_32": Architecture(DcganGenerator32, Trunk32, (32, 32, 3), (-1.0, 1.0)),
+    "dcgan_64": Architecture(DcganGenerator64, Trunk64, (64, 64, 3), (-1.0, 1.0)),
 }
 
 

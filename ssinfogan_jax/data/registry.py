@@ -25,7 +25,8 @@ from ssinfogan_jax.data import digit_scenes, folder, labeled_subset, sampler
 #   mnist   28x28x1 in [0, 1] (G ends in a sigmoid, as the reference)
 #   rgb32   32x32x3 in [-1, 1] (tanh G)
 #   celeba  a fixed face crop (config.data.celeba_crop), area-resized to 32x32x3, in [-1, 1];
-#           labels = the chosen binary attributes
+#           labels = the chosen binary attributes. The size follows the net: a colour net of
+#           another size (dcgan_64) gets the crop resized to its images (spec_of).
 KINDS = {
     "mnist": ((28, 28, 1), (0.0, 1.0)),
     "rgb32": ((32, 32, 3), (-1.0, 1.0)),
@@ -155,15 +156,23 @@ def spec_of(
     continuous_range: float = 1.0,
     attributes: Sequence[str] = (),
     code_labels: Sequence[str] = (),
+    image_shape: Sequence[int] = (),
 ) -> DataSpec:
     """The spec of a registry entry. CelebA's labels are the chosen attributes plus any
-    attribute a code names (so a config that only edits its codes works), each binary."""
+    attribute a code names (so a config that only edits its codes works), each binary.
+
+    `image_shape`: what the net makes. CelebA's images are resized from the crop when loaded
+    (nothing prepared depends on the size), so they take the shape of any colour net
+    (H, W, 3); every other set has its kind's shape, which config_checks compares with the
+    net's."""
     labels = dict(dataset.labels)
+    shape, value_range = KINDS[dataset.kind]
     if dataset.kind == "celeba":
         known = celeba_attributes()
         names = [*attributes, *(label for label in code_labels if label in known)]
         labels = dict.fromkeys(names, 2)
-    shape, value_range = KINDS[dataset.kind]
+        if len(image_shape) == 3 and image_shape[2] == shape[2]:
+            shape = tuple(int(d) for d in image_shape)
     return DataSpec(
         name,
         dataset.kind,

@@ -139,6 +139,15 @@ class TfdsSource(DataSource):
         self.data_dir, self.raw_dir, self.download = data_dir, raw_dir, download
         self.celeba_crop = tuple(celeba_crop) if celeba_crop else None  # CelebA's only
 
+    @property
+    def judge_key(self) -> str:
+        """The set's name, and its size where it is not its kind's (CelebA at 64x64: a judge
+        of its own; the 32x32 judge keeps the key it always had)."""
+        if self.spec.image_shape == registry.KINDS[self.spec.kind][0]:
+            return self.spec.name
+        h, w = self.spec.image_shape[:2]
+        return f"{self.spec.name}_{h}x{w}"
+
     def problems(self) -> list[str]:
         from ssinfogan_jax.data import builders  # TensorFlow: only where tfds is read.
 
@@ -455,6 +464,7 @@ def from_config(
         continuous_range=continuous_range,
         attributes=tuple(data.celeba_attributes),
         code_labels=code_labels,
+        image_shape=image_shape,
     )
     return TfdsSource(
         spec,
