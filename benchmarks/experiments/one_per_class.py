@@ -101,14 +101,14 @@ def save_labelled(labeled_seed: int, seed: int) -> str:
     import numpy as np
 
     from ssinfogan_jax import experiment
+    from ssinfogan_jax.data import labeled_subset
     from ssinfogan_jax.evaluation import images
 
     workdir = run_dir(labeled_seed, seed)
     exp = experiment.from_config(run_config(labeled_seed, seed))
-    subset = json.load(open(os.path.join(workdir, "labeled_subset.json")))
     train_images, train_labels = exp.source.load_float("train")
-    order = np.argsort(train_labels["label"][subset["indices"]])
-    chosen = np.asarray(subset["indices"])[order]
+    indices = labeled_subset.choose(exp.subset, train_labels, exp.num_labeled)  # As the run's.
+    chosen = indices[np.argsort(train_labels["label"][indices])]
     grid = images.make_grid(train_images[chosen], rows=1, value_range=exp.arch.image_range)
     names = [str(train_labels["label"][i]) for i in chosen]
     labelled = images.with_labels(grid, train_images.shape[1:3], cols=names)
@@ -164,7 +164,8 @@ def per_class(labeled_seed: int, seed: int) -> dict:
 
 def main(argv):
     del argv
-    runs = [(int(lab), int(s)) for lab in _LABELED_SEEDS.value for s in _SEEDS.value]
+    # Seed by seed, both subsets each: a queue cut short has still seen every subset.
+    runs = [(int(lab), int(s)) for s in _SEEDS.value for lab in _LABELED_SEEDS.value]
     data_dir = os.path.join(_ROOT.value, "data")
     if not _COLLECT_ONLY.value:
         common.prepared_mnist(data_dir)
@@ -180,9 +181,9 @@ def main(argv):
     worst = None
     for labeled_seed, seed in runs:
         workdir = run_dir(labeled_seed, seed)
-        if os.path.exists(os.path.join(workdir, "labeled_subset.json")):
-            if not os.path.exists(os.path.join(workdir, "labeled.png")):
-                save_labelled(labeled_seed, seed)
+        if not os.path.exists(os.path.join(workdir, "labeled.png")):
+            os.makedirs(workdir, exist_ok=True)
+            save_labelled(labeled_seed, seed)
         rows = {
             r["step"]: r for r in common.read_history(os.path.join(workdir, common.EVAL_HISTORY))
         }
