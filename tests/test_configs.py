@@ -114,6 +114,16 @@ def test_one_per_class_is_the_mnist_recipe_with_ten_labels_judged_at_each_thousa
     assert local.data.num_labeled == 10 and local.num_train_steps <= 10
 
 
+def test_celeba_64_is_the_same_run_with_dcgans_64x64_nets():
+    celeba = _module("celeba")
+    for suffix in ("", ",runlocal"):
+        base, big = _flat(celeba.get_config(suffix[1:])), _flat(celeba.get_config("64" + suffix))
+        changed = {key: big[key] for key in base if base[key] != big[key]}
+        # Q_ss's random shift: 4 pixels at 64x64, the share of the image 2 are at 32x32.
+        assert changed == {"model.arch": "dcgan_64", "loss.q_ss_max_shift": 4}
+        assert base["loss.q_ss_max_shift"] == 2 and big["model.d_batch_norm"] is False
+
+
 @pytest.mark.parametrize("name, arg", list(itertools.product(NAMES, ["runloacl", "runlocal,big"])))
 def test_unknown_arguments_raise_with_the_accepted_list(name, arg):
     module = _module(name)

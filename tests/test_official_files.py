@@ -24,6 +24,8 @@ import scipy.io
 from PIL import Image
 from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder as tfds_celeba
 
+from configs import celeba
+from ssinfogan_jax import experiment
 from ssinfogan_jax.data import builders, official_files, prepare_once
 from ssinfogan_jax.data.tf_setup import tf, tfds
 
@@ -505,6 +507,62 @@ def test_svhn_runlocal_trains_from_the_raw_folder(tmp_path):
     )
     # Stratified: one labelled example per digit, 0 among them (stored as 10 in the .mat).
     assert subset["count_per_class"]["label"] == {str(d): 1 for d in range(10)}
+
+
+def test_celeba_64_runlocal_trains_at_64x64_from_the_raw_folder(tmp_path):
+    """configs/celeba.py:64,runlocal through the CLI on the official files: G, the data and the
+    judge at 64x64; the set it prepared also serves 32x32 (the size is the net's, at load)."""
+    write_celeba(tmp_path / "raw")
+    data_dir, judges = tmp_path / "tfds", tmp_path / "judges"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ssinfogan_jax.main",
+            "--config=configs/celeba.py:64,runlocal",
+            f"--config.data.raw_dir={tmp_path / 'raw'}",
+            f"--config.data.data_dir={data_dir}",
+            f"--workdir={tmp_path / 'run'}",
+            "--config.data.num_labeled=2",  # Of the fixture's 4 (1% of CelebA's would be 1628).
+            "--config.eval.judge_steps=5",
+            f"--config.eval.judge_dir={judges}",
+        ],
+        cwd=ROOT,
+        env={**os.environ, official_files.SKIP_CHECKSUMS_ENV: "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Prepared celeb_a into" in result.stderr
+    assert "(cond_acc_direct_mean)" in result.stdout  # The end summary's headline.
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["arch"] == "dcgan_64"
+    # G's samples: a row per value of the binary code, 64-pixel cells with 2-pixel gaps.
+    (grid,) = (tmp_path / "run" / "images").glob("step_6/samples_smiling.png")
+    assert Image.open(grid).size[1] == 2 * (64 + 2) + 2
+    # The judge: trained at 64x64, apart from a 32x32 one (its key names the size).
+    (judge,) = judges.iterdir()
+    assert judge.name.startswith("celeb_a_64x64_")
+    spec = json.loads((judge / "classifier.json").read_text())["spec"]
+    assert spec["image_shape"] == [64, 64, 3]
+
+    # The data: the crop area-resized to the net's size, from the one prepared set.
+    stored = [e["image"] for e in _examples("celeb_a", data_dir, "train")]  # 218 x 178
+    top, left, h, w = celeba.get_config().data.celeba_crop
+    for arg, size in (("64", 64), ("", 32)):
+        config = celeba.get_config(arg)
+        config.data.data_dir = str(data_dir)
+        source = experiment.data_source(config)
+        assert source.spec.image_shape == (size, size, 3)
+        assert source.judge_key == ("celeb_a_64x64" if size == 64 else "celeb_a")
+        images, labels = source.load("train")
+        assert images.shape == (4, size, size, 3) and images.dtype == np.uint8
+        assert set(labels) == set(config.data.celeba_attributes)
+        k = h // size  # The crop is 128x128: each pixel the mean of a k x k block.
+        for image, full in zip(images, stored, strict=True):
+            crop = full[top : top + h, left : left + w].astype(np.float64)
+            blocks = crop.reshape(size, k, size, k, 3).mean(axis=(1, 3))
+            assert np.abs(image - blocks).max() <= 0.5 + 1e-3  # Rounded to the nearest level.
 
 
 def test_a_run_with_a_malformed_file_stops_with_one_line_and_exit_2(tmp_path):
