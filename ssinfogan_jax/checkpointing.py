@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
 
-from ssinfogan_jax import fileio
+from ssinfogan_jax import exit_codes, fileio
 
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
@@ -44,6 +43,23 @@ class NoCheckpointError(FileNotFoundError):
 
 class DiskFullError(CheckpointError):
     """A save failed for a full disk (or quota); the checkpoints saved before are intact."""
+
+
+class StorageUnreachableError(CheckpointError):
+    """A save or a restore could not reach the work dir's storage (a bucket that stopped
+    answering) within its time limit; the checkpoints saved before are intact."""
+
+
+# The longest a save may take to reach storage (orbax's commit of an async save, where
+# tensorstore's own retries would go on for about 15 minutes) before the run stops with
+# StorageUnreachableError. gcsfs, the other storage client (epath's for gs://), gives up
+# after its 6 tries (about 35 s). Together they bound a storage outage to about 2 minutes.
+SAVE_TIMEOUT_S = int(os.environ.get("SSINFOGAN_SAVE_TIMEOUT_S", "90"))
+
+
+def storage_unreachable_advice(workdir: str) -> str:
+    """What to do about a storage outage under `workdir`, for the end of a one-line message."""
+    return f"run the same command again once {workdir} can be reached: it resumes"
 
 
 def disk_full_advice(workdir: str) -> str:
@@ -95,9 +111,12 @@ class Checkpointer:
         self.best_metric = best_metric
         self.read_only = read_only
         # create=False: the directories appear with the first save, not when a run starts.
+        async_options = ocp.AsyncOptions(timeout_secs=SAVE_TIMEOUT_S)
         self._latest = ocp.CheckpointManager(
             os.path.join(workdir, LATEST_DIR),
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=False, async_options=async_options
+            ),
         )
         # The step of each manager's last save until it is waited for: orbax reports a failed
         # background save when the next save or wait finds it, and the message names this step.
@@ -109,6 +128,7 @@ class Checkpointer:
                 options=ocp.CheckpointManagerOptions(
                     max_to_keep=1,
                     create=False,
+                    async_options=async_options,
                     best_fn=lambda metrics: metrics[best_metric],
                     best_mode=best_mode,
                 ),
@@ -168,6 +188,11 @@ class Checkpointer:
                 intact = self.all_steps()
             except Exception:  # The directory itself may be what failed.
                 intact = "unknown"
+            if reason := fileio.storage_unreachable_reason(e):
+                raise StorageUnreachableError(
+                    f"storage unreachable: {what} failed ({reason}); intact checkpoints: "
+                    f"{intact or 'none'}; {storage_unreachable_advice(self.workdir)}"
+                ) from e
             if reason := fileio.disk_full_reason(e):
                 kept = (
                     f"intact checkpoints: {intact}, left untouched"
@@ -233,6 +258,11 @@ class Checkpointer:
                 ),
             )
         except Exception as e:  # orbax raises many types; all mean "this one is unusable".
+            if reason := fileio.storage_unreachable_reason(e):
+                raise StorageUnreachableError(
+                    f"storage unreachable: restoring step {step} from {path} failed ({reason}); "
+                    f"{storage_unreachable_advice(self.workdir)}"
+                ) from e
             raise CheckpointError(
                 f"checkpoint step {step} in {path} cannot be restored ({_cause(e)}); it was "
                 f"left untouched; {advice}"
@@ -289,33 +319,38 @@ def _structure_mismatch(template, restored) -> str:
 class PreemptionNotice:
     """The decision to stop for a preemption notice (SIGTERM), taken jointly by all hosts.
 
-    One process: a Python SIGTERM handler sets a flag, read at every step. With
-    `jax.distributed`, JAX's preemption service catches SIGTERM on whichever host receives it
-    and the hosts agree on a step to save, a step after every host's current one (orbax's
-    `reached_preemption`); each host asks at every step and all of them stop at that step.
+    One process: the SIGTERM handler of `exit_codes` (main installs it at start; installed
+    here for the loop's duration where the loop runs without main) notes the signal, read at
+    every step. With `jax.distributed`, JAX's preemption service catches SIGTERM on whichever
+    host receives it and the hosts agree on a step to save, a step after every host's current
+    one (orbax's `reached_preemption`); each host asks at every step and all of them stop at
+    that step. (Before the loop, and inside an evaluation, the service only notes the signal:
+    the hosts stop together at the loop's next step.)
+
+    Inside the block the signal is only noted (`exit_codes.deferred`): the loop acts on it at
+    a step, except in what it marks `exit_codes.interruptible` (an evaluation).
     """
 
     def __init__(self, checkpointer: Checkpointer):
         self._checkpointer = checkpointer
-        self.raised = False
-        self._previous = None
+        self._installed, self._previous = False, None
+        # A finished or saved loop has nothing left to stop: no Terminated on leaving.
+        self._deferred = exit_codes.deferred(then_raise=False)
 
     def __enter__(self):
         # Under jax.distributed the preemption service owns SIGTERM: a Python handler would
         # replace its handler and the other hosts would never hear of the notice.
-        own = not jax.distributed.is_initialized()
+        own = not jax.distributed.is_initialized() and not exit_codes.sigterm_handler_installed()
         if own and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed, self._previous = True, exit_codes.install_sigterm_handler()
+        self._deferred.__enter__()
         return self
-
-    def _handle(self, signum, frame):
-        logging.warning("SIGTERM: saving a checkpoint and exiting.")
-        self.raised = True
 
     def should_stop(self, step: int) -> bool:
         """Call once per step, on every host."""
-        return self._checkpointer.reached_preemption(step) or self.raised
+        return self._checkpointer.reached_preemption(step) or exit_codes.sigterm_received()
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        self._deferred.__exit__(*exc)
+        if self._installed:
+            exit_codes.restore_sigterm_handler(self._previous or signal.SIG_DFL)

@@ -5,6 +5,7 @@
     fileio.write_json(path, record); fileio.read_json(path)
     fileio.append_line(path, line)                           # eval_history.jsonl
     fileio.disk_full_reason(error)                           # "No space left on device" or None
+    fileio.storage_unreachable_reason(error)                 # a refused connection, or None
 
 A local path and a gs:// URL behave alike: parent folders are made as needed, and a file is
 written whole or not at all (locally through a temporary file and a rename; an object store
@@ -22,15 +23,36 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sys
 import uuid
 from typing import Any
 
 from etils import epath
 
+from ssinfogan_jax import exit_codes
+
 Path = epath.Path
 PathLike = epath.PathLike
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# gcsfs (epath's client for gs:// where TensorFlow's is not used) sets no timeout of its own: a
+# connection that is never answered would wait for the OS's. Its retries (6 tries, about 35 s)
+# then bound an outage.
+CONNECT_TIMEOUT_S = 20
+
+
+def _bound_gcsfs_connects() -> None:
+    """Gives gcsfs's requests a connect timeout, through fsspec's defaults for gs://."""
+    try:
+        import aiohttp
+        import fsspec.config
+    except ImportError:  # No gcsfs here: gs:// goes through TensorFlow's file system.
+        return
+    timeout = aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT_S)
+    fsspec.config.conf.setdefault("gs", {}).setdefault("requests_timeout", timeout)
+
+
+_bound_gcsfs_connects()
 
 
 def is_remote(path: PathLike) -> bool:
@@ -46,8 +68,13 @@ def makedirs(path: PathLike) -> Path:
 
 
 def write_bytes(path: PathLike, data: bytes) -> Path:
-    """Writes `data` to `path` whole (a reader never sees part of it); returns the path."""
-    path = Path(path)
+    """Writes `data` to `path` whole (a reader never sees part of it); returns the path. A
+    SIGTERM meanwhile waits for the write's end (exit_codes.deferred)."""
+    with exit_codes.deferred():
+        return _write_bytes(Path(path), data)
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
     if is_remote(path):
         path.write_bytes(data)
         return path
@@ -97,7 +124,7 @@ def append_line(path: PathLike, line: str) -> Path:
     path = Path(path)
     if not is_remote(path):
         makedirs(path.parent)
-        with open(path, "a", encoding="utf-8") as f:
+        with exit_codes.deferred(), open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
         return path
     before = read_text(path) if path.exists() else ""
@@ -121,4 +148,38 @@ def disk_full_reason(error: BaseException) -> str | None:
             if os.strerror(code) in str(error):
                 return os.strerror(code)
         error = error.__cause__
+    return None
+
+
+# What the storage clients raise where storage cannot be reached: Python's own (a refused or
+# reset connection, a timeout: orbax's commit timeout too), aiohttp's (gcsfs), requests' and
+# google-auth's (google-cloud-storage), and tensorstore's status codes in a ValueError (orbax's
+# arrays), after each client's retries.
+_UNREACHABLE_TYPES = (ConnectionError, TimeoutError)
+_UNREACHABLE_CLIENT_TYPES = {
+    "aiohttp": ("ClientConnectionError", "ServerTimeoutError"),
+    "requests": ("ConnectionError", "Timeout"),
+    "google.auth.exceptions": ("TransportError",),
+}
+_UNREACHABLE_STATUSES = ("UNAVAILABLE: ", "DEADLINE_EXCEEDED: ")
+
+
+def storage_unreachable_reason(error: BaseException) -> str | None:
+    """What the storage client said, shortened, if `error` (or an error it was raised from)
+    reports storage that cannot be reached after the client's retries; else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = " ".join(str(error).split())
+        unreachable = isinstance(error, _UNREACHABLE_TYPES) or any(
+            status in text for status in _UNREACHABLE_STATUSES
+        )
+        for module, names in _UNREACHABLE_CLIENT_TYPES.items():
+            if (loaded := sys.modules.get(module)) is not None:
+                types = tuple(getattr(loaded, name) for name in names if hasattr(loaded, name))
+                unreachable = unreachable or isinstance(error, types)
+        if unreachable:
+            text = text or type(error).__name__
+            return text if len(text) <= 160 else text[:157] + "..."
+        error = error.__cause__ or error.__context__
     return None

@@ -52,6 +52,10 @@ from ssinfogan_jax.evaluation import sampling
 # is acted on (the step saved is at most this many steps after the one running at the signal)
 # while still queueing the next step before the device finishes the current one.
 MAX_STEPS_AHEAD = 2
+# In a checkpoint's meta: the step's evaluation was due and not done (a SIGTERM came first or
+# cut it short); the resume evaluates that step before it trains.
+EVAL_PENDING = "eval_pending"
+_CUT_SHORT = " (its evaluation was not done: the resume does it first)"
 
 
 class AlreadyFinished(exit_codes.RunStopped):
@@ -140,11 +144,14 @@ def train_and_evaluate(
         return sweep.train_runs(config, workdir, data)
     exp, state, checkpointer, (saved, changes) = _setup(config, workdir, data)
     try:
+        meta = {}
         if checkpointer.latest_step() is not None:
             state, meta = checkpointer.restore(state)
             reporting.say("Resumed from step %d in %s.", meta["step"], workdir)
         start_step = int(state.step)
-        if start_step >= exp.cadences.num_train_steps:
+        # A SIGTERM cut this step's evaluation short, or came before it: evaluated first.
+        eval_pending = bool(meta.get(EVAL_PENDING))
+        if start_step >= exp.cadences.num_train_steps and not eval_pending:
             rows = run_record.read_eval_history(workdir)
             last = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
             raise AlreadyFinished(start_step, exp.cadences.num_train_steps, workdir, last)
@@ -163,7 +170,9 @@ def train_and_evaluate(
         # Every check has passed: from here on the run writes its record.
         run_record.write_config(config, workdir, saved, changes, start_step)
         run_record.trim_eval_history(workdir, start_step)
-        return _train(exp, workdir, state, start_step, checkpointer, batches, evaluator)
+        return _train(
+            exp, workdir, state, start_step, checkpointer, batches, evaluator, eval_pending
+        )
     finally:  # Pending async saves complete even when a NaN or an error stops the loop.
         try:
             checkpointer.wait_until_finished()
@@ -171,7 +180,13 @@ def train_and_evaluate(
             checkpointer.close()
 
 
-def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> dict[str, float]:
+def _train(
+    exp, workdir, state, start_step, checkpointer, data, evaluator, eval_pending=False
+) -> dict[str, float]:
+    """The loop. SIGTERM (exit_codes) is read at every step, where the step's chores decide
+    what is saved: the state of that step, with EVAL_PENDING in its meta where the step's
+    evaluation was due and not done (a signal during an evaluation cuts it short); a resume
+    evaluates that step first (`eval_pending`)."""
     cadences = exp.cadences
     is_main = _is_main()
     # TensorBoard and the log on host 0; the other hosts' writers only log (at INFO, which
@@ -182,23 +197,57 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
     if start_step == 0:
         writer.write_hparams(run_record.hparams(exp.config))
     dp = _data_parallel(exp)
-    state = dp.replicate(state)
-    advance, chunk = on_device.stepper(exp, data, dp, start_step)
     report_progress = periodic_actions.ReportProgress(  # Called per call: steps by name.
         num_train_steps=cadences.num_train_steps,
         writer=writer,
         on_steps=range(cadences.log_every, cadences.num_train_steps + 1, cadences.log_every),
     )
-
-    eval_metrics: dict[str, float] = {}
+    progress = reporting.Progress(cadences.num_train_steps, start_step)
     images_dir = None
+    eval_metrics: dict[str, float] = {}
+
+    def evaluate(step: int, host_state) -> bool:
+        """The evaluation of `step`; False where a SIGTERM cut it short (nothing written)."""
+        nonlocal eval_metrics
+        try:
+            with exit_codes.interruptible(), report_progress.timed("eval"), progress.paused():
+                metrics = evaluator.evaluate(host_state)
+        except exit_codes.Terminated:
+            return False
+        eval_metrics = metrics
+        writer.write_scalars(step, reporting.tagged(eval_metrics, "eval"))
+        # Plain-text history beside TensorBoard, for sweeps and plots.
+        run_record.append_eval(workdir, step, eval_metrics)
+        _keep_best(checkpointer.best_metric, checkpointer, step, host_state, eval_metrics)
+        return True
+
+    def draw(step: int, host_state) -> bool:
+        """Grids, as PNGs in the work dir and in TensorBoard; False where cut short."""
+        nonlocal images_dir
+        try:
+            with exit_codes.interruptible(), progress.paused():
+                grids = evaluator.image_grids(host_state)
+        except exit_codes.Terminated:
+            return False
+        writer.write_images(step, grids)
+        if is_main:
+            images_dir = reporting.write_images(grids, workdir, step)
+        return True
+
     history = []
     in_flight = collections.deque()  # The metrics of dispatched calls, not yet waited for.
-    reporting.say("Training from step %d to %d.", start_step, cadences.num_train_steps)
-    progress = reporting.Progress(cadences.num_train_steps, start_step)
     step = start_step
     try:
         with checkpointing.PreemptionNotice(checkpointer) as preemption:
+            if eval_pending:  # Saved with EVAL_PENDING: the step's evaluation comes first.
+                if not evaluate(step, state):
+                    raise exit_codes.Preempted(step, workdir, note=_CUT_SHORT)
+                if not draw(step, state):
+                    raise exit_codes.Preempted(step, workdir)
+            if step < cadences.num_train_steps:
+                state = dp.replicate(state)
+                advance, chunk = on_device.stepper(exp, data, dp, start_step)
+                reporting.say("Training from step %d to %d.", step, cadences.num_train_steps)
             while step < cadences.num_train_steps:
                 count = chunk(step)
                 state, metrics = advance(state, step, count)
@@ -219,31 +268,22 @@ def _train(exp, workdir, state, start_step, checkpointer, data, evaluator) -> di
                     if is_main:
                         reporting.say(progress.line(step))
                 host_state = None
-                if preempted or cadences.due(cadences.checkpoint_every, step):
+                eval_due = cadences.due(cadences.eval_every, step)
+                if not preempted and (eval_due or cadences.due(cadences.images_every, step)):
                     host_state = dp.unreplicate(state)
-                    checkpointer.save(step, host_state)
+                    # A SIGTERM inside cuts the evaluation short (on one host; on several, see
+                    # PreemptionNotice): the step is saved with it still due.
+                    eval_due = eval_due and not evaluate(step, host_state)
+                    preempted = eval_due or not draw(step, host_state)
+                if preempted or cadences.due(cadences.checkpoint_every, step):
+                    host_state = host_state or dp.unreplicate(state)
+                    pending = {EVAL_PENDING: True} if preempted and eval_due else None
+                    checkpointer.save(step, host_state, pending)
                 if preempted:
                     checkpointer.wait_until_finished()
                     logging.warning("Saved step %d after a preemption notice; exiting.", step)
-                    raise exit_codes.Preempted(step, workdir)
-                if cadences.due(cadences.eval_every, step):
-                    host_state = host_state or dp.unreplicate(state)
-                    with report_progress.timed("eval"), progress.paused():
-                        eval_metrics = evaluator.evaluate(host_state)
-                    writer.write_scalars(step, reporting.tagged(eval_metrics, "eval"))
-                    # Plain-text history beside TensorBoard, for sweeps and plots.
-                    run_record.append_eval(workdir, step, eval_metrics)
-                    best = checkpointer.best_metric
-                    _keep_best(best, checkpointer, step, host_state, eval_metrics)
-                if cadences.due(cadences.images_every, step) or cadences.due(
-                    cadences.eval_every, step
-                ):  # Grids at every evaluation too, as PNGs in the work dir and TensorBoard.
-                    host_state = host_state or dp.unreplicate(state)
-                    with progress.paused():
-                        grids = evaluator.image_grids(host_state)
-                        writer.write_images(step, grids)
-                        if is_main:
-                            images_dir = reporting.write_images(grids, workdir, step)
+                    note = _CUT_SHORT if eval_due else ""
+                    raise exit_codes.Preempted(step, workdir, note=note)
     finally:
         writer.flush()
     if is_main:

@@ -13,8 +13,10 @@ Multi-host: on TPU VMs the processes find each other by themselves; on CPU/GPU c
 
 Exit codes (ssinfogan_jax/exit_codes.py): 0 finished, 2 bad config or input, 3 a fault that
 needs a person, 75 preempted (run the same command again to resume). Every known failure is
-one line on stderr, starting with FATAL; --verbose adds its traceback (and, for a full disk,
-orbax's reports of the failed save from its background threads).
+one line on stderr, starting with FATAL; --verbose adds its traceback (and, for a failed save
+or storage out of reach, the storage clients' reports from their background threads). SIGTERM
+at any point exits 75 with one line (exit_codes' doc); a storage outage (a gs:// work dir that
+stops answering) exits 3 within about 2 minutes (checkpointing.SAVE_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -148,6 +150,9 @@ def _known_failure(e: BaseException, workdir: str) -> tuple[int, str] | None:
         where = getattr(e, "filename", None) or workdir
         advice = checkpointing.disk_full_advice(workdir)
         return exit_codes.NEEDS_A_PERSON, f"FATAL disk full: {reason} ({where}); {advice}"
+    if reason := fileio.storage_unreachable_reason(e):  # Not a checkpoint: gcsfs's files.
+        advice = checkpointing.storage_unreachable_advice(workdir)
+        return exit_codes.NEEDS_A_PERSON, f"FATAL storage unreachable: {reason}; {advice}"
     if isinstance(e, OSError):
         where = f" ({e.filename})" if e.filename else ""
         reason = e.strerror or str(e)
@@ -162,15 +167,20 @@ def _quiet_orbax(record) -> bool:
     return "/orbax/" not in record.pathname or record.levelno >= std_logging.WARNING
 
 
-def _drop_disk_full_tracebacks(record) -> bool:
-    """Drops orbax's reports of a save that failed for a full disk: it logs the error with its
-    traceback once per thread that meets it (four for one save), while main's one line says
-    what happened, where and what to do. Any other orbax error is kept, traceback and all."""
-    if "/orbax/" not in record.pathname or not record.exc_info:
+def _drop_storage_fault_tracebacks(record) -> bool:
+    """Drops the storage clients' tracebacks of a fault that main's one line states (what
+    failed, the cause's first line, where, what to do). orbax logs a failed save once per
+    thread that meets it (four for one save, hundreds of lines), and the checkpointer reports
+    every failed save as that one line; gcsfs logs each request that ran out of retries."""
+    if not record.exc_info:
+        return True
+    if "/orbax/" in record.pathname:
+        return False
+    if "/gcsfs/" not in record.pathname:
         return True
     from ssinfogan_jax import fileio  # Here: --help answers without loading the package.
 
-    return not fileio.disk_full_reason(record.exc_info[1])
+    return not fileio.storage_unreachable_reason(record.exc_info[1])
 
 
 def _drop_closed_loop_noise(unraisable) -> None:
@@ -182,12 +192,38 @@ def _drop_closed_loop_noise(unraisable) -> None:
     sys.__unraisablehook__(unraisable)
 
 
+def _terminated_line(mode: str, workdir: str) -> str:
+    """The one line of a SIGTERM that came where the run had no state of its own to save."""
+    if mode == "train":
+        what = "before training's first step: nothing to save"
+    else:
+        what = f"during --mode={mode}: its output is not complete"
+    return (
+        f"preempted: SIGTERM {what}, nothing half-written in {workdir}; run the same command again"
+    )
+
+
 def main(argv: list[str]) -> None:
+    # First: from here to the exit, SIGTERM stops the run with exit 75 (exit_codes' doc).
+    exit_codes.install_sigterm_handler()
+    try:
+        _main(argv)
+    except exit_codes.Terminated:
+        if _VERBOSE.value:
+            traceback.print_exc()
+        print(_terminated_line(_MODE.value, _WORKDIR.value), flush=True)
+        sys.stderr.flush()
+        # Without interpreter teardown, which would wait for the background threads of what
+        # was cut short (a restore, a data pipeline): the signal's grace period is short.
+        os._exit(exit_codes.PREEMPTED)
+
+
+def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(_quiet_orbax)
     if not _VERBOSE.value:
-        logging.get_absl_handler().addFilter(_drop_disk_full_tracebacks)
+        logging.get_absl_handler().addFilter(_drop_storage_fault_tracebacks)
         from ssinfogan_jax import reporting
 
         reporting.quiet_logs()  # Before TensorFlow is imported.
@@ -237,12 +273,13 @@ def main(argv: list[str]) -> None:
             print(message, flush=True)
         else:
             print(message, file=sys.stderr, flush=True)
-            if jax.process_count() == 1:
-                # Nothing is left to save (the loop waited for pending saves), and after a failed
-                # restore orbax's background threads print "Event loop is closed" tracebacks
-                # during interpreter teardown: skip it, so the one line stays one line.
-                sys.stdout.flush()
-                os._exit(code)
+        if jax.process_count() == 1:
+            # Nothing is left to save (the loop waited for pending saves); skip interpreter
+            # teardown: after a failed restore orbax's background threads print "Event loop is
+            # closed" tracebacks there, and after a storage outage its writes would retry.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         sys.exit(code)
     if is_main and _MODE.value == "sample":
         for name, value in sorted(metrics.items()):

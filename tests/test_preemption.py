@@ -1,10 +1,18 @@
-"""Several hosts decide a preemption together: two CPU processes (`jax.distributed` on
+"""SIGTERM at any point of a run exits 75 with one line (exit_codes' one mechanism).
+
+One process: the handler raises outside the loop and waits inside it (in-process, the
+mechanism itself); through main, a SIGTERM while the data loads or the judge trains leaves
+nothing half-written, and one during an evaluation saves that step, cuts the evaluation short,
+and the resume evaluates it first.
+
+Several hosts decide a preemption together: two CPU processes (`jax.distributed` on
 127.0.0.1) train the digits smoke run; only one of them receives SIGTERM. Both must save the
 same step and exit with the preemption code, and resuming must give exactly the run that was
 never interrupted."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,12 +22,132 @@ import time
 
 import jax
 import numpy as np
-from conftest import ROOT, main_command, saved_state
+import pytest
+from conftest import ROOT, main_command, saved_state, start_main
 
-from ssinfogan_jax import checkpointing, exit_codes
+from ssinfogan_jax import checkpointing, exit_codes, loop
 
 EVERY = 2  # Round one's checkpoint cadence: the first regular save shows that it trains.
 EXTRA = 2  # Steps the resumed and the straight runs make after the preempted step.
+GRACE_S = 60  # A hang guard only: the exit comes within seconds (printed; a spot VM gives ~30).
+
+
+def _signal_self() -> None:
+    """SIGTERM to this process; Python runs the handler at the next bytecode (in a loop that
+    would go on for a second otherwise)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100):
+        time.sleep(0.01)
+
+
+def test_sigterm_raises_outside_deferred_blocks_and_is_read_inside_them():
+    previous = exit_codes.install_sigterm_handler()
+    try:
+        with pytest.raises(exit_codes.Terminated):
+            _signal_self()  # Start-up, a restore, the judge's training: cut short at once.
+
+        exit_codes.install_sigterm_handler()  # A fresh run: the signal of before is gone.
+        assert not exit_codes.sigterm_received()
+        finished = []
+        with pytest.raises(exit_codes.Terminated), exit_codes.deferred():
+            _signal_self()  # A file's write, a save: runs to its end, then stops the run.
+            finished.append(exit_codes.sigterm_received())
+        assert finished == [True]
+
+        exit_codes.install_sigterm_handler()
+        evaluated, saved = [], []
+        with exit_codes.deferred(then_raise=False):  # The loop: acts on the signal itself.
+            try:
+                with exit_codes.interruptible():  # An evaluation: cut short...
+                    _signal_self()
+                    evaluated.append(True)
+            except exit_codes.Terminated:
+                saved.append(exit_codes.sigterm_received())  # ...and the step saved.
+            _signal_self()  # A second signal while saving changes nothing.
+            saved.append(True)
+        assert evaluated == [] and saved == [True, True]
+    finally:
+        exit_codes.restore_sigterm_handler(previous)
+
+
+def _listing(workdir) -> dict[str, int]:
+    """Every file under a folder with its size ({} if it does not exist)."""
+    return {
+        os.path.relpath(os.path.join(d, f), workdir): os.path.getsize(os.path.join(d, f))
+        for d, _, files in os.walk(workdir)
+        for f in files
+    }
+
+
+def _sigterm_when(process, ready, timeout: float = 400) -> tuple[str, float, str]:
+    """Sends SIGTERM at the first line of the run's output for which `ready(line)` holds;
+    returns (the output, seconds from the signal to the exit, its one 'preempted: ' line)."""
+    deadline, output = time.time() + timeout, []
+    for line in process.stdout:
+        output.append(line)
+        if ready(line):
+            signalled = time.time()
+            process.send_signal(signal.SIGTERM)
+            break
+        assert time.time() < deadline, "".join(output)[-3000:]
+    else:
+        raise AssertionError("".join(output)[-3000:])
+    output.append(process.communicate(timeout=GRACE_S)[0])
+    elapsed, text = time.time() - signalled, "".join(output)
+    assert process.returncode == exit_codes.PREEMPTED, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    (line,) = [x for x in text.splitlines() if x.startswith("preempted: ")]
+    return text, elapsed, line
+
+
+def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_path):
+    workdir, judges = tmp_path / "run", tmp_path / "judges"
+    # While the data loads and the judge trains (a judge of its own, long to train): nothing
+    # to save; the work dir keeps what was written whole (the labelled subset), no judge.
+    process = start_main(
+        digits_shared,
+        workdir,
+        f"--config.eval.judge_dir={judges}",
+        "--config.eval.judge_steps=5000",
+        text=True,
+    )
+    output, elapsed, line = _sigterm_when(process, lambda x: "Wrote the labelled subset" in x)
+    assert line.startswith("preempted: SIGTERM before training's first step: nothing to save")
+    print(f"SIGTERM while the judge trains: exit 75 {elapsed:.1f} s later")
+    assert list(_listing(workdir)) == ["labeled_subset.json"], output[-3000:]
+    assert _listing(judges) == {}
+
+    # During the evaluation of step 2: that step saved, marked as not evaluated.
+    flags = (
+        "--config.eval_every_steps=2",
+        "--config.log_every_steps=1",
+        "--config.eval.samples_per_value=200",  # An evaluation of seconds: the signal lands in it.
+    )
+    process = start_main(digits_shared, workdir, "--config.num_train_steps=4", *flags, text=True)
+    before = _listing(workdir)
+    output, elapsed, line = _sigterm_when(process, lambda x: x.startswith("step 2/4"))
+    assert line.startswith(f"preempted: saved step 2 in {workdir} after SIGTERM (its evaluation")
+    after = _listing(workdir)
+    assert "eval_history.jsonl" not in after and not any(f.startswith("images/") for f in after)
+    assert {f.split("/")[1] for f in after if f.startswith("checkpoints/")} == {"2"}
+    assert before.items() <= after.items()
+    meta = json.loads((workdir / "checkpoints" / "2" / "meta" / "metadata").read_text())
+    assert meta == {"step": 2, loop.EVAL_PENDING: True}
+    print(f"SIGTERM in the evaluation of step 2: exit 75 {elapsed:.1f} s later")
+
+    # The resume evaluates step 2 first (here the last step: nothing left to train).
+    result = subprocess.run(
+        main_command(digits_shared, workdir, "--config.num_train_steps=2", *flags),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed from step 2" in result.stderr
+    rows = (workdir / "eval_history.jsonl").read_text().splitlines()
+    assert [json.loads(row)["step"] for row in rows] == [2]
+    assert "images/step_2/samples_digit.png" in _listing(workdir)
 
 
 _PORTS: set[int] = set()
