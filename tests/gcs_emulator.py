@@ -76,11 +76,15 @@ def start(
     port: int = 0, bucket: str = "bucket", host: str = "127.0.0.1", data_dir: str | None = None
 ) -> tuple[emulator_server.Server, str]:
     """Starts the patched emulator with `bucket` made; returns (server, its URL). Port 0 picks
-    a free one. Objects are in memory unless `data_dir` is given. Stop it with `server.stop()`."""
+    a free one. Objects are in memory unless `data_dir` is given (then a restart on the same
+    port and folder serves them again). Stop it with `server.stop()`."""
     patch_emulator()
     # The server binds in its own thread, where a failure would leave `start` waiting forever:
     # bind here first, so a port in use is an OSError here.
     with socket.socket() as probe:
+        # As the server binds (http.server): a restart on the port of a stopped emulator,
+        # whose closed connections wait out TCP's TIME_WAIT, is no conflict.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
         port = probe.getsockname()[1]
     server = emulator_server.create_server(

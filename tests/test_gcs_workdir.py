@@ -1,9 +1,10 @@
 """A gs:// work dir end to end, against a real GCS emulator (PyPI gcp-storage-emulator).
 
 `python -m ssinfogan_jax.main --workdir=gs://bucket/run` trains, is stopped by SIGTERM,
-resumes, evaluates and samples; then the bucket is listed. Everything the project writes goes
-to the bucket through its file layer (etils epath, here on gcsfs) and orbax (epath and
-tensorstore), and nothing lands in a local `./gs:` folder.
+resumes, evaluates and samples; then the bucket is listed. Everything the project writes
+goes to the bucket through its file layer (etils epath, here on gcsfs) and orbax (epath and
+tensorstore), and nothing lands in a local `./gs:` folder. A storage outage (the emulator
+stopped mid-run, and away at start) is one line and exit 3, and a rerun resumes.
 
 What cannot be pointed at the emulator: TensorFlow's own GCS file system, whose endpoint is
 compiled in. It carries tf.summary (so clu's TensorBoard writer) and tf.data (tfds). The run
@@ -48,11 +49,11 @@ def emulator():
     server.stop()
 
 
-def _env(url: str) -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=ROOT, **gcs_emulator.environment(url))
+def _env(url: str, **extra: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=ROOT, **gcs_emulator.environment(url), **extra)
 
 
-def _main(url, shared, local, *flags: str) -> subprocess.Popen:
+def _main(url, shared, local, *flags: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """The digits smoke run on gs://bucket/run; the session's tfds data and XLA cache (local)."""
     command = main_command(
         shared,
@@ -65,7 +66,11 @@ def _main(url, shared, local, *flags: str) -> subprocess.Popen:
     )
     # The working directory is a fresh folder, so a path mistaken for a local one shows there.
     return subprocess.Popen(
-        command, cwd=local, env=_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command,
+        cwd=local,
+        env=_env(url, **(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -183,6 +188,64 @@ def test_train_sigterm_resume_eval_sample_on_a_gs_workdir(emulator, digits_share
     # TensorBoard events went to the local folder; nothing went to a local "gs:" folder.
     assert any("tfevents" in f for f in os.listdir(local / "tensorboard"))
     assert not os.path.exists(local / "gs:") and not os.path.exists(os.path.join(ROOT, "gs:"))
+
+
+def _fatal(output: str) -> str:
+    """The run's one FATAL line; no traceback anywhere in its output."""
+    lines = [line for line in output.splitlines() if line.startswith("FATAL")]
+    assert len(lines) == 1 and "Traceback" not in output, output[-4000:]
+    return lines[0]
+
+
+def test_a_storage_outage_is_one_line_and_exit_3_and_a_rerun_resumes(digits_shared, tmp_path):
+    """The bucket stops answering after the first checkpoint: the run exits 3 with one line
+    (a bounded wait: the save's time limit, here 20 s, or gcsfs's retries, ~35 s), never a
+    hang; a rerun while it is still away says so in one line at start; once it is back, a
+    rerun resumes from what was saved before."""
+    objects, local = tmp_path / "objects", tmp_path / "local"
+    local.mkdir()
+    server, url = gcs_emulator.start(port=0, bucket=BUCKET, data_dir=str(objects))
+    port, client = int(url.rsplit(":", 1)[1]), _client(url)
+    env = {"SSINFOGAN_SAVE_TIMEOUT_S": "20"}
+    process = _main(url, digits_shared, local, "--config.num_train_steps=1000", env=env)
+    try:
+        deadline = time.time() + 600
+        while 2 not in _saved_steps(client):
+            assert process.poll() is None, process.communicate()[0].decode()[-4000:]
+            assert time.time() < deadline, "no checkpoint reached the bucket"
+            time.sleep(0.2)
+        before, saved = _names(client), _saved_steps(client)
+        server.stop()
+        stopped = time.time()
+        output = _finish(process, 3, timeout=300)  # A hang guard: the bound is far below.
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    line = _fatal(output)
+    assert line.startswith("FATAL storage unreachable: saving step "), line
+    assert f"once gs://{BUCKET}/{RUN} can be reached: it resumes" in line, line
+    timings = {"outage -> exit": time.time() - stopped}
+
+    # Still away at start: one line too (gcsfs's retries, then the exit).
+    start = time.time()
+    output = _finish(_main(url, digits_shared, local, "--config.num_train_steps=1000"), 3)
+    line = _fatal(output)
+    assert line.startswith("FATAL storage unreachable: Cannot connect to host 127.0.0.1:"), line
+    timings["unreachable at start -> exit"] = time.time() - start
+    print("Seconds:", {k: round(v, 1) for k, v in timings.items()})
+
+    # Back: nothing of before was lost, and a rerun resumes from the last intact checkpoint.
+    server, url = gcs_emulator.start(port=port, bucket=BUCKET, data_dir=str(objects))
+    try:
+        assert set(before) <= set(_names(client)) and _saved_steps(client) == saved
+        output = _finish(
+            _main(url, digits_shared, local, f"--config.num_train_steps={saved[-1] + 1}")
+        )
+        assert f"Resumed from step {saved[-1]} in gs://{BUCKET}/{RUN}" in output
+        assert _saved_steps(client)[-1] == saved[-1] + 1
+    finally:
+        server.stop()
 
 
 # Saves twice and restores the latest, with a pytree of 200 arrays (a train state has hundreds):
