@@ -91,7 +91,11 @@ class Experiment:
       arch, model: G's and D's architecture, and how the networks are built.
       data: the data set's static facts (shapes, range, sizes, labels).
       source: where the examples come from (data/sources.py).
-      num_labeled: the labelled subset's size (0 = the InfoGAN baseline).
+      num_labeled: the labelled subset's size as checked (0 = the InfoGAN baseline), of the
+        train split's listed size (data.num_train). A set built from fewer files than the
+        published one has its own size: the data's subset is counted from the split as loaded
+        (input_pipeline.labeled_count), which refuses a count that changes whether there are
+        labels.
       subset, batches: how the labelled subset is chosen and batches are drawn.
       weights, instance_noise, augmentations, optimizer, log_grad_norms: the train step's.
       cadences, judge, eval, sample: the loop's, the judge's, evaluation's and sampling's.
@@ -140,9 +144,10 @@ def data_source(config: ml_collections.ConfigDict, data: Data | None = None):
     """The run's data source: `data` (a DataSource, or arrays as sources.ArraySource takes),
     else config.data's. Raises ValueError or folder.FolderError (one line per problem)."""
     r = float(config.latents.continuous_range)
-    if data is not None:
-        return sources.as_source(data, continuous_range=r, name=config.data.name)
     arch = models.ARCHITECTURES.get(config.model.arch)
+    if data is not None:  # Arrays must have the net's shape (any, with an unknown net).
+        shape = arch.image_shape if arch else ()
+        return sources.as_source(data, r, name=config.data.name, image_shape=shape)
     return sources.from_config(
         config.data,
         image_shape=arch.image_shape if arch else registry.KINDS["rgb32"][0],

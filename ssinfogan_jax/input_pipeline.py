@@ -37,7 +37,7 @@ from collections.abc import Iterator
 import numpy as np
 from absl import logging
 
-from ssinfogan_jax import augment
+from ssinfogan_jax import augment, config_checks
 from ssinfogan_jax.data import folder, labeled_subset, registry, sampler
 from ssinfogan_jax.data.sources import DataSource, DataSpec, to_float
 
@@ -165,31 +165,33 @@ def create_train_data(
 ) -> TrainData:
     """Loads this host's block of the train split, fixes the labelled subset, builds batches.
 
-    `exp` is the run's `experiment.Experiment`; the subset has `exp.num_labeled` examples. It
-    is read back from `workdir` when a previous run wrote it there (resume), else chosen by
-    `exp.subset` and written there by process 0 (labeled_subset.json: indices and count per
-    class; where chosen per label also the indices per label, and the source's label map).
-    Prepares the data first (a download where allowed); raises DataNotFoundError (fast) when
-    it is absent and cannot be had.
+    `exp` is the run's `experiment.Experiment`; the subset's size is resolved from the train
+    split as loaded (`labeled_count`: a set built from fewer files than the published one has
+    its own size). It is read back from `workdir` when a previous run wrote it there (resume),
+    else chosen by `exp.subset` and written there by process 0 (labeled_subset.json: indices
+    and count per class; where chosen per label also the indices per label, and the source's
+    label map). Prepares the data first (a download where allowed); raises DataNotFoundError
+    (fast) when it is absent and cannot be had, config_checks.ConfigError (one line) when the
+    count asked for does not fit the split.
     """
     source: DataSource = exp.source
     if problems := source.problems():
         raise DataNotFoundError("\n".join(problems))
     spec = exp.data
+    # The split as built: a partial download or a fixture has fewer examples than the
+    # registry lists (and mock_data its own number).
     if process_count == 1:
         images, labels = source.load("train")
-        num_train = len(images)  # the real count (differs from the table under mock_data)
+        num_train = len(images)
         start, stop = 0, num_train
         all_labels = labels
     else:
-        num_train = spec.num_train
+        num_train = source.num_examples("train")
         start, stop = host_block(num_train, process_index, process_count)
         images, labels = source.load(f"train[{start}:{stop}]")
         all_labels = None
     spec = dataclasses.replace(spec, num_train=num_train)
-    n_lab = exp.num_labeled
-    if n_lab > num_train:
-        raise ValueError(f"config.data.num_labeled: {n_lab} > {num_train} training examples")
+    n_lab = labeled_count(exp, num_train)
 
     record = labeled_subset.load(workdir) if workdir else None
     per_label = None  # {label: indices} when labels are chosen apart.
@@ -288,6 +290,34 @@ def create_train_data(
         seed=batches.seed,
         labeled_max_shift=int(batches.labeled_max_shift),
     )
+
+
+def labeled_count(exp, num_train: int) -> int:
+    """The labelled subset's size in a train split of `num_train` examples, as loaded: the
+    count asked for (config.data.num_labeled), or labeled_fraction of `num_train`.
+
+    Raises config_checks.ConfigError (one line) when the count is more than the split has,
+    or when labeled_fraction of a set built from far fewer files than the published one
+    rounds to none (or to some where the published size gave none): the run's losses were
+    set up for labels (exp.has_labels), so it asks for a count instead of training otherwise.
+    """
+    source, subset = exp.source, exp.subset
+    count = source.num_labeled(subset, num_train)
+    name = exp.data.name
+    if count > num_train:
+        raise config_checks.ConfigError(
+            f"config.data.num_labeled: {count} is more than the {num_train} training examples "
+            f"of {name} as built; ask for at most {num_train} (or 0 for no labels)"
+        )
+    if (count > 0) != exp.has_labels:
+        raise config_checks.ConfigError(
+            f"config.data.labeled_fraction: {subset.fraction} of the {num_train} training "
+            f"examples of {name} as built is {count} labelled examples, where the "
+            f"{exp.data.num_train} it lists gave {exp.num_labeled} and the losses were set up "
+            f"for {'labels' if exp.has_labels else 'none'}; set config.data.num_labeled to "
+            f"the count you want (0: the InfoGAN baseline)"
+        )
+    return count
 
 
 def _counts_per_label(

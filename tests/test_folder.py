@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from configs import folder as folder_config
-from ssinfogan_jax import experiment, input_pipeline
+from ssinfogan_jax import experiment, input_pipeline, loop
 from ssinfogan_jax.data import folder, labeled_subset, make_example_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -436,3 +436,61 @@ def test_a_stray_word_in_a_column_of_numbers_is_refused_unless_the_kind_is_given
     # Many words among numbers are a categorical column, as before.
     assert folder.stray_cell("c", ["1", "2", "x", "y"]) is None
     assert folder.stray_cell("c", ["1", "", "2", "x"]).startswith("line 5, column 'c': 'x'")
+
+
+# --- Beyond 32x32 ------------------------------------------------------------------------------
+
+
+def test_a_folder_of_64x64_images_trains_dcgan_64_and_each_size_has_its_build(
+    tmp_path, fast_compile
+):
+    """configs/folder.py:64 on 64x64 PNGs: the images kept exactly at the net's size, a 32x32
+    build beside it (each pixel the mean of a 2x2 block), a judge key per size; then a short
+    run through loop.train_and_evaluate: G's grid and the judge at 64x64."""
+    out = str(tmp_path / "shapes64")
+    csv_path = make_example_folder.make_folder(out, 24, seed=1, shares=SHARES, size=(64, 64))
+    data_dir = tmp_path / "tfds"
+    config = config_for(out, csv_path, data_dir, "64,runlocal")
+    big = experiment.from_config(config)
+    small = experiment.from_config(config_for(out, csv_path, data_dir, "runlocal"))
+    assert big.arch.image_shape == big.data.image_shape == (64, 64, 3)
+    assert small.data.image_shape == (32, 32, 3) and big.data.image_range == (-1.0, 1.0)
+    digest = folder.read_source(config.data).digest[:16]
+    assert big.source.judge_key == f"folder_{digest}_64x64"
+    assert small.source.judge_key == f"folder_{digest}_32x32"
+    for exp in (big, small):
+        exp.source.prepare()
+    builds = sorted(p.name for p in (data_dir / folder.BUILDER_NAME).iterdir())
+    assert [name.rsplit("_", 1)[1] for name in builds] == ["32x32x3", "64x64x3"], builds
+    source = folder.read_source(config.data)
+    (images64, _), (images32, _) = big.source.load("train"), small.source.load("train")
+    assert images64.shape == (20, 64, 64, 3) and images32.shape == (20, 32, 32, 3)
+    for image64, image32, row in zip(images64, images32, source.rows("train"), strict=True):
+        png = np.asarray(Image.open(os.path.join(out, source.files[row])))
+        np.testing.assert_array_equal(image64, png)
+        blocks = png.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))
+        assert np.abs(image32 - blocks).max() <= 1.0  # PIL's fixed-point box filter.
+
+    config.num_train_steps = 2
+    config.eval.judge_steps = 5
+    config.eval.samples_per_value = 2
+    config.eval.judge_dir = str(tmp_path / "judges")
+    workdir = tmp_path / "work"
+    metrics = loop.train_and_evaluate(config, str(workdir))
+    assert {"cond_acc_direct/shape", "cond_acc_direct/filled", "cond_corr/size"} <= set(metrics)
+    # A row per class of `shape`, 64-pixel cells with 2-pixel gaps.
+    assert Image.open(workdir / "images" / "step_2" / "samples_shape.png").size[1] == 3 * 66 + 2
+    (judge,) = (tmp_path / "judges").iterdir()
+    assert judge.name.startswith(f"folder_{digest}_64x64_")
+    spec = json.loads((judge / "classifier.json").read_text())["spec"]
+    assert spec["image_shape"] == [64, 64, 3]
+    record = json.loads((workdir / "labeled_subset.json").read_text())
+    assert record["num_train"] == 20 and record["source"] == source.digest
+
+
+def test_folder_64_and_gray_exclude_each_other():
+    with pytest.raises(ValueError, match=r"'gray' .* and '64' .* exclude each other"):
+        folder_config.get_config("gray,64")
+    config = folder_config.get_config("64")
+    assert (config.model.arch, config.data.labeled_max_shift) == ("dcgan_64", 4)
+    assert folder_config.get_config().data.labeled_max_shift == 2

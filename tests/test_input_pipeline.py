@@ -17,6 +17,7 @@ import pytest
 from ssinfogan_jax import augment, experiment
 from ssinfogan_jax import default_config as default
 from ssinfogan_jax import input_pipeline as ip
+from ssinfogan_jax.config_checks import ConfigError
 from ssinfogan_jax.data import builders, labeled_subset, registry, sampler
 from ssinfogan_jax.data.tf_setup import tfds
 
@@ -270,6 +271,103 @@ def test_mock_data_batches(name, labels, tmp_path, monkeypatch):
                     assert mask.sum() == 16
         images, test_labels = source_of(config).load_float("test")
         assert images.shape == (60, 32, 32, 3) and set(test_labels) == set(labels)
+
+
+def test_the_labelled_count_is_that_of_the_split_as_built(tmp_path, monkeypatch):
+    """CelebA built from fewer files than the 162,770 the registry lists (mock_data's 60): the
+    fraction is of the 60; a count the split cannot hold, or a fraction of it that rounds to
+    none where the listed size gave labels, is one line (config_checks.ConfigError: exit 2)."""
+    config = default.get_config()
+    config.data.name = "celeb_a"
+    config.model.arch = "infogan_32"
+    config.data.data_dir = str(tmp_path / "tfds")
+    config.data.num_labeled, config.data.labeled_fraction = -1, 0.05
+    config.data.prefetch = 0
+    config.batch_size = 16
+    config.latents.codes = [default.code("smiling", "categorical", 2, label="Smiling")]
+    config.data.celeba_attributes = ("Smiling",)
+    with tfds.testing.mock_data(num_examples=60):
+        monkeypatch.setattr(builders, "is_prepared", lambda name, data_dir: True)
+        exp = experiment.from_config(config)
+        assert exp.num_labeled == round(0.05 * 162_770)  # As checked, of the listed size.
+        data = ip.create_train_data(exp, str(tmp_path / "work"))
+        assert data.info.num_train == 60 and len(data.labeled_indices) == 3  # round(0.05 * 60)
+        assert data.labeled_fraction == 3 / 60
+        record = json.loads((tmp_path / "work" / labeled_subset.SUBSET_FILE).read_text())
+        assert (record["num_train"], record["num_labeled"]) == (60, 3)
+        assert sum(record["count_per_class"]["Smiling"].values()) == 3
+
+        config.data.num_labeled = 61  # Fits the listed 162,770, not the 60 built.
+        with pytest.raises(ConfigError) as error:
+            create_train_data(config, None)
+        assert str(error.value) == (
+            "config.data.num_labeled: 61 is more than the 60 training examples of celeb_a as "
+            "built; ask for at most 60 (or 0 for no labels)"
+        )
+        config.data.num_labeled, config.data.labeled_fraction = -1, 0.005  # 814 listed, 0 built
+        with pytest.raises(ConfigError) as error:
+            create_train_data(config, None)
+        assert str(error.value) == (
+            "config.data.labeled_fraction: 0.005 of the 60 training examples of celeb_a as "
+            "built is 0 labelled examples, where the 162770 it lists gave 814 and the losses "
+            "were set up for labels; set config.data.num_labeled to the count you want (0: the "
+            "InfoGAN baseline)"
+        )
+        config.data.num_labeled = 0  # No labels asked for: the InfoGAN baseline, as built.
+        assert len(create_train_data(config, None).labeled_indices) == 0
+
+
+def _arrays(shape, n, seed):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    return images, {"label": (np.arange(n) % 3).astype(np.int32)}
+
+
+def _arrays_config(arch: str):
+    config = default.get_config()
+    default.colour_32(config)
+    config.model.arch = arch
+    config.latents.codes = [
+        default.code("kind", "categorical", 3, label="label"),
+        default.code("c_us", "continuous", 2),
+    ]
+    config.data.name = "shapes"  # What the arrays are called (the judge's key).
+    config.data.num_labeled = 6
+    config.data.prefetch = 0
+    config.batch_size = 8
+    return config
+
+
+def test_arrays_of_the_nets_size_train_and_others_are_refused_with_one_line():
+    """64x64x3 arrays with dcgan_64: batches at 64x64 in [-1, 1], a judge key that names the
+    size; arrays of another shape than the net's: one line naming both."""
+    data = {"train": _arrays((64, 64, 3), 24, 0), "test": _arrays((64, 64, 3), 9, 1)}
+    exp = experiment.from_config(_arrays_config("dcgan_64"), data=data, device_count=1)
+    assert exp.data.image_shape == (64, 64, 3) and exp.data.image_range == (-1.0, 1.0)
+    assert exp.source.judge_key.startswith("shapes_arrays_")
+    assert exp.source.judge_key.endswith("_64x64")
+    train = ip.create_train_data(exp, None)
+    assert train.info.num_train == 24 and len(train.labeled_indices) == 6
+    batch = train.batch(0)
+    assert batch["image"].shape == (8, 64, 64, 3)
+    expected = data["train"][0][train.indices(0)].astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_allclose(batch["image"], expected, atol=1e-6)
+    # 32x32x3 arrays keep the key they always had (no size in it).
+    small = {"train": _arrays((32, 32, 3), 24, 0), "test": _arrays((32, 32, 3), 9, 1)}
+    exp32 = experiment.from_config(_arrays_config("dcgan_32"), data=small, device_count=1)
+    assert exp32.source.judge_key.count("_") == 2  # shapes_arrays_<digest>
+
+    with pytest.raises(ConfigError) as error:
+        experiment.from_config(_arrays_config("dcgan_64"), data=small, device_count=1)
+    assert str(error.value).splitlines() == [
+        "invalid config:",
+        "  data['train']: images are 32x32x3, but the net (config.model.arch) makes 64x64x3; "
+        "pass uint8 [N, 64, 64, 3] arrays (resize them), or set config.model.arch to a net of "
+        "32x32x3 images",
+    ]
+    grey = {"train": _arrays((28, 28, 1), 24, 0), "test": _arrays((28, 28, 1), 9, 1)}
+    with pytest.raises(ConfigError, match=r"images are 28x28x1, but the net .* makes 32x32x3"):
+        experiment.from_config(_arrays_config("dcgan_32"), data=grey, device_count=1)
 
 
 def test_celeba_crop_is_the_configured_box():

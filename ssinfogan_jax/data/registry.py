@@ -7,7 +7,9 @@ A data set is one entry of `DATASETS`: its preprocessing kind (how a tfds exampl
 training image, see `KINDS` and data/sources.py), its split sizes and its labels. Any other
 tfds name with 28x28x1 or 32x32x3 images also works; its facts are read from tfds's metadata.
 `FOLDER` ('folder') is the user's own images: its facts come from the CSV and the folder
-(data/sources.py's FolderSource), its kind from the architecture's shape.
+(data/sources.py's FolderSource), its kind from the net's channels and its size the net's.
+The split sizes here are the published sets'; a set built from fewer files has its own, which
+the input pipeline counts when it loads the split (the labelled count follows them).
 Nothing here imports TensorFlow at module level.
 """
 
@@ -25,8 +27,10 @@ from ssinfogan_jax.data import digit_scenes, folder, labeled_subset, sampler
 #   mnist   28x28x1 in [0, 1] (G ends in a sigmoid, as the reference)
 #   rgb32   32x32x3 in [-1, 1] (tanh G)
 #   celeba  a fixed face crop (config.data.celeba_crop), area-resized to 32x32x3, in [-1, 1];
-#           labels = the chosen binary attributes. The size follows the net: a colour net of
-#           another size (dcgan_64) gets the crop resized to its images (spec_of).
+#           labels = the chosen binary attributes.
+# The shape is the kind's, except where the images are resized to the net's when loaded or
+# converted (`RESIZED`: CelebA's crop, a folder's images): a net of another size with the
+# kind's channels (dcgan_64) gets them at its size (spec_of).
 KINDS = {
     "mnist": ((28, 28, 1), (0.0, 1.0)),
     "rgb32": ((32, 32, 3), (-1.0, 1.0)),
@@ -76,6 +80,7 @@ NOT_DOWNLOADABLE = ("digit_scenes",)
 # Sets built from what is installed (scikit-learn's digits): always preparable.
 EMBEDDED = ("digits",)
 FOLDER = "folder"  # Your own images; not a table entry (data/sources.py's FolderSource).
+RESIZED = ("celeba",)  # Kinds resized to the net's size when loaded (and FOLDER: converted).
 CELEBA_IMAGE_HW = (218, 178)  # tfds celeb_a: img_align_celeba, 218 x 178.
 
 
@@ -162,17 +167,18 @@ def spec_of(
     attribute a code names (so a config that only edits its codes works), each binary.
 
     `image_shape`: what the net makes. CelebA's images are resized from the crop when loaded
-    (nothing prepared depends on the size), so they take the shape of any colour net
-    (H, W, 3); every other set has its kind's shape, which config_checks compares with the
-    net's."""
+    (nothing prepared depends on the size) and a folder's when converted (one build per
+    size), so they take the shape of any net with their kind's channels (H, W, C); every
+    other set has its kind's shape, which config_checks compares with the net's."""
     labels = dict(dataset.labels)
     shape, value_range = KINDS[dataset.kind]
     if dataset.kind == "celeba":
         known = celeba_attributes()
         names = [*attributes, *(label for label in code_labels if label in known)]
         labels = dict.fromkeys(names, 2)
-        if len(image_shape) == 3 and image_shape[2] == shape[2]:
-            shape = tuple(int(d) for d in image_shape)
+    resized = dataset.kind in RESIZED or name == FOLDER
+    if resized and len(image_shape) == 3 and image_shape[2] == shape[2]:
+        shape = tuple(int(d) for d in image_shape)
     return DataSpec(
         name,
         dataset.kind,

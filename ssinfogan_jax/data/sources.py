@@ -5,6 +5,7 @@
     source.spec                      # DataSpec: shapes, range, sizes, labels; no example read
     source.prepare()                 # makes it loadable (a tfds build, a folder's conversion)
     images, labels = source.load("train")        # uint8 [N, H, W, C], {label: [N]}
+    source.num_examples("train")     # the split's size as built (a partial set has its own)
 
 Three kinds:
 - `TfdsSource`: every registered tfds set (data/registry.py), prepared by data/builders.py from
@@ -39,6 +40,17 @@ def to_float(images: np.ndarray, image_range: tuple[float, float]) -> np.ndarray
     lo, hi = image_range
     scale = np.float32((hi - lo) / 255.0)
     return images.astype(np.float32) * scale + np.float32(lo)
+
+
+def _size(shape: Sequence[int]) -> str:
+    """(64, 64, 3) -> '64x64x3'."""
+    return "x".join(str(int(d)) for d in shape)
+
+
+def _kind_of(image_shape: Sequence[int]) -> str:
+    """The kind (registry.KINDS: the value range) of images a source converts or is given at
+    a net's shape: grey ones in [0, 1] (the MNIST nets), colour ones in [-1, 1]."""
+    return "mnist" if len(image_shape) == 3 and image_shape[2] == 1 else "rgb32"
 
 
 def _block(split: str) -> tuple[str, slice]:
@@ -106,15 +118,22 @@ class DataSource:
         """The labels of a split, without decoding its images where the source can."""
         return dict(self.load(split)[1])
 
+    def num_examples(self, split: str) -> int:
+        """The size of 'train' or 'test' as built, once `prepare` has run (the spec's sizes
+        are the published set's; a set built from fewer files has fewer)."""
+        return self.spec.num_train if split == "train" else self.spec.num_test
+
     def load_float(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """A whole split as float32 [N, H, W, C] in spec.image_range, and its labels."""
         images, labels = self.load(split)
         return to_float(images, self.spec.image_range), dict(labels)
 
-    def num_labeled(self, subset: labeled_subset.SubsetSpec) -> int:
-        """The labelled subset's size: examples that carry at least one chosen label."""
+    def num_labeled(self, subset: labeled_subset.SubsetSpec, num_train: int | None = None) -> int:
+        """The labelled subset's size: examples that carry at least one chosen label, of a
+        train split of `num_train` examples (default: the spec's; where the subset is chosen
+        per label, the labels themselves are counted)."""
         if not self.per_label_subset:
-            return subset.count(self.spec.num_train)
+            return subset.count(self.spec.num_train if num_train is None else num_train)
         per_label = labeled_subset.choose_per_label(subset, self.load_labels("train"))
         return len(labeled_subset.union(per_label))
 
@@ -181,6 +200,10 @@ class TfdsSource(DataSource):
 
         builders.ensure_prepared(self.spec.name, self.data_dir, self.raw_dir, self.download)
         return builders.builder(self.spec.name, self.data_dir)
+
+    def num_examples(self, split: str) -> int:
+        """From the built set's metadata (no example is read)."""
+        return int(self._builder().info.splits[split].num_examples)
 
     def preprocess_fn(self):
         """tf example -> (uint8 image in the final geometry, {label: value})."""
@@ -318,7 +341,8 @@ class FolderSource(DataSource):
 class ArraySource(DataSource):
     """In-memory arrays: {'train': (images, labels), 'test': (images, labels)}.
 
-    images: uint8 [N, H, W, C], 28x28x1 (shown in [0, 1], the MNIST nets) or 32x32x3 ([-1, 1]).
+    images: uint8 [N, H, W, C] of the net's shape `image_shape` (any (H, W, C) with C 1 or 3
+    when not given): grey ones are shown in [0, 1] (the MNIST nets), colour ones in [-1, 1].
     labels: {name: [N]}: integers (class indices; -1 = unlabelled) or floats (a continuous
     label; NaN = unlabelled), mapped linearly from `label_ranges[name]` (default: the train
     split's min and max) onto the codes' range. `num_classes` overrides max + 1 per label.
@@ -333,6 +357,7 @@ class ArraySource(DataSource):
         num_classes: Mapping[str, int] | None = None,
         label_ranges: Mapping[str, tuple[float, float]] | None = None,
         continuous_range: float = 1.0,
+        image_shape: Sequence[int] = (),
     ):
         problems = []
         for split in ("train", "test"):
@@ -341,8 +366,8 @@ class ArraySource(DataSource):
         if problems:
             raise ValueError("; ".join(problems))
         (train_images, train_labels), (test_images, test_labels) = splits["train"], splits["test"]
-        shape = tuple(train_images.shape[1:])
-        kind = next((k for k, (s, _) in registry.KINDS.items() if s == shape), None)
+        shape = tuple(int(d) for d in train_images.shape[1:])
+        kind = _kind_of(shape)
         for split, (images, labels) in splits.items():
             if images.dtype != np.uint8 or tuple(images.shape[1:]) != shape:
                 problems.append(
@@ -356,8 +381,19 @@ class ArraySource(DataSource):
                 for k, v in labels.items()
                 if len(v) != len(images)
             ]
-        if kind is None:
-            problems.append(f"data: images of shape {shape}; supported are 28x28x1 and 32x32x3")
+        net = tuple(int(d) for d in image_shape)
+        if net and shape != net:
+            h, w, c = net
+            problems.append(
+                f"data['train']: images are {_size(shape)}, but the net (config.model.arch) "
+                f"makes {_size(net)}; pass uint8 [N, {h}, {w}, {c}] arrays (resize them), or "
+                f"set config.model.arch to a net of {_size(shape)} images"
+            )
+        elif len(shape) != 3 or shape[2] not in (1, 3):
+            problems.append(
+                f"data['train']: images of shape {shape}; expected uint8 [N, H, W, C] with C 1 "
+                f"(grey) or 3 (colour)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         num_classes, ranges = dict(num_classes or {}), {}
@@ -412,7 +448,13 @@ class ArraySource(DataSource):
 
     @property
     def judge_key(self) -> str:
-        return f"{self.spec.name}_arrays_{self._digest[:16]}"
+        """Names the arrays' digest, and their size where it is not their kind's (as
+        TfdsSource's: the keys of 28x28x1 and 32x32x3 arrays are the ones they always had)."""
+        key = f"{self.spec.name}_arrays_{self._digest[:16]}"
+        if self.spec.image_shape == registry.KINDS[self.spec.kind][0]:
+            return key
+        h, w = self.spec.image_shape[:2]
+        return f"{key}_{h}x{w}"
 
     @property
     def fingerprint(self) -> str:
@@ -443,19 +485,19 @@ def from_config(
 
     Raises ValueError (an unknown name) or folder.FolderError (a folder that cannot be used).
     """
-    if data.name == registry.FOLDER:
+    if data.name == registry.FOLDER:  # Converted to the net's size (one build per size).
         source = folder.read_source(data)
-        kind = "mnist" if tuple(image_shape) == registry.KINDS["mnist"][0] else "rgb32"
         num_test = int(source.is_test.sum())
         spec = registry.spec_of(
             data.name,
             registry.Dataset(
-                kind,
+                _kind_of(image_shape),
                 len(source.files) - num_test,
                 num_test,
                 {name: label.num_classes for name, label in source.labels.items()},
             ),
             continuous_range=continuous_range,
+            image_shape=image_shape,
         )
         return FolderSource(source, spec, data.data_dir)
     spec = registry.spec_of(
@@ -475,11 +517,16 @@ def from_config(
     )
 
 
-def as_source(data, continuous_range: float = 1.0, name: str = "arrays") -> DataSource:
-    """`data` if it is a DataSource, else ArraySource(data)."""
+def as_source(
+    data,
+    continuous_range: float = 1.0,
+    name: str = "arrays",
+    image_shape: Sequence[int] = (),
+) -> DataSource:
+    """`data` if it is a DataSource, else ArraySource(data) for a net of `image_shape`."""
     if isinstance(data, DataSource):
         return data
-    return ArraySource(data, name=name, continuous_range=continuous_range)
+    return ArraySource(data, name=name, continuous_range=continuous_range, image_shape=image_shape)
 
 
 def default_judge_dir(data_dir: str) -> str:
