@@ -51,9 +51,13 @@ def _flat(config, prefix: str = "") -> dict:
 
 
 def _args(name: str) -> list[str]:
-    """Each accepted argument alone, then all of them together."""
-    accepted = list(_module(name).ARGS)
-    return [*accepted, ",".join(accepted)] if len(accepted) > 1 else accepted
+    """Each accepted argument alone, then all of them together (of the arguments a config
+    declares EXCLUSIVE, the first only)."""
+    module = _module(name)
+    accepted = list(module.ARGS)
+    exclusive = list(getattr(module, "EXCLUSIVE", ()))[1:]
+    together = [arg for arg in accepted if arg not in exclusive]
+    return [*accepted, ",".join(together)] if len(accepted) > 1 else accepted
 
 
 def test_every_data_set_has_a_config():
@@ -122,6 +126,18 @@ def test_celeba_64_is_the_same_run_with_dcgans_64x64_nets():
         # Q_ss's random shift: 4 pixels at 64x64, the share of the image 2 are at 32x32.
         assert changed == {"model.arch": "dcgan_64", "loss.q_ss_max_shift": 4}
         assert base["loss.q_ss_max_shift"] == 2 and big["model.d_batch_norm"] is False
+
+
+def test_folder_64_is_the_32x32_run_with_dcgans_64x64_nets_and_excludes_gray():
+    folder = _module("folder")
+    for suffix in ("", ",runlocal"):
+        base, big = _flat(folder.get_config(suffix[1:])), _flat(folder.get_config("64" + suffix))
+        changed = {key: big[key] for key in base if base[key] != big[key]}
+        # The labelled examples' shift: 4 pixels at 64x64, the share of the image 2 are at 32.
+        assert changed == {"model.arch": "dcgan_64", "data.labeled_max_shift": 4}
+        assert base["data.labeled_max_shift"] == 2 and big["model.d_batch_norm"] is False
+    with pytest.raises(ValueError, match=r"'gray' .* and '64' .* exclude each other"):
+        folder.get_config("gray,64,runlocal")
 
 
 @pytest.mark.parametrize("name, arg", list(itertools.product(NAMES, ["runloacl", "runlocal,big"])))

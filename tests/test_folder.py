@@ -486,11 +486,3 @@ def test_a_folder_of_64x64_images_trains_dcgan_64_and_each_size_has_its_build(
     assert spec["image_shape"] == [64, 64, 3]
     record = json.loads((workdir / "labeled_subset.json").read_text())
     assert record["num_train"] == 20 and record["source"] == source.digest
-
-
-def test_folder_64_and_gray_exclude_each_other():
-    with pytest.raises(ValueError, match=r"'gray' .* and '64' .* exclude each other"):
-        folder_config.get_config("gray,64")
-    config = folder_config.get_config("64")
-    assert (config.model.arch, config.data.labeled_max_shift) == ("dcgan_64", 4)
-    assert folder_config.get_config().data.labeled_max_shift == 2
