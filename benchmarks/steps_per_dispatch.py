@@ -3,11 +3,13 @@ with the train split on the device (`config.steps_per_dispatch`, ssinfogan_jax/o
 
     python -m benchmarks.steps_per_dispatch [--k 100] [--rounds 3] [--steps 200]
 
-Both paths run side by side in one process, rounds alternating, on the digits quick start
+The paths run side by side in one process, rounds alternating, on the digits quick start
 (batch 32) and MNIST (batch 128; prepared offline from --raw_dir into --data_dir): the host
 path as the loop runs it (a jitted step fed by `TrainData.iterate`, batches built in a thread),
-the device path as the loop runs it (`on_device.plan` per call, `lax.scan` over k steps).
-Prints the median steps/s of each and their ratio, with the machine's state.
+the device path as the loop runs it (`on_device.plan` per k steps; `lax.scan` over them on an
+accelerator, one call per step on XLA:CPU, `on_device.loops_in_program`), and on a CPU also
+the scan. Prints the median steps/s of each and their ratio to the host loop, with the
+machine's state.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def measure(name: str, batch_size: int, data_dir: str, k: int, steps: int, round
     _, data, step_fn, state0, on_device = _setup(name, batch_size, data_dir)
     host_step = jax.jit(step_fn)
     resident = on_device.put(data)
-    multi = on_device.make_multi_step(step_fn)
     batches = data.iterate(0)
-    position = {"host": 0, "device": 0}
+    paths = {"host": None, "device": on_device.make_multi_step(step_fn)}
+    if not on_device.loops_in_program():  # XLA:CPU: the device path's default makes no loop.
+        paths["scan"] = on_device.make_multi_step(step_fn, loop=True)
 
     def host(n: int) -> None:
         state = state0
@@ -49,28 +52,37 @@ def measure(name: str, batch_size: int, data_dir: str, k: int, steps: int, round
             state, metrics = host_step(state, next(batches))
         jax.block_until_ready(metrics)
 
-    def device(n: int) -> None:
-        state, start = state0, position["device"]
-        for first in range(start, start + n, k):
-            state, metrics = multi(state, resident, on_device.plan(data, first, k))
-        position["device"] = start + n
-        jax.block_until_ready(metrics)
+    def on_device_path(multi):
+        def run(n: int) -> None:
+            state = state0
+            for first in range(0, n, k):
+                state, metrics = multi(state, resident, on_device.plan(data, first, k))
+            jax.block_until_ready(metrics)
 
+        return run
+
+    runs = {p: host if m is None else on_device_path(m) for p, m in paths.items()}
     steps = max(k, steps // k * k)
-    host(2)
-    device(k)  # Compile both.
-    rates = {"host": [], "device": []}
+    for run in runs.values():
+        run(k)  # Compile.
+    rates = {path: [] for path in runs}
     for _ in range(rounds):
-        for path, run in (("host", host), ("device", device)):
+        for path, run in runs.items():
             start = time.perf_counter()
             run(steps)
             rates[path].append(steps / (time.perf_counter() - start))
-    host_rate, device_rate = (statistics.median(rates[p]) for p in ("host", "device"))
+    median = {path: statistics.median(r) for path, r in rates.items()}
+    device = "one call per step" if "scan" in median else "one lax.scan per call"
+    line = (
+        f"{name} batch {batch_size}: host loop {median['host']:.1f} steps/s, data on the "
+        f"device, k={k} ({device}) {median['device']:.1f} steps/s "
+        f"(x{median['device'] / median['host']:.2f})"
+    )
+    if "scan" in median:
+        line += f", lax.scan per call {median['scan']:.1f} (x{median['scan'] / median['host']:.2f})"
     print(
-        f"{name} batch {batch_size}: host loop {host_rate:.1f} steps/s, "
-        f"{k} steps per call on the device {device_rate:.1f} steps/s "
-        f"(x{device_rate / host_rate:.2f}; {steps} steps x {rounds} rounds, "
-        f"train split {on_device.nbytes(data) / 2**20:.0f} MB)",
+        f"{line}; {steps} steps x {rounds} rounds, train split "
+        f"{on_device.nbytes(data) / 2**20:.0f} MB",
         flush=True,
     )
 

@@ -260,7 +260,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.instance_noise.decay = 1.0
 
     config.batch_size = 128  # Global batch, split over all devices and hosts.
-    # 'auto' (jit on one device, pmap on several), 'jit', 'pmap' or 'shard_map'.
+    # How the step spreads over devices (ssinfogan_jax/parallel.py): 'auto' = 'jit' (jax.jit
+    # with NamedSharding over every device, the batch sharded; plain jit on one device),
+    # 'shard_map' (a per-device step inside jax.jit) or 'pmap' (the old way).
     config.parallel = "auto"
     config.num_train_steps = 5_000  # The reference: 50 "epochs" of 100 iterations.
     # k > 1: the train split is kept on the device and one call runs k steps (lax.scan): for

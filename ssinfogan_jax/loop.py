@@ -113,10 +113,8 @@ def _setup(config, workdir: str, data=None, read_only: bool = False):
 
 
 def _data_parallel(exp: experiment_lib.Experiment) -> parallel.DataParallel:
-    """The step and state placement: plain jit on one device, else pmap or shard_map."""
-    kind = exp.parallel
-    if kind == "auto":
-        kind = "pmap" if jax.device_count() > 1 else "jit"
+    """The step and state placement: jit with NamedSharding (by default), pmap or shard_map."""
+    kind = parallel.resolve_kind(exp.parallel)
     if kind == "jit":
         step = train_lib.bind_train_step(exp)
         return parallel.DataParallel.create(step, "jit", donate=train_lib.default_donation())

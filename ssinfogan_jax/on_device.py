@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import struct
+from jax.sharding import NamedSharding, PartitionSpec
 
 from ssinfogan_jax import train as train_lib
 
@@ -57,7 +58,8 @@ def nbytes(data) -> int:
 
 
 def put(data, device=None) -> Resident:
-    """`data` (input_pipeline.TrainData) on `device` (default: JAX's first)."""
+    """`data` (input_pipeline.TrainData) on `device` (default: JAX's first; or a sharding,
+    e.g. `replicated(mesh)`)."""
     lo, hi = data.info.image_range
     # As sources.to_float, element by element on the host: the same float32 bits.
     table = np.arange(256, dtype=np.uint8).astype(np.float32) * np.float32(
@@ -113,45 +115,121 @@ def gather(resident: Resident, index: jax.Array, slots: jax.Array, shifts: jax.A
 
 
 def multi_step(
-    state: train_lib.TrainState, resident: Resident, plan: Plan, *, step_fn: train_lib.TrainStep
+    state: train_lib.TrainState,
+    resident: Resident,
+    plan: Plan,
+    *,
+    step_fn: train_lib.TrainStep,
+    unroll: int | bool = 1,
 ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
-    """len(plan['index']) train steps in one `lax.scan`; metrics stacked per step."""
+    """len(plan['index']) train steps in one `lax.scan`; metrics stacked per step.
+
+    `unroll`: as `lax.scan`'s (True: no loop at all, every step inlined)."""
 
     def body(state, xs):
         return step_fn(state, gather(resident, xs["index"], xs["slots"], xs["shifts"]))
 
-    return jax.lax.scan(body, state, plan)
+    return jax.lax.scan(body, state, plan, unroll=unroll)
 
 
-def make_multi_step(step_fn: train_lib.TrainStep, donate: bool = False) -> Callable[..., Any]:
-    """The jitted `multi_step` of a bound train step (train.bind_train_step)."""
-    fn = lambda state, resident, plan: multi_step(state, resident, plan, step_fn=step_fn)
-    return jax.jit(fn, donate_argnums=(0,) if donate else ())
+def loops_in_program(backend: str | None = None) -> bool:
+    """Whether a call's k steps run as one `lax.scan` (GPUs, TPUs: one launch for k steps) or
+    as k calls of a program without a loop (XLA:CPU, which runs the body of a `while` loop
+    about 4x slower than the same step compiled at the top level; benchmarks/README.md, 'Steps
+    per call'). The batches are the same either way; without the loop every k gives the same
+    bits as k = 1, and the step the bits of the host loop's program but for the gather."""
+    return (backend or jax.default_backend()) != "cpu"
+
+
+def make_multi_step(
+    step_fn: train_lib.TrainStep,
+    donate: bool = False,
+    unroll: int | bool = 1,
+    mesh: jax.sharding.Mesh | None = None,
+    loop: bool | None = None,
+) -> Callable[..., Any]:
+    """`multi_step` of a bound train step (train.bind_train_step), jitted: (state, resident,
+    plan) -> (state, metrics {name: [k]}), for a host plan (`plan`), placed here.
+
+    `loop`: the plan's k steps as one `lax.scan` in one call (`unroll` as scan's), or as k
+    calls of one step each; None: per backend (`loops_in_program`). `mesh`
+    (parallel.DataParallel.mesh, a 1-D mesh over the batch): the resident data must be
+    replicated over it (`put(data, replicated(mesh))`), each plan is sharded over its batch
+    axis, and the state and metrics come back replicated, so XLA's partitioner splits every
+    step over the devices as it splits the step of parallel's 'jit'. `.jitted` is the
+    compiled function itself (placed plans)."""
+    loop = loops_in_program() if loop is None else loop
+    fn = lambda state, resident, plan: multi_step(
+        state, resident, plan, step_fn=step_fn, unroll=unroll if loop else True
+    )
+    out = None if mesh is None else replicated(mesh)
+    jitted = jax.jit(fn, out_shardings=out, donate_argnums=(0,) if donate else ())
+    return per_call(jitted, lambda plan: place_plan(plan, mesh), loop, axis=0)
+
+
+def per_call(jitted: Callable[..., Any], place: Callable[[Plan], Plan], loop: bool, axis: int):
+    """fn(state, *shared, plan) over a host plan whose steps lie on `axis`: one call of
+    `jitted` with the whole plan placed (`loop`), or one call per step, the metrics
+    concatenated on `axis`."""
+
+    def run(state, *args):
+        *shared, plan = args
+        if loop:
+            return jitted(state, *shared, place(plan))
+        count, metrics = plan["index"].shape[axis], []
+        for i in range(count):
+            one = jax.tree.map(lambda x, i=i: np.take(np.asarray(x), [i], axis=axis), plan)
+            state, step_metrics = jitted(state, *shared, place(one))
+            metrics.append(step_metrics)
+        if count == 1:
+            return state, metrics[0]
+        return state, jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=axis), *metrics)
+
+    run.jitted = jitted
+    return run
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+    """Every device of `mesh` holds the whole array."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def place_plan(plan: Plan, mesh: jax.sharding.Mesh | None) -> Plan:
+    """A plan on JAX's default device, or sharded over `mesh` on its batch axis [k, b, ...]."""
+    if mesh is None:
+        return jax.device_put(plan)
+    return jax.device_put(plan, NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0])))
 
 
 def stepper(exp, data, dp, start_step: int):
     """How the loop advances `exp`'s run over `data` (input_pipeline.TrainData) with `dp`
     (parallel.DataParallel): (advance(state, step, count) -> (state, metrics), chunk(step) ->
     count). One step per call from host batches, or `steps_per_dispatch` per call with the
-    data on the device where one device and one process hold it; the log says which."""
+    data on the device, under parallel's 'jit' in one process (on one device or a mesh of
+    several, the batch sharded over them) where the train split fits; the log says which."""
     k = exp.cadences.steps_per_dispatch
     size = nbytes(data)
     if k > 1 and dp.kind == "jit" and jax.process_count() == 1 and fits(size):
+        devices = 1 if dp.mesh is None else dp.mesh.size
         logging.info(
-            "Training on the device: the train split (%.0f MB) resident, %d steps per call.",
+            "Training on the device: the train split (%.0f MB) resident, %d steps %s%s.",
             size / 2**20,
             k,
+            "per call" if loops_in_program() else "per host iteration, one call each (CPU)",
+            f", the batch over {devices} devices" if devices > 1 else "",
         )
-        resident = put(data)
+        resident = put(data, None if dp.mesh is None else replicated(dp.mesh))
         step_fn = train_lib.bind_train_step(exp)
-        multi = make_multi_step(step_fn, donate=train_lib.default_donation())
+        multi = make_multi_step(step_fn, donate=train_lib.default_donation(), mesh=dp.mesh)
         end = exp.cadences.num_train_steps
         chunk = lambda step: min(k - step % k, end - step)  # Calls end on multiples of k.
-        return lambda state, step, n: multi(state, resident, plan(data, step, n)), chunk
+
+        return lambda state, step, count: multi(state, resident, plan(data, step, count)), chunk
     if k > 1:
         logging.warning(
-            "Training from the host, one step per call: steps_per_dispatch=%d needs one device "
-            "and one process, and the train split (%.0f MB) in device memory.",
+            "Training from the host, one step per call: steps_per_dispatch=%d needs "
+            "config.parallel 'auto' or 'jit', one process, and the train split (%.0f MB) in "
+            "device memory.",
             k,
             size / 2**20,
         )

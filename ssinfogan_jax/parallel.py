@@ -1,32 +1,41 @@
 """Data parallelism over the devices of one host and over hosts.
 
-A train step is written once per device (`train.bind_train_step(experiment, axis_name=AXIS)`:
-gradients, metrics and batch-norm statistics are averaged over the named device axis), and this
-module runs *any* such step; it knows nothing of what the step computes. Three kinds:
+A train step is written once, and this module runs *any* such step over the devices; it knows
+nothing of what the step computes. Three kinds (`config.parallel`; 'auto' is 'jit'):
 
-  * 'jit': one device, the step jitted as it is (built without an axis name);
-  * 'pmap' (the design's choice): the state is replicated, one copy per local device
-    ([D, ...] leaves), and a host batch is split into [D, B/D, ...];
-  * 'shard_map' inside `jax.jit` over a 1-D mesh of every device: the state is one replicated
-    global array per leaf, the batch one global array sharded on its first axis.
+  * 'jit' (the default): `jax.jit` with `NamedSharding` over a 1-D mesh of every device. The
+    step is the one-device step (built without an axis name); the state is one replicated
+    global array per leaf, the batch one global array sharded on its first axis, and XLA's
+    partitioner (GSPMD) splits the step over the devices and inserts the all-reduces itself
+    (batch norm's mean over the sharded batch is global). On one device this is plain jit.
+    JAX's documentation recommends this way; `sweep.py` adds a runs axis to the same mesh.
+  * 'shard_map' inside `jax.jit` over the same mesh: the step is written per device
+    (`train.bind_train_step(experiment, axis_name=AXIS)`: gradients, metrics and batch-norm
+    statistics averaged over the named device axis); the placements are those of 'jit'.
+  * 'pmap' (the design card's, and JAX's old way): the same per-device step; the state is
+    replicated, one copy per local device ([D, ...] leaves), and a host batch is split into
+    [D, B/D, ...].
 
-Either way N devices give the update one device gives on the same global batch: example i of
+Each way N devices give the update one device gives on the same global batch: example i of
 the global batch draws its codes from its own key (see `train.train_step`), batch norm uses
-global statistics, and the per-device gradients are averaged. (Autodiff through batch norm's
-cross-device mean transposes to a sum, so each device's gradient is that of the *sum* of all
-devices' losses w.r.t. its own copy of the parameters; their mean over devices is exactly the
-gradient of the global-batch mean loss. `tests/test_parallel.py` checks this numerically.)
-L_ss on real data is a mean over the *labelled* examples of the whole global batch (its count is
-summed over devices, see `losses._masked_mean`), so it is exact even when devices hold
-different numbers of labelled examples ('mix' mode).
+global statistics, and the gradients are those of the global-batch mean loss. (Per device:
+autodiff through batch norm's cross-device mean transposes to a sum, so each device's
+gradient is that of the *sum* of all devices' losses w.r.t. its own copy of the parameters;
+their mean over devices is exactly the gradient of the global-batch mean loss.) L_ss on real
+data is a mean over the *labelled* examples of the whole global batch (its count is summed
+over devices, see `losses._masked_mean`), so it is exact even when devices hold different
+numbers of labelled examples ('mix' mode). `tests/test_parallel.py` checks all three kinds
+numerically, and the k-steps-per-call path (`on_device.stepper`) under 'jit' on several
+devices.
 
 Multi-host: call `initialize_distributed` first (before anything touches a device); every
 process then builds the same state from the same seed, reads its own shard of the data and runs
 the same step.
 
     initialize_distributed()                        # auto on TPU VMs; no-op on one host
-    step = train.bind_train_step(experiment, axis_name=parallel.AXIS)
-    dp = parallel.DataParallel.create(step, "pmap")  # or "shard_map"
+    kind = parallel.resolve_kind(config.parallel)   # 'auto' -> 'jit'
+    step = train.bind_train_step(experiment, axis_name=parallel.axis_name(kind))
+    dp = parallel.DataParallel.create(step, kind)
     state = dp.replicate(train.create_train_state(rng, experiment))
     for batch in process_local_batches:             # [B / num_processes, ...] each
         state, metrics = dp.train_step(state, dp.shard(batch))
@@ -45,6 +54,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "batch"  # The device axis: gradients, metrics and batch-norm statistics average over it.
 KINDS = ("jit", "pmap", "shard_map")
+DEFAULT_KIND = "jit"  # What config.parallel='auto' means, on one device or many.
 
 PyTree = Any
 TrainStep = Callable[[PyTree, PyTree], tuple[PyTree, dict]]  # (state, batch) -> (state, metrics)
@@ -95,6 +105,22 @@ def initialize_distributed(
         local_device_ids=local_device_ids,
     )
     return True
+
+
+def resolve_kind(kind: str) -> str:
+    """config.parallel as a kind of KINDS: 'auto' is 'jit' (jax.jit with NamedSharding) on
+    any number of devices; pmap and shard_map only when asked for."""
+    if kind == "auto":
+        return DEFAULT_KIND
+    if kind not in KINDS:
+        raise ValueError(f"parallel kind: {kind!r}, expected 'auto' or one of {KINDS}")
+    return kind
+
+
+def axis_name(kind: str) -> str | None:
+    """The axis name the step of `kind` is built with: none for 'jit' (the partitioner adds
+    the collectives), AXIS for the per-device kinds."""
+    return None if resolve_kind(kind) == "jit" else AXIS
 
 
 def _check_divisible(batch_size: int, num_devices: int) -> None:
@@ -197,6 +223,15 @@ def make_sharded_train_step(step: TrainStep, mesh: Mesh, donate: bool = True) ->
     return jax.jit(mapped, donate_argnums=(0,) if donate else ())
 
 
+def make_jit_train_step(step: TrainStep, mesh: Mesh, donate: bool = True) -> TrainStep:
+    """The one-device `step` under `jax.jit` over `mesh`: (replicated global state, global
+    batch sharded on axis 0) -> (state, metrics), all outputs replicated. XLA's partitioner
+    splits the step over the batch and inserts the reductions (gradients, batch-norm
+    statistics, metrics) itself."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(step, out_shardings=replicated, donate_argnums=(0,) if donate else ())
+
+
 def replicate_on_mesh(tree: PyTree, mesh: Mesh) -> PyTree:
     """Every leaf as a global array replicated on every device of `mesh`.
 
@@ -246,6 +281,8 @@ class DataParallel:
       replicate: host state -> placed state.
       shard: process-local batch [B / num_processes, ...] -> placed batch.
       unreplicate: placed state (or metrics) -> one host-side copy.
+      mesh: the 1-D mesh of 'jit' over several devices (or processes) and of 'shard_map';
+        None for 'jit' on one device (plain jit, JAX's default device) and for 'pmap'.
     """
 
     kind: str
@@ -253,28 +290,30 @@ class DataParallel:
     replicate: Callable[[PyTree], PyTree]
     shard: Callable[[PyTree], PyTree]
     unreplicate: Callable[[PyTree], PyTree]
+    mesh: Mesh | None = None
 
     @classmethod
     def create(
         cls,
         step: TrainStep,
-        kind: Literal["jit", "pmap", "shard_map"] = "pmap",
+        kind: Literal["auto", "jit", "pmap", "shard_map"] = "auto",
         donate: bool = True,
     ) -> DataParallel:
-        """Wraps a per-device `step`: built without an axis name for 'jit', with
-        `axis_name=AXIS` for the others."""
-        if kind == "jit":
-            jitted = jax.jit(step, donate_argnums=(0,) if donate else ())
-            return cls(kind, jitted, jax.device_put, jax.device_put, jax.device_get)
+        """Wraps `step`, built with `axis_name=axis_name(kind)`: none for 'jit' (and 'auto'),
+        AXIS for the per-device kinds."""
+        kind = resolve_kind(kind)
         if kind == "pmap":
             return cls(kind, make_pmap_train_step(step, donate), replicate, shard, unreplicate)
-        if kind == "shard_map":
-            mesh = make_mesh()
-            return cls(
-                kind,
-                make_sharded_train_step(step, mesh, donate),
-                lambda tree: replicate_on_mesh(tree, mesh),
-                lambda batch: shard_on_mesh(batch, mesh),
-                fetch_replicated,
-            )
-        raise ValueError(f"parallel kind: {kind!r}, expected one of {KINDS}")
+        mesh = make_mesh()
+        if kind == "jit" and mesh.size == 1:
+            jitted = jax.jit(step, donate_argnums=(0,) if donate else ())
+            return cls(kind, jitted, jax.device_put, jax.device_put, jax.device_get)
+        wrap = make_jit_train_step if kind == "jit" else make_sharded_train_step
+        return cls(
+            kind,
+            wrap(step, mesh, donate),
+            lambda tree: replicate_on_mesh(tree, mesh),
+            lambda batch: shard_on_mesh(batch, mesh),
+            fetch_replicated,
+            mesh,
+        )

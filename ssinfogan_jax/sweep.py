@@ -11,7 +11,10 @@ optimizer settings; they may differ in seeds and labelled subsets) train togethe
 `steps_per_dispatch` steps of every run of the group, `jax.vmap` over the runs of
 `on_device.multi_step`, with one copy of the training images on the device and a labelled mask
 per run. The runs of a group are placed over the devices when there are at least as many runs
-as devices (a `NamedSharding` over the runs' axis). `<workdir>/sweep.png` plots each run's
+as devices, and each run's batch over the rest when there are fewer (a 2-D mesh, runs x batch,
+`jax.shard_map` inside `jax.jit`: each device vmaps its runs over its slice of their batches,
+and batch norm's statistics and the gradients stay those of each run's whole batch;
+`group_mesh`). `<workdir>/sweep.png` plots each run's
 direct conditional accuracy against steps, the mean over seeds with a band from the lowest to
 the highest.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -93,14 +97,80 @@ def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
     return out
 
 
-def make_group_step(step_fn: train_lib.TrainStep, resident: on_device.Resident):
-    """jit(vmap(on_device.multi_step)) over runs: (states, knowns, plans) -> (states, metrics),
-    each with a leading runs axis; the images and labels of `resident` are shared."""
+def make_group_step(
+    step_fn: train_lib.TrainStep,
+    unroll: int | bool = 1,
+    mesh: Mesh | None = None,
+    loop: bool | None = None,
+):
+    """jit(vmap(on_device.multi_step)) over runs: (states, resident, knowns, plans) ->
+    (states, metrics). States, knowns ({label: bool [N, n]}), host plans ([N, k, b, ...], placed
+    here) and metrics ([N, k]) have a leading runs axis; the images and labels of `resident`
+    are shared by the runs. `loop`, `unroll`: as on_device.make_multi_step's (None: one call
+    per step on XLA:CPU).
 
-    def one(state, known, plan):
-        return on_device.multi_step(state, resident.replace(known=known), plan, step_fn=step_fn)
+    `mesh` (`group_mesh`): `jax.shard_map` inside the jit, each device vmapping its own runs
+    over its own slice of their batches; `step_fn` must then be built with
+    `axis_name=BATCH`, so that batch norm, the gradients and the metrics average over a run's
+    whole batch (as parallel.py's per-device step). The resident data is replicated over the
+    mesh, states and knowns placed by BY_RUN, plans by BY_RUN_AND_EXAMPLE; the outputs stay
+    on the runs. (Under GSPMD alone, XLA re-shards the vmapped convolutions' activations
+    between the runs' devices: all-gathers and all-to-alls in every step.)"""
+    loop = on_device.loops_in_program() if loop is None else loop
 
-    return jax.jit(jax.vmap(one))
+    def one(state, resident, known, plan):
+        return on_device.multi_step(
+            state,
+            resident.replace(known=known),
+            plan,
+            step_fn=step_fn,
+            unroll=unroll if loop else True,
+        )
+
+    runs = jax.vmap(one, in_axes=(0, None, 0, 0))
+    if mesh is not None:
+        runs = jax.shard_map(
+            runs,
+            mesh=mesh,
+            in_specs=(BY_RUN, PartitionSpec(), BY_RUN, BY_RUN_AND_EXAMPLE),
+            out_specs=(BY_RUN, BY_RUN),
+            check_vma=False,  # As parallel.make_sharded_train_step: the step averages itself.
+        )
+    jitted = jax.jit(runs)
+    return on_device.per_call(jitted, lambda plans: place(plans, mesh, BY_RUN_AND_EXAMPLE), loop, 1)
+
+
+RUNS, BATCH = "runs", "batch"  # The axes of a group's mesh.
+
+
+def group_mesh(count: int, batch_size: int, devices: list | None = None) -> Mesh | None:
+    """A (RUNS, BATCH) mesh for `count` runs of batch `batch_size`; None on one device.
+
+    The runs go over as many devices as divide both the run count and the device count, and
+    each run's batch over the devices of the rest that divide it: 4 runs on 8 devices are
+    [4, 2], 2 runs on 4 devices [2, 2], 1 run on 4 devices [1, 4], 8 runs on 4 devices [4, 1]
+    (2 runs per device). Devices that fit neither (e.g. 3 runs of batch 2 on 4 devices) stay
+    idle."""
+    devices = jax.devices() if devices is None else list(devices)
+    runs = math.gcd(count, len(devices))
+    batch = len(devices) // runs
+    while batch_size % batch:
+        batch -= 1
+    if runs * batch == 1:
+        return None
+    grid = np.asarray(devices[: runs * batch]).reshape(runs, batch)
+    return Mesh(grid, (RUNS, BATCH))
+
+
+def place(tree, mesh: Mesh | None, spec: PartitionSpec):
+    """`tree` on JAX's default device (no mesh), or over `mesh` by `spec`."""
+    if mesh is None:
+        return jax.device_put(tree)
+    return jax.device_put(tree, NamedSharding(mesh, spec))
+
+
+# Per-run arrays shard on the runs; a plan's [N, k, b, ...] leaves on the runs and the batch.
+BY_RUN, BY_RUN_AND_EXAMPLE = PartitionSpec(RUNS), PartitionSpec(RUNS, None, BATCH)
 
 
 def _program(exp: experiment_lib.Experiment) -> tuple:
@@ -118,21 +188,27 @@ def _program(exp: experiment_lib.Experiment) -> tuple:
     )
 
 
+def stack_states(states: list[train_lib.TrainState]) -> train_lib.TrainState:
+    """The runs' states as one, each leaf [N, ...] (host arrays). They must come from one
+    program's experiment; the first's optimizer objects serve all (they are static fields,
+    equal in what they compute, and a pytree's static fields must be the same objects)."""
+    first = states[0]
+    same = [
+        s.replace(
+            generator=s.generator.replace(tx=first.generator.tx),
+            discriminator=s.discriminator.replace(tx=first.discriminator.tx),
+        )
+        for s in states
+    ]
+    return _stack(same)
+
+
 def _stack(trees):
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
 def _unstack(tree, i: int):
     return jax.tree.map(lambda x: x[i], tree)
-
-
-def _place(tree, count: int):
-    """The runs' axis over the devices when there are at least as many runs as devices."""
-    devices = jax.devices()
-    if len(devices) == 1 or count % len(devices):
-        return jax.device_put(tree)
-    mesh = Mesh(np.asarray(devices), ("runs",))
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
 
 
 def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[str, dict]:
@@ -187,11 +263,6 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
     states = []
     for run in group:
         state = train_lib.create_train_state(jax.random.PRNGKey(run.exp.seed), first)
-        if states:  # One optimizer object for all (the states stack into one pytree).
-            state = state.replace(
-                generator=state.generator.replace(tx=states[0].generator.tx),
-                discriminator=state.discriminator.replace(tx=states[0].discriminator.tx),
-            )
         if run.checkpointer.latest_step() is not None:
             state, _ = run.checkpointer.restore(state)
         states.append(state)
@@ -211,12 +282,16 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
         run.writer = metric_writers.create_default_writer(
             run.exp.tensorboard_dir or run.workdir, just_logging=jax.process_index() > 0
         )
-    resident = on_device.put(group[0].data)
-    knowns = _place(
-        _stack([{k: np.asarray(v) for k, v in r.data.known.items()} for r in group]), len(group)
+    mesh = group_mesh(len(group), first.batches.batch_size)
+    resident = on_device.put(group[0].data, None if mesh is None else on_device.replicated(mesh))
+    knowns = place(
+        _stack([{k: np.asarray(v) for k, v in r.data.known.items()} for r in group]),
+        mesh,
+        BY_RUN,
     )
-    state = _place(_stack(states), len(group))
-    multi = make_group_step(train_lib.bind_train_step(first), resident)
+    state = place(stack_states(states), mesh, BY_RUN)
+    step_fn = train_lib.bind_train_step(first, axis_name=None if mesh is None else BATCH)
+    multi = make_group_step(step_fn, mesh=mesh)
     logging.info(
         "Training %d runs as one program from step %d to %d, %d steps per call.",
         len(group),
@@ -228,8 +303,8 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
     with checkpointing.PreemptionNotice(group[0].checkpointer) as preemption:
         while step < cadences.num_train_steps:
             count = min(k - step % k, cadences.num_train_steps - step)
-            plans = _place(_stack([on_device.plan(r.data, step, count) for r in group]), len(group))
-            state, metrics = multi(state, knowns, plans)
+            plans = _stack([on_device.plan(r.data, step, count) for r in group])
+            state, metrics = multi(state, resident, knowns, plans)
             step += count
             history.append(jax.device_get(metrics))
             preempted = preemption.should_stop(step)

@@ -34,7 +34,10 @@ TOLERANCE = 1e-5  # Relative error allowed between N devices and one device.
 # in three before PJRT_NPROC was set). The workers run with PJRT_NPROC = 8.
 PJRT_NPROC = "8"
 DEVICES = 4
-RUNS = ["pmap:2", "shard_map:4"]  # 2 and 4 devices; the 2-process test adds 2 x 1 device.
+# 2 and 4 devices; the 2-process test adds 2 x 1 device. 'jit' is config.parallel's default.
+RUNS = ["pmap:2", "shard_map:4", "jit:4"]
+K = 2  # Steps per call of the device path (on_device.stepper), two calls.
+SWEEP_RUNS = 2  # A group of runs on all DEVICES: a 2 x 2 mesh of runs x batch.
 # A worker that has not finished by then is stuck; it dumps its stacks a minute before. Generous:
 # on 2 cores shared with two training runs the devices worker took over 200 s.
 WORKER_TIMEOUT = 1200
@@ -43,8 +46,9 @@ WORKER_TIMEOUT = 1200
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def _config():
-    """Two supervised codes with a mask each (a categorical and a continuous label)."""
+def _config(**data):
+    """Two supervised codes with a mask each (a categorical and a continuous label); `data`:
+    experiment.from_config's (arrays for a TrainData)."""
     from ssinfogan_jax import default_config as default
 
     config = default.get_config()
@@ -59,7 +63,7 @@ def _config():
     ]
     from ssinfogan_jax import experiment
 
-    return experiment.from_config(config, check=False)  # 'thickness' is not an MNIST label.
+    return experiment.from_config(config, check=False, **data)  # 'thickness': not MNIST's.
 
 
 # One mask per label and step. They differ between the labels and give devices different
@@ -237,10 +241,13 @@ def worker_devices(out_path: str, runs: str) -> dict:
             final = copies[0]
             metrics = jax.device_get(metrics)
             metric_spread = max(float(np.ptp(np.asarray(v))) for v in metrics.values())
-        else:
+        else:  # jit (with NamedSharding) and shard_map place the same way.
             mesh = parallel.make_mesh(devices)
-            per_device = train.bind_train_step(_exp(config), axis_name=parallel.AXIS)
-            step = parallel.make_sharded_train_step(per_device, mesh, donate=True)
+            step = train.bind_train_step(_exp(config), axis_name=parallel.axis_name(kind))
+            wrap = (
+                parallel.make_jit_train_step if kind == "jit" else parallel.make_sharded_train_step
+            )
+            step = wrap(step, mesh, donate=True)
             state = parallel.replicate_on_mesh(state0, mesh)
             for batch in batches:
                 state, metrics = step(state, parallel.shard_on_mesh(batch, mesh))
@@ -264,6 +271,108 @@ def worker_devices(out_path: str, runs: str) -> dict:
     pmap = next(v for k, v in finals.items() if k[0] == "pmap")
     sharded = next(v for k, v in finals.items() if k[0] == "shard_map")
     result["pmap_vs_shard_map"] = _relative_errors(pmap, sharded)
+    start = time.time()
+    result |= _device_path(jax.devices())
+    result["device_path_seconds"] = time.time() - start
+    return result
+
+
+def _train_data_arrays(n: int, seed: int) -> tuple:
+    rs = np.random.RandomState(seed)
+    images = rs.randint(0, 256, (n, 28, 28, 1)).astype(np.uint8)
+    labels = {"label": rs.randint(0, 10, n).astype(np.int32)}
+    labels["thickness"] = rs.uniform(-1, 1, n).astype(np.float32)
+    return images, labels
+
+
+def _device_path(devices) -> dict:
+    """The train split on the device over every device: the loop's k steps per call under
+    config.parallel's default ('jit'), and a group of SWEEP_RUNS runs (sweep.py) on a runs x
+    batch mesh, each against the same run trained alone on one device from host batches."""
+    import jax
+
+    from ssinfogan_jax import experiment, input_pipeline, on_device, parallel, sweep, train
+
+    arrays = {"train": _train_data_arrays(64, 1), "test": _train_data_arrays(16, 2)}
+    runs = []  # (experiment, train data, float64 initial state) per run: other subsets, seeds.
+    for i, num_labeled in enumerate((20, 40)[:SWEEP_RUNS]):
+        config = _config(data=arrays).config
+        config.data.num_labeled = num_labeled
+        config.steps_per_dispatch = K
+        exp = experiment.from_config(config, data=arrays, check=False)
+        # As sweep.py: every run's state made by the group's first experiment, its own seed.
+        state = train.create_train_state(jax.random.PRNGKey(i), runs[0][0] if runs else exp)
+        to64 = lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x
+        state = jax.device_get(jax.tree.map(to64, state))
+        runs.append((exp, input_pipeline.create_train_data(exp, None), state))
+    stacked = sweep.stack_states([s for _, _, s in runs])  # One optimizer object for all.
+    runs = [(e, d, jax.tree.map(lambda x, i=i: x[i], stacked)) for i, (e, d, _) in enumerate(runs)]
+    single = jax.jit(train.bind_train_step(runs[0][0]))
+    alone = []
+    for _, data, state in runs:  # One device, one step per call, host batches.
+        for t in range(2 * K):
+            state, _ = single(state, data.batch(t))
+        alone.append(_arrays(state))
+    result: dict = {}
+    _progress("device path: the references trained")
+
+    # The loop's path: on_device.stepper under DataParallel 'jit' on every device.
+    exp, data, state = runs[0]
+    dp = parallel.DataParallel.create(train.bind_train_step(exp), "auto", donate=False)
+    advance, chunk = on_device.stepper(exp, data, dp, 0)
+    state, step, calls = dp.replicate(state), 0, 0
+    while step < 2 * K:
+        count = chunk(step)
+        state, metrics = advance(state, step, count)
+        jax.block_until_ready(state)
+        step, calls = step + count, calls + 1
+    leaf = jax.tree.leaves(state.generator.params)[0]
+    result["stepper"] = {
+        "kind": dp.kind,
+        "mesh_devices": dp.mesh.size,
+        "calls": calls,
+        "metrics_shape": list(metrics["d_loss"].shape),
+        "replicated": bool(leaf.sharding.is_fully_replicated),
+        "state_devices": len(leaf.sharding.device_set),
+        "relative_error": _relative_errors(_arrays(dp.unreplicate(state)), alone[0]),
+    }
+
+    _progress("device path: the stepper on every device done")
+    # A group of runs as one program on a runs x batch mesh.
+    mesh = sweep.group_mesh(SWEEP_RUNS, GLOBAL_BATCH, devices)
+    resident = on_device.put(data, on_device.replicated(mesh))
+    stack = lambda trees: jax.tree.map(lambda *xs: np.stack(xs), *trees)
+    states = sweep.place(stacked, mesh, sweep.BY_RUN)
+    knowns = stack([{k: np.asarray(v) for k, v in d.known.items()} for _, d, _ in runs])
+    knowns = sweep.place(knowns, mesh, sweep.BY_RUN)
+    # The scan (accelerators' way; the stepper above ran XLA:CPU's, one call per step).
+    step = train.bind_train_step(exp, axis_name=sweep.BATCH)
+    group = sweep.make_group_step(step, mesh=mesh, loop=True)
+    compiled = None
+    for first in range(0, 2 * K, K):
+        plans = stack([on_device.plan(d, first, K) for _, d, _ in runs])
+        plans = sweep.place(plans, mesh, sweep.BY_RUN_AND_EXAMPLE)
+        compiled = compiled or group.jitted.lower(states, resident, knowns, plans).compile()
+        states, metrics = compiled(states, resident, knowns, plans)
+        jax.block_until_ready(states)
+    leaf = jax.tree.leaves(states.generator.params)[0]
+    hlo = compiled.as_text()
+    result["group"] = {
+        "mesh": dict(mesh.shape),
+        "state_spec": str(leaf.sharding.spec),
+        "state_shard_shape": list(leaf.addressable_shards[0].data.shape),
+        "plan_shard_shape": list(plans["index"].addressable_shards[0].data.shape),
+        "plan_shape": list(plans["index"].shape),
+        "devices": len(leaf.sharding.device_set),
+        "collectives": {
+            op: hlo.count(f"{op}(") for op in ("all-reduce", "all-gather", "all-to-all")
+        },
+        "metrics_shape": list(metrics["d_loss"].shape),
+        "relative_error": [
+            _relative_errors(_arrays(jax.tree.map(lambda x, i=i: np.asarray(x)[i], states)), ref)
+            for i, ref in enumerate(alone)
+        ],
+    }
     return result
 
 
@@ -294,8 +403,9 @@ def worker_process(process_id: int, port: int, reference_path: str, out_dir: str
         "local_devices": jax.local_device_count(),
         "rows": [rows.start, rows.stop],
     }
-    for kind in ("pmap", "shard_map"):
-        dp = parallel.DataParallel.create(train.bind_train_step(_exp(config), parallel.AXIS), kind)
+    for kind in ("pmap", "shard_map", "jit"):
+        step = train.bind_train_step(_exp(config), parallel.axis_name(kind))
+        dp = parallel.DataParallel.create(step, kind)
         state = dp.replicate(state0)
         for i, batch in enumerate(local):
             _progress(f"process {process_id}: {kind} step {i}")
@@ -362,6 +472,35 @@ def test_pmap_and_shard_map_agree(devices_result):
         assert err < TOLERANCE, (group, err)
 
 
+def test_k_steps_per_call_on_several_devices(devices_result):
+    """The loop's device path under the default kind, on every device: the state stays
+    replicated and equals one device's host loop."""
+    run = devices_result["stepper"]
+    assert (run["kind"], run["mesh_devices"], run["state_devices"]) == ("jit", DEVICES, DEVICES)
+    assert run["replicated"] and run["calls"] == 2 and run["metrics_shape"] == [K]
+    for group, err in run["relative_error"].items():
+        assert err < TOLERANCE, (group, err)
+
+
+def test_a_group_of_runs_shards_runs_and_batch(devices_result):
+    """2 runs on 4 devices: the runs over 2 devices, each run's batch over 2 more (all-reduces
+    in the program: batch norm and the gradients reduce over the batch's devices); each run
+    equals itself trained alone on one device (float64: ~1e-11 measured)."""
+    group = devices_result["group"]
+    assert group["mesh"] == {"runs": SWEEP_RUNS, "batch": DEVICES // SWEEP_RUNS}
+    assert group["devices"] == DEVICES and group["state_spec"] == "P('runs',)"
+    assert group["state_shard_shape"][0] == 1  # One run's parameters per device.
+    assert group["plan_shape"] == [SWEEP_RUNS, K, GLOBAL_BATCH]
+    assert group["plan_shard_shape"] == [1, K, GLOBAL_BATCH // 2]  # Half of a run's batch.
+    # Only reductions over a run's batch cross devices: no activations re-sharded.
+    assert group["collectives"]["all-reduce"] > 0
+    assert group["collectives"]["all-gather"] == group["collectives"]["all-to-all"] == 0
+    assert group["metrics_shape"] == [SWEEP_RUNS, K]
+    for run in group["relative_error"]:
+        for name, err in run.items():
+            assert err < 1e-6, (name, err)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -382,7 +521,7 @@ def test_two_processes_equal_one_process(devices_result, tmp_path):
         assert (r["process_index"], r["process_count"]) == (i, 2)
         assert (r["devices"], r["local_devices"]) == (2, 1)
         assert r["rows"] == [4 * i, 4 * i + 4]
-        for kind in ("pmap", "shard_map"):
+        for kind in ("pmap", "shard_map", "jit"):
             assert r[kind]["step"] == STEPS
             for group, err in r[kind]["relative_error"].items():
                 assert err < TOLERANCE, (i, kind, group, err)
