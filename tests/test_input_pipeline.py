@@ -546,6 +546,27 @@ def test_two_hosts_get_disjoint_shards_and_agree_on_every_decision(digits_dir):
     np.testing.assert_array_equal(single.labeled_indices, hosts[0].labeled_indices)
 
 
+def test_two_hosts_split_the_train_split_as_built(tiny_idx_dir, tmp_path):
+    """MNIST built from 5 training images (the registry lists 60,000): the hosts' blocks are
+    of the 5, and both hold the same labelled subset of them."""
+    config = default.get_config()
+    config.data.data_dir = str(tmp_path / "tfds")
+    config.data.raw_dir = tiny_idx_dir
+    config.data.num_labeled = 2
+    config.data.labeled_selection = "random"  # Not 10 classes' worth.
+    config.data.labeled_seed = 1230  # Examples 1 and 4: one in each host's block.
+    config.data.prefetch = 0
+    config.batch_size = 4
+    hosts = [create_train_data(config, None, process_index=i, process_count=2) for i in (0, 1)]
+    assert [h.info.num_train for h in hosts] == [5, 5]
+    assert [len(h.images) for h in hosts] == [2, 3]  # Blocks [0, 2) and [2, 5).
+    for host in hosts:
+        np.testing.assert_array_equal(host.labeled_indices, [1, 4])
+    single = create_train_data(config, None)
+    np.testing.assert_array_equal(single.images[:2], hosts[0].images)
+    np.testing.assert_array_equal(single.images[2:], hosts[1].images)
+
+
 def test_batch_is_a_pure_function_of_step(digits_dir):
     config = digits_config(digits_dir, prefetch=3)
     a = create_train_data(config, None)
