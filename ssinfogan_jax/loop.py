@@ -171,9 +171,10 @@ def train_and_evaluate(
         return _train(
             exp, workdir, state, start_step, checkpointer, batches, evaluator, eval_pending
         )
-    finally:  # Pending async saves complete even when a NaN or an error stops the loop.
+    finally:  # Pending async saves complete even when a NaN, an error or SIGTERM stops the loop.
         try:
-            checkpointer.wait_until_finished()
+            with exit_codes.deferred():
+                checkpointer.wait_until_finished()
         finally:
             checkpointer.close()
 

@@ -195,7 +195,7 @@ def _drop_closed_loop_noise(unraisable) -> None:
 def _terminated_line(mode: str, workdir: str) -> str:
     """The one line of a SIGTERM that came where the run had no state of its own to save."""
     if mode == "train":
-        what = "before training's first step: nothing to save"
+        what = "outside the training loop's steps: nothing new to save"
     else:
         what = f"during --mode={mode}: its output is not complete"
     return (

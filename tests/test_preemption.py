@@ -112,7 +112,10 @@ def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_pat
         text=True,
     )
     output, elapsed, line = _sigterm_when(process, lambda x: "Wrote the labelled subset" in x)
-    assert line.startswith("preempted: SIGTERM before training's first step: nothing to save")
+    assert line == (
+        "preempted: SIGTERM outside the training loop's steps: nothing new to save, nothing "
+        f"half-written in {workdir}; run the same command again"
+    )
     print(f"SIGTERM while the judge trains: exit 75 {elapsed:.1f} s later")
     assert list(_listing(workdir)) == ["labeled_subset.json"], output[-3000:]
     assert _listing(judges) == {}
