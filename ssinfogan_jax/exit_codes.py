@@ -87,7 +87,7 @@ def install_sigterm_handler():
     """Makes SIGTERM stop the run as the module's doc says (main calls it first; call it from
     the main thread). Returns the handler it replaced."""
     previous = signal.signal(signal.SIGTERM, _SIGTERM.handle)
-    _SIGTERM.received = _SIGTERM.raised = False  # A fresh run in this process: no signal yet.
+    _SIGTERM.__init__()  # A fresh run in this process: no signal yet, no deferred block.
     _SIGTERM.installed = True
     return previous
 
