@@ -13,7 +13,9 @@ to <run>/labeled.png. Then, for each finished run, each kept checkpoint is judge
 class (the evaluation's own samples: 1,024 per value, the same key, the same judge;
 <run>/per_class.json), and a Markdown table is printed: direct conditional accuracy at each
 evaluation, the weakest class at the last and what the judge read it as, and the worst run.
-`--collect_only` skips training.
+`--collect_only` skips training; `--typicality` only prints, for each labelled digit, how far
+it lies from its class's test digits in the judge's features (an atypical one may mislead
+Q_ss).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ _LABELED_SEEDS = flags.DEFINE_list("labeled_seeds", ["1", "2"], "Labelled-subset
 _ROOT = flags.DEFINE_string("root", "/tmp/one_per_class", "Parent of the runs and the data.")
 _COLLECT_ONLY = flags.DEFINE_bool("collect_only", False, "Only print what the runs wrote.")
 _EXTRA = flags.DEFINE_multi_string("override", [], "Extra --config.x=y overrides for runs.")
+_TYPICALITY = flags.DEFINE_bool(
+    "typicality", False, "Only say how typical each subset's labelled digits are, and stop."
+)
 
 STEPS = (1_000, 2_000, 3_000)  # The preset's evaluations.
 DRIVER_RECORD = "driver.json"
@@ -162,8 +167,44 @@ def per_class(labeled_seed: int, seed: int) -> dict:
     return result
 
 
+def typicality(labeled_seed: int) -> list[str]:
+    """One line per labelled digit of a subset: in the judge's features, the share of its
+    class's test digits nearer their class centre than it is, and the nearest centres."""
+    import numpy as np
+
+    from ssinfogan_jax import evaluation, experiment
+    from ssinfogan_jax.data import labeled_subset
+
+    exp = experiment.from_config(run_config(labeled_seed, 1))
+    train_images, train_labels = exp.source.load_float("train")
+    evaluator = evaluation.make_evaluator(exp)
+    judge, test_labels = evaluator.classifier, evaluator.test_labels["label"]
+    indices = labeled_subset.choose(exp.subset, train_labels, exp.num_labeled)
+    indices = indices[np.argsort(train_labels["label"][indices])]
+    test_features = judge.features(evaluator.test_images)
+    centres = np.stack([test_features[test_labels == k].mean(0) for k in range(10)])
+    read = np.asarray(judge.predict(train_images[indices])).argmax(-1)
+    lines = []
+    features_of = judge.features(train_images[indices])
+    for i, features, judged in zip(indices, features_of, read, strict=True):
+        k = int(train_labels["label"][i])
+        distances = np.linalg.norm(centres - features, axis=1)
+        own = np.linalg.norm(test_features[test_labels == k] - centres[k], axis=1)
+        nearest = np.argsort(distances)[:3].tolist()
+        lines.append(
+            f"subset {labeled_seed}, class {k} (train index {i}): the judge reads {judged}; "
+            f"farther from its class centre than {np.mean(own < distances[k]):.0%} of its "
+            f"test digits; nearest centres {nearest}"
+        )
+    return lines
+
+
 def main(argv):
     del argv
+    if _TYPICALITY.value:
+        for labeled_seed in _LABELED_SEEDS.value:
+            print("\n".join(typicality(int(labeled_seed))))
+        return
     # Seed by seed, both subsets each: a queue cut short has still seen every subset.
     runs = [(int(lab), int(s)) for s in _SEEDS.value for lab in _LABELED_SEEDS.value]
     data_dir = os.path.join(_ROOT.value, "data")
