@@ -37,6 +37,7 @@ run) and as N processes (N runs per program), the issue's goals being 2x and 5x.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -335,6 +336,9 @@ def main() -> None:
     parts = set(args.parts.split(","))
     if args.skip_tests:
         parts.discard("tests")
+    if importlib.util.find_spec("torch") is None and parts & {"torch", "torch_procs"}:
+        print("PyTorch is not installed: the twin's parts are skipped (pip install torch).")
+        parts -= {"torch", "torch_procs"}
     report: dict = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S UTC")}
 
     start = time.perf_counter()

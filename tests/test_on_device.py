@@ -104,7 +104,9 @@ def test_a_run_on_the_device_resumes_exactly_and_checks_its_cadences(
     for start in (0, 3):
         plan = on_device.plan(smoke.data, start, 3)
         straight, _ = smoke.multi(straight, smoke.resident, plan)
-    assert step == 6 and trees_equal(jax.device_get(resumed), jax.device_get(straight))
+    # The values, leaf by leaf (the two states' optimizer objects, static fields, differ).
+    leaves = lambda state: jax.tree.leaves(jax.device_get(state))
+    assert step == 6 and trees_equal(leaves(resumed), leaves(straight))
 
     bad = digits_config(digits_shared, steps_per_dispatch=4, log_every_steps=2)
     problems = experiment.find_problems(bad)

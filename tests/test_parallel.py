@@ -271,9 +271,17 @@ def worker_devices(out_path: str, runs: str) -> dict:
     pmap = next(v for k, v in finals.items() if k[0] == "pmap")
     sharded = next(v for k, v in finals.items() if k[0] == "shard_map")
     result["pmap_vs_shard_map"] = _relative_errors(pmap, sharded)
+    return result
+
+
+def worker_device_path() -> dict:
+    """One process, DEVICES fake devices: `_device_path`."""
+    import jax
+
+    jax.config.update("jax_disable_most_optimizations", True)
     start = time.time()
-    result |= _device_path(jax.devices())
-    result["device_path_seconds"] = time.time() - start
+    result = _device_path(jax.devices())
+    result["seconds"] = time.time() - start
     return result
 
 
@@ -449,6 +457,13 @@ def devices_result(tmp_path_factory):
     return result
 
 
+@pytest.fixture(scope="module")
+def device_path_result():
+    result = _finish(_run_worker(["device_path"], devices=DEVICES))
+    print(json.dumps(result, indent=1))
+    return result
+
+
 @pytest.mark.parametrize("name", [r.replace(":", "") for r in RUNS])
 def test_n_devices_equal_one_device(devices_result, name):
     run = devices_result[name]
@@ -472,21 +487,21 @@ def test_pmap_and_shard_map_agree(devices_result):
         assert err < TOLERANCE, (group, err)
 
 
-def test_k_steps_per_call_on_several_devices(devices_result):
+def test_k_steps_per_call_on_several_devices(device_path_result):
     """The loop's device path under the default kind, on every device: the state stays
     replicated and equals one device's host loop."""
-    run = devices_result["stepper"]
+    run = device_path_result["stepper"]
     assert (run["kind"], run["mesh_devices"], run["state_devices"]) == ("jit", DEVICES, DEVICES)
     assert run["replicated"] and run["calls"] == 2 and run["metrics_shape"] == [K]
     for group, err in run["relative_error"].items():
         assert err < TOLERANCE, (group, err)
 
 
-def test_a_group_of_runs_shards_runs_and_batch(devices_result):
+def test_a_group_of_runs_shards_runs_and_batch(device_path_result):
     """2 runs on 4 devices: the runs over 2 devices, each run's batch over 2 more (all-reduces
     in the program: batch norm and the gradients reduce over the batch's devices); each run
     equals itself trained alone on one device (float64: ~1e-11 measured)."""
-    group = devices_result["group"]
+    group = device_path_result["group"]
     assert group["mesh"] == {"runs": SWEEP_RUNS, "batch": DEVICES // SWEEP_RUNS}
     assert group["devices"] == DEVICES and group["state_spec"] == "P('runs',)"
     assert group["state_shard_shape"][0] == 1  # One run's parameters per device.
@@ -571,6 +586,8 @@ if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
     if mode == "devices":
         out = worker_devices(*rest)
+    elif mode == "device_path":
+        out = worker_device_path()
     elif mode == "process":
         out = worker_process(int(rest[0]), int(rest[1]), rest[2], rest[3])
     else:
