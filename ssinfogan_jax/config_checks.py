@@ -172,6 +172,7 @@ RANGES = (
     ("eval.judge_batch_size", 1, None, False, True, True),
     ("eval.judge_seed", 0, 2**32, False, True, True),
     ("eval.judge_max_shift", -1.0, None, False, True, False),
+    ("eval.judge_ensemble", 1, None, False, True, True),
     ("sample.per_value", 1, None, False, True, True),
     ("sample.traversal_rows", 1, None, False, True, True),
     ("sample.traversal_values", 2, None, False, True, True),

@@ -48,13 +48,16 @@ class Cadences:
 class JudgeSpec:
     """The independent classifier that judges samples (evaluation/judge.py).
 
-    `max_shift` -1: automatic (2 pixels when every head is categorical, else none)."""
+    `max_shift` -1: automatic (2 pixels when every head is categorical, else none).
+    `ensemble` > 1: the mean of that many judges' probabilities, member i trained from seed
+    `seed + i` (member 0 is the single judge)."""
 
     cache_dir: str  # Judges are cached here, one folder per key.
     steps: int
     seed: int
     batch_size: int
     max_shift: float
+    ensemble: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,6 +334,7 @@ def from_config(
             int(ev.judge_seed),
             int(ev.judge_batch_size),
             float(ev.judge_max_shift),
+            int(ev.judge_ensemble),
         ),
         eval=EvalSpec(int(ev.samples_per_value), int(config.seed) + 1),
         sample=SampleSpec(

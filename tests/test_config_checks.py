@@ -255,6 +255,7 @@ BAD_VALUES = {
     "eval.judge_batch_size": 0,
     "eval.judge_seed": -1,
     "eval.judge_max_shift": -2.0,
+    "eval.judge_ensemble": 0,
     "sample.checkpoint": "first",
     "sample.per_value": 0,
     "sample.traversal_rows": 0,
@@ -289,6 +290,20 @@ def test_stratified_labels_fewer_than_classes(config):
     )
     config.data.labeled_selection = "random"
     assert experiment.find_problems(config) == []
+
+
+def test_judge_ensemble_below_one_or_fractional_is_refused_in_one_line(config):
+    for bad in (0, -3):  # A fraction is refused by ml_collections (an int field).
+        config.eval.judge_ensemble = bad
+        assert _only_problem(config) == f"config.eval.judge_ensemble: {bad} is not in [1, inf)"
+    config.eval.judge_ensemble = 3
+    assert experiment.find_problems(config) == []
+    saved = config_checks.record(config)
+    config.eval.judge_ensemble = 1  # An eval.* field: may change on resume.
+    assert config_checks.compare_with_saved(saved, config) == (
+        {"eval.judge_ensemble": [3, 1]},
+        [],
+    )
 
 
 def test_saved_config_comparison_allows_cadences_and_names_the_rest(config):

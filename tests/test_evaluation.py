@@ -751,3 +751,113 @@ def test_a_set_rebuilt_from_other_files_gets_a_judge_of_its_own(tmp_path, caplog
     _, again = judge_of(raws[0])
     assert again.info.get("data_fingerprint") is None and again.spec == first.spec
     assert len(os.listdir(config.eval.judge_dir)) == 2
+
+
+# --- the ensemble judge (config.eval.judge_ensemble) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scenes_judge_inputs(tmp_path_factory):
+    """digit_scenes `:celeba`'s judge config (6 heads: 5 categorical, rotation regressed) with
+    2 training steps of batch 8, a fresh cache dir, and small random splits carrying every
+    label (-1 / NaN in a few rows)."""
+    from configs import digit_scenes as digit_scenes_config
+
+    config = digit_scenes_config.get_config("celeba")
+    config.eval.judge_dir = str(tmp_path_factory.mktemp("judges"))
+    config.eval.judge_steps = 2
+    config.eval.judge_batch_size = 8
+    rng = np.random.default_rng(3)
+
+    def split(n):
+        images = rng.uniform(-1, 1, (n, *digit_scenes.IMAGE_SHAPE)).astype(np.float32)
+        labels = {"label": rng.integers(0, 10, n).astype(np.int64)}
+        labels |= {
+            a: rng.integers(-1, 2, n).astype(np.int64) for a in digit_scenes_config.ATTRIBUTES
+        }
+        labels["rotation"] = rng.uniform(-30, 30, n).astype(np.float32)
+        labels["rotation"][:2] = np.nan
+        return images, labels
+
+    return config, split(24), split(16)
+
+
+def _scenes_judge(config, ensemble, test_split, train_split):
+    from ssinfogan_jax import evaluation, experiment
+
+    config = config.copy_and_resolve_references()
+    config.eval.judge_ensemble = ensemble
+    exp = experiment.from_config(config, check=False)
+    heads = evaluation.evaluator.judged_labels(exp.layout, exp.data.labels)
+    return exp, heads, evaluation.judge_for(exp, test_split, train_split)
+
+
+def test_an_ensemble_of_one_is_the_single_judge_bit_for_bit(scenes_judge_inputs):
+    """judge_ensemble = 1 (the default): the single judge as before, trained with the options
+    judge_for has always given it, under its key of before."""
+    from ssinfogan_jax import evaluation
+
+    config, test_split, train_split = scenes_judge_inputs
+    assert config.eval.judge_ensemble == 1
+    exp, heads, judge = _scenes_judge(config, 1, test_split, train_split)
+    assert type(judge) is classifier_lib.Classifier
+    path = evaluation.judge.cache_path(exp, heads)
+    assert path.endswith(f"_steps2_seed0_v{digit_scenes.VERSION}_batch8_shift2")
+    assert os.listdir(config.eval.judge_dir) == [os.path.basename(path)]
+    images, labels = test_split
+    by_hand, _ = classifier_lib.train_classifier(
+        images,
+        {k: labels[k] for k in heads},
+        num_classes=heads,
+        seed=0,
+        num_steps=2,
+        batch_size=8,
+        max_shift=2.0,
+        max_rotation=0.0,
+        max_scale=0.0,
+    )
+    chex.assert_trees_all_equal(judge.variables, by_hand.variables)
+    fakes = train_split[0]
+    chex.assert_trees_all_equal(judge.predict_heads(fakes), by_hand.predict_heads(fakes))
+    np.testing.assert_array_equal(judge.features(fakes), by_hand.features(fakes))
+
+
+def test_an_ensemble_of_three_means_its_members_probabilities(scenes_judge_inputs):
+    """judge_ensemble = 3: judges of seeds 0, 1, 2, each cached under its own key, seed 0's
+    the single judge's entry (reused, not retrained); softmax of each categorical head's output
+    is the mean of the members' softmax, the rotation head the members' mean, the features
+    the first member's."""
+    from ssinfogan_jax import evaluation
+
+    config, test_split, train_split = scenes_judge_inputs
+    exp, heads, single = _scenes_judge(config, 1, test_split, train_split)  # Cached (or not).
+    before = set(os.listdir(config.eval.judge_dir))
+    _, _, judge = _scenes_judge(config, 3, test_split, train_split)
+    assert isinstance(judge, classifier_lib.Ensemble) and len(judge.members) == 3
+    paths = [evaluation.judge.cache_path(exp, heads, seed=i) for i in range(3)]
+    assert [os.path.basename(p).split("_seed")[1][:1] for p in paths] == ["0", "1", "2"]
+    assert sorted(os.listdir(config.eval.judge_dir)) == sorted(map(os.path.basename, paths))
+    assert before == {os.path.basename(paths[0])}
+    chex.assert_trees_all_equal(judge.members[0].variables, single.variables)
+    members = [classifier_lib.load(p) for p in paths]
+    assert [m.info["seed"] for m in members] == [0, 1, 2]
+
+    fakes = train_split[0]
+    outputs = judge.predict_heads(fakes)
+    by_member = [m.predict_heads(fakes) for m in members]
+    assert set(outputs) == set(heads)
+    for name, classes in heads.items():
+        each = np.stack([np.asarray(o[name], np.float64) for o in by_member])
+        if classes:
+            probabilities = np.exp(each - each.max(-1, keepdims=True))
+            probabilities /= probabilities.sum(-1, keepdims=True)
+            ensemble = np.exp(outputs[name].astype(np.float64))
+            np.testing.assert_allclose(ensemble, probabilities.mean(0), rtol=1e-5, atol=1e-7)
+            assert not np.allclose(probabilities[0], probabilities[1])  # Members differ.
+            np.testing.assert_array_equal(
+                judge.predict_classes(fakes, head=name), probabilities.mean(0).argmax(-1)
+            )
+        else:
+            np.testing.assert_allclose(outputs[name], each.mean(0), rtol=1e-5, atol=1e-5)
+            assert not np.allclose(each[0], each[1])
+    np.testing.assert_array_equal(judge.features(fakes), members[0].features(fakes))

@@ -20,6 +20,12 @@ per categorical label, a regression head, trained with squared error, per contin
     clf.predict(fakes, head="rotation")  # float32 [N] regression
     clf.predict_heads(fakes)             # {head: outputs}
 
+Several classifiers trained from different seeds judge as one (the mean of their probabilities,
+or of their regressions; the first one's features):
+
+    judge = Ensemble([clf0, clf1, clf2])
+    judge.predict(fakes, head="label")   # float32 [N, 10]: log of the mean softmax
+
 Images are NHWC float in whatever range the training images had (G's output range, so fakes
 and data match); the classifier standardises them per channel with the training set's mean and
 standard deviation, which are saved with it. Training is deterministic given `seed`.
@@ -39,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.special
 from absl import logging
 
 from ssinfogan_jax import fileio
@@ -164,6 +171,7 @@ class Classifier:
         return dict(self.spec.heads)
 
     def _run(self, images: np.ndarray, batch_size: int, index: int) -> np.ndarray:
+        """Output `index` of the network (0: logits or {head: outputs}, 1: features)."""
         images = np.asarray(images, np.float32)
         if images.shape[1:] != tuple(self.spec.image_shape):
             raise ValueError(
@@ -175,12 +183,16 @@ class Classifier:
         )
         return outputs[index]
 
+    def _outputs(self, images: np.ndarray, batch_size: int) -> np.ndarray | dict[str, np.ndarray]:
+        """The network's first output: logits [N, C], or {head: logits or values}."""
+        return self._run(images, batch_size, 0)
+
     def predict(
         self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH, head: str | None = None
     ) -> np.ndarray:
         """Logits float32 [N, num_classes] of images [N, H, W, C]; with heads, `head`'s
         output (default: the first head): logits [N, classes] or regression values [N]."""
-        outputs = self._run(images, batch_size, 0)
+        outputs = self._outputs(images, batch_size)
         if not self.spec.heads:
             if head is not None:
                 raise ValueError(f"head {head!r}: this classifier has a single head")
@@ -194,7 +206,7 @@ class Classifier:
         self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH
     ) -> dict[str, np.ndarray]:
         """Every head's output (see `predict`); a single head is named 'label'."""
-        outputs = self._run(images, batch_size, 0)
+        outputs = self._outputs(images, batch_size)
         return outputs if self.spec.heads else {"label": outputs}
 
     def features(self, images: np.ndarray, batch_size: int = DEFAULT_EVAL_BATCH) -> np.ndarray:
@@ -249,6 +261,65 @@ class Classifier:
         record = {"spec": self.spec.to_json(), "info": self.info}
         fileio.write_json(fileio.Path(path, INFO_FILE), record, indent=2, sort_keys=True)
         return path
+
+
+class Ensemble(Classifier):
+    """Classifiers of the same heads and data (trained from different seeds) judging as one.
+
+    A categorical head's output is the log of the mean of the members' softmax probabilities
+    (logits whose softmax is that mean, so its argmax is the ensemble's class); a regression
+    head's is the mean of the members' values. Features, spec and variables are the first
+    member's, so a Frechet distance or spread is that of the first member alone.
+
+        judge = Ensemble([clf0, clf1, clf2])
+        judge.predict(fakes, head="thick_stroke")   # float32 [N, 2] log mean probabilities
+        judge.features(fakes)                       # clf0.features(fakes)
+
+    Attributes:
+      members: the classifiers (first: the one whose features and spec are used).
+    """
+
+    def __init__(self, members: Sequence[Classifier]):
+        members = tuple(members)
+        if not members:
+            raise ValueError("Ensemble: no members")
+        first = members[0]
+        if any(m.spec.heads != first.spec.heads for m in members):
+            raise ValueError(
+                f"Ensemble: the members' heads differ: {[m.spec.heads for m in members]}"
+            )
+        info = {
+            "ensemble_size": len(members),
+            "members": [m.info for m in members],
+            "data_fingerprint": first.info.get("data_fingerprint"),
+            "val_accuracy": first.info.get("val_accuracy"),  # The first member's.
+        }
+        super().__init__(first.spec, first.variables, info)
+        self.members = members
+
+    def _outputs(self, images: np.ndarray, batch_size: int) -> np.ndarray | dict[str, np.ndarray]:
+        per_member = [m._outputs(images, batch_size) for m in self.members]
+        if not self.spec.heads:
+            return mean_outputs(per_member, categorical=True)
+        return {
+            name: mean_outputs([o[name] for o in per_member], categorical=bool(classes))
+            for name, classes in self.spec.heads
+        }
+
+    def save(self, path: str) -> str:
+        raise NotImplementedError("an Ensemble is saved member by member (judge.judge_for)")
+
+
+def mean_outputs(outputs: Sequence[np.ndarray], categorical: bool) -> np.ndarray:
+    """The ensemble of several classifiers' outputs for the same images: for logits [N, C]
+    (categorical), the log of the mean of their softmax probabilities, float32 [N, C] (its
+    softmax is that mean); for regression values [N], their mean, float32 [N]."""
+    stacked = np.stack([np.asarray(o, np.float64) for o in outputs])
+    if not categorical:
+        return stacked.mean(axis=0).astype(np.float32)
+    log_probabilities = scipy.special.log_softmax(stacked, axis=-1)
+    mean = scipy.special.logsumexp(log_probabilities, axis=0) - np.log(len(outputs))
+    return mean.astype(np.float32)
 
 
 def _is_labeled(values: np.ndarray, categorical) -> np.ndarray:

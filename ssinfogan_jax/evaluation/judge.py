@@ -14,6 +14,10 @@ split's labelled rows, hashed), and is used only for the same data: a set rebuil
 files under the same name and version gets a judge of its own (the key plus
 `_data<fingerprint>`). A judge cached before fingerprints is used where the test split has as
 many rows with the same per-channel mean and standard deviation as it recorded.
+
+With `exp.judge.ensemble` = M > 1 the judge is the mean of M judges' probabilities
+(`classifier.Ensemble`), judge i trained from seed `exp.judge.seed + i` and cached as a single
+judge of that seed would be: judge 0 is the single judge, and its cache entry serves both.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from ssinfogan_jax.evaluation import metrics
 Split = tuple[np.ndarray, dict[str, np.ndarray]]  # (float32 images, labels)
 
 
-def cache_path(exp, heads: dict[str, int], fingerprint: str = "") -> str:
+def cache_path(exp, heads: dict[str, int], fingerprint: str = "", seed: int | None = None) -> str:
     """The judge's folder for `exp` with `heads` ({label: classes, 0 = continuous}); with
-    `fingerprint`, that of data rebuilt since the first judge of the key was cached."""
+    `fingerprint`, that of data rebuilt since the first judge of the key was cached; with
+    `seed`, that of the judge trained from it (default `exp.judge.seed`: the single judge, the
+    first member of an ensemble)."""
     spec = exp.judge
-    key = f"{exp.source.judge_key}_{'+'.join(sorted(heads))}_steps{spec.steps}_seed{spec.seed}"
+    seed = spec.seed if seed is None else seed
+    key = f"{exp.source.judge_key}_{'+'.join(sorted(heads))}_steps{spec.steps}_seed{seed}"
     if exp.data.version:  # A set rendered here: its judge is its version's.
         key += f"_v{exp.data.version}"
     if spec.batch_size != 128:  # Not the default: a judge of its own (older caches keep their key).
@@ -100,16 +107,41 @@ def judge_for(
     `judge.max_shift` keeps it: it may be geometric (an angle, a size, a position), which a
     random affine map would falsify. The splits (float32, as `source.load_float` gives) are
     loaded when not given.
+
+    With `judge.ensemble` = M > 1, a `classifier.Ensemble` of M judges, judge i trained from
+    seed `judge.seed + i` and cached under its own key (judge 0 is the single judge, its cache
+    entry shared); with M = 1, the single judge itself.
     """
     heads = evaluator_lib.judged_labels(exp.layout, exp.data.labels)
     if not heads:
         return None
-    spec = exp.judge
     test_split = test_split or exp.source.load_float("test")
-    (test_images, test_labels) = _labeled_only(test_split, heads)
-    digest = fingerprint((test_images, test_labels), heads)
-    path = cache_path(exp, heads)
-    for candidate in (path, cache_path(exp, heads, digest)):
+    test_split = _labeled_only(test_split, heads)
+    digest = fingerprint(test_split, heads)
+    loaded_train = []  # The train split, loaded once if a member has to be trained.
+
+    def train_split_once() -> Split:
+        if not loaded_train:
+            loaded_train.append(_labeled_only(train_split or exp.source.load_float("train"), heads))
+        return loaded_train[0]
+
+    members = [
+        _member(exp, heads, exp.judge.seed + i, test_split, digest, train_split_once)
+        for i in range(exp.judge.ensemble)
+    ]
+    return members[0] if len(members) == 1 else classifier_lib.Ensemble(members)
+
+
+def _member(
+    exp, heads: dict[str, int], seed: int, test_split: Split, digest: str, train_split
+) -> classifier_lib.Classifier:
+    """The judge of `heads` trained from `seed`: from its cache, or trained on `test_split`
+    (labelled rows only; `digest` its fingerprint) and validated on `train_split()`, then
+    cached."""
+    spec = exp.judge
+    test_images, test_labels = test_split
+    path = cache_path(exp, heads, seed=seed)
+    for candidate in (path, cache_path(exp, heads, digest, seed)):
         info_file = os.path.join(candidate, classifier_lib.INFO_FILE)
         if not fileio.exists(info_file):
             continue
@@ -119,7 +151,7 @@ def judge_for(
                 "from other files?): not used.",
                 candidate,
             )
-            path = cache_path(exp, heads, digest)
+            path = cache_path(exp, heads, digest, seed)
             continue
         judge = classifier_lib.load(candidate)
         logging.info(
@@ -130,18 +162,18 @@ def judge_for(
         return judge
     logging.info(
         "Training the judge (independent classifier) for %s on the test split (%d steps of "
-        "batch %d; cached in %s).",
+        "batch %d, seed %d; cached in %s).",
         ", ".join(heads),
         spec.steps,
         spec.batch_size,
+        seed,
         path,
     )
-    train_split = train_split or exp.source.load_float("train")
-    (train_images, train_labels) = _labeled_only(train_split, heads)
+    train_images, train_labels = train_split()
     categorical_only = all(heads.values())
     max_shift = spec.max_shift if spec.max_shift >= 0 else (2.0 if categorical_only else 0.0)
     options = dict(
-        seed=spec.seed,
+        seed=seed,
         num_steps=spec.steps,
         batch_size=spec.batch_size,
         log_every=max(spec.steps // 10, 1),
