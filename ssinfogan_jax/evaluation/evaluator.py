@@ -105,8 +105,9 @@ class Evaluator:
       exp: the experiment (`experiment.Experiment`).
       test_images: float32 [N, H, W, C], the real test split in the data's range.
       test_labels: {label name: [N]}.
-      classifier: the independent classifier, or None. With heads it judges each c_ss code
-        whose label has a head; a single-head classifier judges `classifier_code` only.
+      classifier: the independent classifier (or a `classifier.Ensemble` of several: the mean
+        of their probabilities, the first one's features), or None. With heads it judges each
+        c_ss code whose label has a head; a single-head classifier judges `classifier_code` only.
     """
 
     def __init__(
