@@ -184,7 +184,7 @@ def part_device(batch_size: int, k: int, steps: int, rounds: int, runs: list[int
     group_step = sweep.make_group_step(step_fn)
     for count in runs:
         states = [train.create_train_state(jax.random.PRNGKey(i), exp) for i in range(count)]
-        box.update(state=jax.device_put(stack(states)), step=0)
+        box.update(state=jax.device_put(sweep.stack_states(states)), step=0)
         knowns = jax.device_put(stack([known] * count))
 
         def grouped(total: int, count: int = count, knowns=knowns) -> None:
