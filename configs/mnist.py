@@ -23,9 +23,9 @@ XLA:CPU runs a loop body about 4x slower than the same step alone (benchmarks/RE
 judged at 1,000, 2,000 and 3,000 on 1,024 samples per value, every judged checkpoint kept
 (benchmarks/experiments/one_per_class.py runs it on seeds 1-3 x labelled-subset seeds 1-2 and
 judges each checkpoint again per class). Measured (2-core CPU, 2026-12-07, direct accuracy
-at 1,000 / 2,000 / 3,000): labelled subset 1, seed 1: 0.566 / 0.737 / 0.710, short of the goal
-(0.95 by 2,000, 0.97 at 3,000): codes 0, 5 and 8 swap, after an atypical labelled 0; the other
-seeds and subsets: docs/results.md, "One label per class".
+at 1,000 / 2,000 / 3,000): labelled subset 2, seed 1: 0.727 / 0.958 / 0.987; subset 1, seed
+1: 0.566 / 0.737 / 0.710, short of the goal (0.95 by 2,000, 0.97 at 3,000): codes 0, 5 and 8
+swap, after an atypical labelled 0. Seeds 2 and 3: docs/results.md, "One label per class".
 
 Expected (2-core CPU, seeds 1 and 2, direct conditional accuracy at step 5,000, judged by the
 independent classifier): 100 labels 0.987 on both seeds, 20 labels 0.994 and 0.991; `:infogan`
