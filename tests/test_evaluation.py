@@ -673,6 +673,7 @@ def test_judge_settings_and_cache_key_follow_the_config(
     config = importlib.import_module(f"configs.{config_name}").get_config()
     config.eval.judge_max_shift = max_shift
     config.eval.judge_dir = str(tmp_path)
+    config.eval.judge_ensemble = 1  # One judge's settings (digit_scenes judges by 3).
     exp = experiment.from_config(config, check=False)
     calls = []
 
@@ -724,6 +725,7 @@ def test_a_set_rebuilt_from_other_files_gets_a_judge_of_its_own(tmp_path, caplog
     config.data.data_dir = data_dir
     config.eval.judge_dir = str(tmp_path / "judges")
     config.eval.judge_steps = 2
+    config.eval.judge_ensemble = 1  # One judge per build is the point here.
 
     def judge_of(raw):
         shutil.rmtree(os.path.join(data_dir, "digit_scenes"), ignore_errors=True)
@@ -793,12 +795,12 @@ def _scenes_judge(config, ensemble, test_split, train_split):
 
 
 def test_an_ensemble_of_one_is_the_single_judge_bit_for_bit(scenes_judge_inputs):
-    """judge_ensemble = 1 (the default): the single judge as before, trained with the options
-    judge_for has always given it, under its key of before."""
-    from ssinfogan_jax import evaluation
+    """judge_ensemble = 1 (the default but for digit_scenes): the single judge as before,
+    trained with the options judge_for has always given it, under its key of before."""
+    from ssinfogan_jax import default_config, evaluation
 
     config, test_split, train_split = scenes_judge_inputs
-    assert config.eval.judge_ensemble == 1
+    assert default_config.get_config().eval.judge_ensemble == 1
     exp, heads, judge = _scenes_judge(config, 1, test_split, train_split)
     assert type(judge) is classifier_lib.Classifier
     path = evaluation.judge.cache_path(exp, heads)
