@@ -348,7 +348,10 @@ class PreemptionNotice:
 
     def should_stop(self, step: int) -> bool:
         """Call once per step, on every host."""
-        return self._checkpointer.reached_preemption(step) or exit_codes.sigterm_received()
+        stop = self._checkpointer.reached_preemption(step) or exit_codes.sigterm_received()
+        if stop:
+            exit_codes.sigterm_acted_on()  # The loop saves and raises Preempted instead.
+        return stop
 
     def __exit__(self, *exc):
         self._deferred.__exit__(*exc)

@@ -107,6 +107,12 @@ def sigterm_received() -> bool:
     return _SIGTERM.received
 
 
+def sigterm_acted_on() -> None:
+    """The run stops for the signal in its own way (the loop saves and raises Preempted): no
+    Terminated after this, e.g. on leaving the `deferred` wait for the last saves."""
+    _SIGTERM.raised = True
+
+
 @contextlib.contextmanager
 def deferred(then_raise: bool = True):
     """A block that a SIGTERM does not cut short (a step, a save, a file's write): the signal
