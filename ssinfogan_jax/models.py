@@ -215,21 +215,24 @@ class DcganGenerator64(_Net):
 
 
 class Trunk32(_Net):
-    """infogan_32 and dcgan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256)."""
+    """infogan_32 and dcgan_32 D/Q trunk: [B, 32, 32, 3] -> [B, 4096] (4 x 4 x 256).
+
+    k4 s2 convolutions of `widths`, each with lReLU, BN (optional) on all but the first."""
 
     batch_norm: bool = True
+    widths: tuple[int, ...] = (64, 128, 256)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         bn = _trunk_norm(self.batch_norm, train, self.axis_name)
         (Conv,) = _layers(self.dtype, self.conv_impl, "Conv")
-        x = leaky_relu(Conv(64)(x))
-        x = leaky_relu(bn()(Conv(128)(x)))
-        x = leaky_relu(bn()(Conv(256)(x)))
+        x = leaky_relu(Conv(self.widths[0])(x))
+        for width in self.widths[1:]:
+            x = leaky_relu(bn()(Conv(width)(x)))
         return x.reshape(x.shape[0], -1)
 
 
-class Trunk64(_Net):
+class Trunk64(Trunk32):
     """dcgan_64 D/Q trunk, DCGAN's 64x64 discriminator without its last layer:
     [B, 64, 64, 3] -> [B, 8192] (4 x 4 x 512).
 
@@ -242,17 +245,7 @@ class Trunk64(_Net):
     turns it off at 64x64 as at 32x32 (see the module docstring).
     """
 
-    batch_norm: bool = True
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        bn = _trunk_norm(self.batch_norm, train, self.axis_name)
-        (Conv,) = _layers(self.dtype, self.conv_impl, "Conv")
-        x = leaky_relu(Conv(64)(x))
-        x = leaky_relu(bn()(Conv(128)(x)))
-        x = leaky_relu(bn()(Conv(256)(x)))
-        x = leaky_relu(bn()(Conv(512)(x)))
-        return x.reshape(x.shape[0], -1)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
 
 
 @dataclasses.dataclass(frozen=True)
