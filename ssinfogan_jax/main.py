@@ -168,19 +168,22 @@ def _quiet_orbax(record) -> bool:
 
 
 def _drop_storage_fault_tracebacks(record) -> bool:
-    """Drops the storage clients' tracebacks of a fault that main's one line states (what
-    failed, the cause's first line, where, what to do). orbax logs a failed save once per
-    thread that meets it (four for one save, hundreds of lines), and the checkpointer reports
-    every failed save as that one line; gcsfs logs each request that ran out of retries."""
-    if not record.exc_info:
-        return True
-    if "/orbax/" in record.pathname:
+    """Drops the storage clients' reports of a fault that main's one line states (what failed,
+    the cause's first line, where, what to do). orbax logs a failed save once per thread that
+    meets it (four for one save, hundreds of lines) and a checkpoint's metadata it could not
+    read; gcsfs logs each request that ran out of retries, and fsspec's prefetcher each read
+    that met one. The checkpointer reports every failed save as that one line."""
+    if "/orbax/" in record.pathname and record.exc_info:
         return False
-    if "/gcsfs/" not in record.pathname:
+    if "/orbax/" in record.pathname:
+        errors = [a for a in record.args if isinstance(a, BaseException)] if record.args else []
+    elif record.exc_info and any(f"/{c}/" in record.pathname for c in ("gcsfs", "fsspec")):
+        errors = [record.exc_info[1]]
+    else:
         return True
     from ssinfogan_jax import fileio  # Here: --help answers without loading the package.
 
-    return not fileio.storage_unreachable_reason(record.exc_info[1])
+    return not any(fileio.storage_unreachable_reason(error) for error in errors)
 
 
 def _drop_closed_loop_noise(unraisable) -> None:

@@ -248,6 +248,43 @@ def test_a_storage_outage_is_one_line_and_exit_3_and_a_rerun_resumes(digits_shar
         server.stop()
 
 
+def test_the_storage_clients_reports_of_an_outage_are_dropped_and_others_kept():
+    """What orbax, gcsfs and fsspec log when storage goes away (the very records met when the
+    emulator stopped during a first save) is left to main's one line; the same loggers' other
+    reports, and anyone's report of another error, still show."""
+    import logging
+
+    import aiohttp
+
+    from ssinfogan_jax import main
+
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None),
+        OSError(111, "Connect call failed ('127.0.0.1', 1)"),
+    )
+
+    def record(package, message, args=(), error=None):
+        path = f"/site-packages/{package}/module.py"
+        exc_info = (type(error), error, None) if error else None
+        return logging.LogRecord(package, logging.ERROR, path, 1, message, args, exc_info)
+
+    read = "Failed to read Metadata file: %s, error: %s"
+    dropped = [
+        record("orbax", read, ("gs://b/run/checkpoints/2/_CHECKPOINT_METADATA", refused)),
+        record("orbax", "Failed to save", error=ValueError("anything in a save thread")),
+        record("fsspec", "Consumer caught an error.", error=refused),
+        record("gcsfs", "_request out of retries", error=TimeoutError("timed out")),
+    ]
+    kept = [
+        record("orbax", read, ("gs://b/run/checkpoints/2/_CHECKPOINT_METADATA", KeyError("x"))),
+        record("orbax", "Metadata file does not exist: %s", ("gs://b/x",)),
+        record("fsspec", "Consumer caught an error.", error=ValueError("a bad range")),
+        record("ssinfogan_jax", "saving failed", error=refused),
+    ]
+    assert [main._drop_storage_fault_tracebacks(r) for r in dropped] == [False] * 4
+    assert [main._drop_storage_fault_tracebacks(r) for r in kept] == [True] * 4
+
+
 # Saves twice and restores the latest, with a pytree of 200 arrays (a train state has hundreds):
 # their writes update orbax's OCDBT manifest concurrently, with conditional writes that need
 # the generation headers. Without the fix, such saves failed with `Malformed StorageGeneration`
