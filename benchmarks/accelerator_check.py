@@ -181,11 +181,11 @@ def part_device(batch_size: int, k: int, steps: int, rounds: int, runs: list[int
     box.clear()  # Free the single run's state.
     stack = lambda trees: jax.tree.map(lambda *xs: np.stack(xs), *trees)
     known = {name: np.asarray(v) for name, v in data.known.items()}
-    group_step = sweep.make_group_step(step_fn)
+    group_step = sweep.make_group_step(step_fn)  # Vmapped; on a CPU (--quick) in turns.
     for count in runs:
         states = [train.create_train_state(jax.random.PRNGKey(i), exp) for i in range(count)]
-        box.update(state=jax.device_put(sweep.stack_states(states)), step=0)
-        knowns = jax.device_put(stack([known] * count))
+        state, knowns = sweep.group_state(states, [known] * count, None)
+        box.update(state=state, step=0)
 
         def grouped(total: int, count: int = count, knowns=knowns) -> None:
             for _ in range(0, total, k):

@@ -7,6 +7,8 @@ prepared offline from --raw_dir). Steps/s of all runs together (run-steps/s) of:
 - host: one jitted step per call fed by host batches (`TrainData.iterate`), one run;
 - one_per_call: the train split on the device, one step per call (no loop in the program);
 - scan: the same, k steps per call, `lax.scan` (a `while` loop in XLA);
+- group_in_turn: N runs taking turns at the one-step program in one process (XLA:CPU's way,
+  `sweep.vmaps_runs`);
 - group_one_per_call, group_scan: N runs vmapped as one program (`sweep.make_group_step`),
   one step or k steps per call.
 Prints one line per option with its compile time, and the machine's state.
@@ -45,7 +47,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--steps", type=int, default=40, help="steps per timing (a multiple of k)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--options", default="host,one_per_call,scan,group_one_per_call,group_scan")
+    parser.add_argument(
+        "--options", default="host,one_per_call,scan,group_in_turn,group_one_per_call,group_scan"
+    )
     parser.add_argument("--raw_dir", default=common.RAW_MNIST)
     args = parser.parse_args()
     print(f"{common.machine()}; jax {jax.__version__}; {time.strftime('%Y-%m-%d %H:%M')} UTC")
@@ -60,7 +64,6 @@ def main() -> None:
     resident = on_device.put(data)
     known = {name: np.asarray(v) for name, v in data.known.items()}
     stack = lambda tree: jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), tree)
-    states0, knowns = jax.device_put(stack(state0)), jax.device_put(stack(known))
     host_step, batches = jax.jit(step_fn), data.iterate(0)
 
     def host(steps: int) -> None:
@@ -81,11 +84,12 @@ def main() -> None:
 
         return run
 
-    def group(k: int):
-        multi = sweep.make_group_step(step_fn, loop=k > 1)
+    def group(k: int, vmap: bool = True):
+        multi = sweep.make_group_step(step_fn, loop=k > 1, vmap=vmap)
+        start, knowns = sweep.group_state([state0] * n, [known] * n, None, vmap=vmap)
 
         def run(steps: int) -> None:
-            state = states0
+            state = start
             for first in range(0, steps, k):
                 plans = stack(on_device.plan(data, first, k))
                 state, metrics = multi(state, resident, knowns, plans)
@@ -97,6 +101,7 @@ def main() -> None:
         "host": (host, 1),
         "one_per_call": (device(1, 1), 1),
         "scan": (device(1, k), 1),
+        "group_in_turn": (group(1, vmap=False), n),
         "group_one_per_call": (group(1), n),
         "group_scan": (group(k), n),
     }

@@ -124,21 +124,28 @@ def multi_step(
 ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
     """len(plan['index']) train steps in one `lax.scan`; metrics stacked per step.
 
-    `unroll`: as `lax.scan`'s (True: no loop at all, every step inlined)."""
+    `unroll`: as `lax.scan`'s, except True: no loop at all, every step inlined. (A scan
+    unrolled whole still compiles to a `while` loop of one trip, which XLA:CPU runs as slowly as
+    any loop: 4x the same step at the top level, measured in benchmarks/README.md.)"""
 
     def body(state, xs):
         return step_fn(state, gather(resident, xs["index"], xs["slots"], xs["shifts"]))
 
-    return jax.lax.scan(body, state, plan, unroll=unroll)
+    if unroll is not True:
+        return jax.lax.scan(body, state, plan, unroll=unroll)
+    metrics = []
+    for i in range(len(plan["index"])):
+        state, step_metrics = body(state, jax.tree.map(lambda x, i=i: x[i], plan))
+        metrics.append(step_metrics)
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 
 
 def loops_in_program(backend: str | None = None) -> bool:
     """Whether a call's k steps run as one `lax.scan` (GPUs, TPUs: one launch for k steps) or
     as k calls of a program without a loop (XLA:CPU, which runs the body of a `while` loop
     about 4x slower than the same step compiled at the top level; benchmarks/README.md, 'Steps
-    per call'). The batches are the same either way; without the loop every k gives the same
-    bits as k = 1. Neither is fast on a CPU (measured 2026-12-07: one call per step with the
-    batch gathered on the device at 0.29x the host loop's steps/s): keep k = 1 there."""
+    per call'). The batches are the same either way; without the loop every k gives the bits
+    of the host loop's steps."""
     return (backend or jax.default_backend()) != "cpu"
 
 

@@ -14,9 +14,10 @@ per run. The runs of a group are placed over the devices when there are at least
 as devices, and each run's batch over the rest when there are fewer (a 2-D mesh, runs x batch,
 `jax.shard_map` inside `jax.jit`: each device vmaps its runs over its slice of their batches,
 and batch norm's statistics and the gradients stay those of each run's whole batch;
-`group_mesh`). `<workdir>/sweep.png` plots each run's
-direct conditional accuracy against steps, the mean over seeds with a band from the lowest to
-the highest.
+`group_mesh`). On XLA:CPU a group's runs take turns at one compiled step instead of being
+vmapped (`vmaps_runs`: vmapped convolutions are slower there than the runs apart).
+`<workdir>/sweep.png` plots each run's direct conditional accuracy against steps, the mean over
+seeds with a band from the lowest to the highest.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -97,17 +99,32 @@ def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
     return out
 
 
+def vmaps_runs(backend: str | None = None) -> bool:
+    """Whether a group's runs on one device are vmapped into one program (GPUs, TPUs: one
+    launch for every run's step) or take turns, each step of each run a call of the one
+    compiled single-run program (XLA:CPU: vmapped, each convolution becomes a grouped one,
+    and 4 digits runs went 0.66x as fast per run as one alone; in turns each goes as fast as
+    alone, with one start-up, compilation, data load and judge for all; benchmarks/README.md,
+    'Runs per program'). The runs' numbers are the same either way (tests/test_on_device.py)."""
+    return (backend or jax.default_backend()) != "cpu"
+
+
 def make_group_step(
     step_fn: train_lib.TrainStep,
     unroll: int | bool = 1,
     mesh: Mesh | None = None,
     loop: bool | None = None,
+    vmap: bool | None = None,
 ):
     """jit(vmap(on_device.multi_step)) over runs: (states, resident, knowns, plans) ->
     (states, metrics). States, knowns ({label: bool [N, n]}), host plans ([N, k, b, ...], placed
     here) and metrics ([N, k]) have a leading runs axis; the images and labels of `resident`
     are shared by the runs. `loop`, `unroll`: as on_device.make_multi_step's (None: one call
     per step on XLA:CPU).
+
+    `vmap` False (None: `vmaps_runs()`, and always True with a mesh): the runs take turns,
+    each by on_device.make_multi_step's one program; states and knowns are then lists, one
+    entry per run (`group_state`), and the plans and metrics as above.
 
     `mesh` (`group_mesh`): `jax.shard_map` inside the jit, each device vmapping its own runs
     over its own slice of their batches; `step_fn` must then be built with
@@ -117,6 +134,8 @@ def make_group_step(
     on the runs. (Under GSPMD alone, XLA re-shards the vmapped convolutions' activations
     between the runs' devices: all-gathers and all-to-alls in every step.)"""
     loop = on_device.loops_in_program() if loop is None else loop
+    if mesh is None and not (vmaps_runs() if vmap is None else vmap):
+        return _in_turn(on_device.make_multi_step(step_fn, unroll=unroll, loop=loop))
 
     def one(state, resident, known, plan):
         return on_device.multi_step(
@@ -138,6 +157,35 @@ def make_group_step(
         )
     jitted = jax.jit(runs)
     return on_device.per_call(jitted, lambda plans: place(plans, mesh, BY_RUN_AND_EXAMPLE), loop, 1)
+
+
+def _in_turn(multi):
+    """A group step whose runs take turns at `multi` (on_device.make_multi_step's)."""
+
+    def run(states, resident, knowns, plans):
+        out, metrics = [], []
+        for i, (state, known) in enumerate(zip(states, knowns, strict=True)):
+            plan = {name: value[i] for name, value in plans.items()}
+            state, run_metrics = multi(state, resident.replace(known=known), plan)
+            out.append(state)
+            metrics.append(run_metrics)
+        return out, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
+
+    run.jitted = multi.jitted
+    return run
+
+
+def group_state(states: list, knowns: list[dict], mesh: Mesh | None, vmap: bool | None = None):
+    """The runs' states and labelled masks as a group step of `make_group_step(mesh=mesh,
+    vmap=vmap)` takes them: stacked and placed over `mesh`, or one device entry per run."""
+    if mesh is None and not (vmaps_runs() if vmap is None else vmap):
+        return [jax.device_put(s) for s in states], [jax.device_put(k) for k in knowns]
+    return place(stack_states(states), mesh, BY_RUN), place(_stack(knowns), mesh, BY_RUN)
+
+
+def run_state(states, i: int):
+    """Run i's state out of a group's states (stacked, or one entry per run)."""
+    return states[i] if isinstance(states, list) else jax.tree.map(lambda x: x[i], states)
 
 
 RUNS, BATCH = "runs", "batch"  # The axes of a group's mesh.
@@ -205,10 +253,6 @@ def stack_states(states: list[train_lib.TrainState]) -> train_lib.TrainState:
 
 def _stack(trees):
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
-
-
-def _unstack(tree, i: int):
-    return jax.tree.map(lambda x: x[i], tree)
 
 
 def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[str, dict]:
@@ -284,20 +328,17 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
         )
     mesh = group_mesh(len(group), first.batches.batch_size)
     resident = on_device.put(group[0].data, None if mesh is None else on_device.replicated(mesh))
-    knowns = place(
-        _stack([{k: np.asarray(v) for k, v in r.data.known.items()} for r in group]),
-        mesh,
-        BY_RUN,
-    )
-    state = place(stack_states(states), mesh, BY_RUN)
+    knowns = [{k: np.asarray(v) for k, v in r.data.known.items()} for r in group]
+    state, knowns = group_state(states, knowns, mesh)
     step_fn = train_lib.bind_train_step(first, axis_name=None if mesh is None else BATCH)
     multi = make_group_step(step_fn, mesh=mesh)
     logging.info(
-        "Training %d runs as one program from step %d to %d, %d steps per call.",
+        "Training %d runs from step %d to %d, %d steps per call, %s.",
         len(group),
         start,
         cadences.num_train_steps,
         k,
+        "taking turns at one compiled step (CPU)" if isinstance(state, list) else "vmapped",
     )
     history, results, step, began = [], {r.name: {} for r in group}, start, time.monotonic()
     with checkpointing.PreemptionNotice(group[0].checkpointer) as preemption:
@@ -317,13 +358,13 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
                     (step - start) / (time.monotonic() - began),
                 )
                 for i, run in enumerate(group):
-                    summary = reporting.summarize([_unstack(h, i) for h in history])
+                    summary = reporting.summarize([run_state(h, i) for h in history])
                     run.writer.write_scalars(step, reporting.tagged(summary, "train"))
                 history = []
             if preempted or cadences.due(cadences.checkpoint_every, step):
                 host = jax.device_get(state)
                 for i, run in enumerate(group):
-                    run.checkpointer.save(step, _unstack(host, i))
+                    run.checkpointer.save(step, run_state(host, i))
             if preempted:
                 for run in group:
                     run.checkpointer.wait_until_finished()
@@ -331,11 +372,11 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
             if cadences.due(cadences.eval_every, step):
                 host = host if host is not None else jax.device_get(state)
                 for i, run in enumerate(group):
-                    results[run.name] = run.evaluator.evaluate(_unstack(host, i))
+                    results[run.name] = run.evaluator.evaluate(run_state(host, i))
                     run.writer.write_scalars(step, reporting.tagged(results[run.name], "eval"))
                     run_record.append_eval(run.workdir, step, results[run.name])
                     if cadences.best_metric in results[run.name]:
-                        run.checkpointer.save_best(step, _unstack(host, i), results[run.name])
+                        run.checkpointer.save_best(step, run_state(host, i), results[run.name])
     for run in group:
         run.writer.flush()
     return results

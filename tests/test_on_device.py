@@ -76,9 +76,15 @@ def test_any_number_of_steps_per_call_gives_the_same_bits(smoke):
     # Against one step per call from host batches: XLA compiles a loop body apart from a
     # top-level step (other fusions, so sums round otherwise): the first step's losses agree
     # to float rounding, not to the bit.
-    host_state, host_metrics = jax.jit(train.bind_train_step(exp))(state0, data.batch(0))
+    host_step = jax.jit(train.bind_train_step(exp))
+    host_state, host_metrics = host_step(state0, data.batch(0))
     np.testing.assert_allclose(float(host_metrics["d_loss"]), losses[1][0], rtol=1e-5)
     assert int(host_state.step) == int(finals[1].step) - 5
+    # XLA:CPU's way, one call per step and no loop in the program, holds the host loop's bits.
+    for t in range(1, 6):
+        host_state, _ = host_step(host_state, data.batch(t))
+    device_state, _ = smoke.multi(state0, resident, on_device.plan(data, 0, 6))
+    assert trees_equal(jax.device_get(device_state), jax.device_get(host_state))
 
 
 def test_a_run_on_the_device_resumes_exactly_and_checks_its_cadences(
@@ -115,6 +121,45 @@ def test_a_run_on_the_device_resumes_exactly_and_checks_its_cadences(
         "checkpoint_every_steps=3 are not a multiple of 4; use multiples of 4 (0 = only at the "
         "end) or a smaller steps_per_dispatch"
     ]
+
+
+def test_a_group_of_runs_equals_each_run_alone(smoke, digits_shared):
+    """Two runs (other seeds and labelled subsets, one copy of the images) as one group, 3
+    steps: taking turns at one compiled step (XLA:CPU's way), each run holds the bits of the
+    run alone; vmapped into one program (accelerators' way), the first step's losses to float
+    rounding. (Later steps differ by more: GAN training and Adam's first, sign-like updates
+    amplify rounding, by 3e-3 at step 3. In float64 a vmapped run equals the run alone to
+    1e-6: tests/test_parallel.py.)"""
+    from ssinfogan_jax import sweep
+
+    config = digits_config(digits_shared)
+    config.data.num_labeled = 40
+    _, other_data = _train_data(config)
+    datas = [smoke.data, other_data]
+    assert not np.array_equal(datas[0].known["label"], datas[1].known["label"])
+    states = [train.create_train_state(jax.random.PRNGKey(i), smoke.exp) for i in (1, 2)]
+    stacked = sweep.stack_states(states)  # One optimizer object for all, as sweep.py.
+    states = [sweep.run_state(stacked, i) for i in (0, 1)]
+    alone = [
+        smoke.multi(s, on_device.put(d), on_device.plan(d, 0, 3))
+        for s, d in zip(states, datas, strict=True)
+    ]
+    knowns = [{k: np.asarray(v) for k, v in d.known.items()} for d in datas]
+    plans = jax.tree.map(lambda *xs: np.stack(xs), *[on_device.plan(d, 0, 3) for d in datas])
+    step_fn = train.bind_train_step(smoke.exp)
+    for vmap in (False, True):
+        group = sweep.make_group_step(step_fn, vmap=vmap)
+        state, known = sweep.group_state(states, knowns, None, vmap=vmap)
+        assert isinstance(state, list) != vmap
+        state, metrics = group(state, smoke.resident, known, plans)
+        assert metrics["d_loss"].shape == (2, 3)
+        for i, (ref_state, ref_metrics) in enumerate(alone):
+            got = jax.device_get(sweep.run_state(state, i))
+            if not vmap:
+                assert trees_equal(got, jax.device_get(ref_state)), i
+                np.testing.assert_array_equal(metrics["d_loss"][i], ref_metrics["d_loss"])
+            for name, values in ref_metrics.items():  # Later steps: rounding, amplified.
+                np.testing.assert_allclose(metrics[name][i][0], values[0], rtol=1e-5, atol=1e-7)
 
 
 def test_runs_train_as_one_program_each_in_its_own_folder(digits_shared, tmp_path):

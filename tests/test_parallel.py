@@ -381,6 +381,17 @@ def _device_path(devices) -> dict:
             for i, ref in enumerate(alone)
         ],
     }
+    # The same runs vmapped on one device (no mesh): each equals itself alone too.
+    group = sweep.make_group_step(train.bind_train_step(exp), loop=True, vmap=True)
+    knowns = [{k: np.asarray(v) for k, v in d.known.items()} for _, d, _ in runs]
+    states, knowns = sweep.group_state([s for _, _, s in runs], knowns, None, vmap=True)
+    for first in range(0, 2 * K, K):
+        plans = stack([on_device.plan(d, first, K) for _, d, _ in runs])
+        states, metrics = group(states, on_device.put(data), knowns, plans)
+    result["group_one_device"] = [
+        _relative_errors(_arrays(jax.device_get(sweep.run_state(states, i))), ref)
+        for i, ref in enumerate(alone)
+    ]
     return result
 
 
@@ -511,7 +522,9 @@ def test_a_group_of_runs_shards_runs_and_batch(device_path_result):
     assert group["collectives"]["all-reduce"] > 0
     assert group["collectives"]["all-gather"] == group["collectives"]["all-to-all"] == 0
     assert group["metrics_shape"] == [SWEEP_RUNS, K]
-    for run in group["relative_error"]:
+    # The runs vmapped on one device (sweep.make_group_step(vmap=True), a GPU's way).
+    for run in group["relative_error"] + device_path_result["group_one_device"]:
+        assert len(run) == 5  # G's and D's parameters and statistics, and G's average.
         for name, err in run.items():
             assert err < 1e-6, (name, err)
 
