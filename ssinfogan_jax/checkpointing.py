@@ -31,6 +31,11 @@ from ssinfogan_jax import exit_codes, fileio
 
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
+# In a checkpoint's meta: the step's evaluation was due and not done (a SIGTERM came first or
+# cut it short); the resume evaluates that step before it trains. CUT_SHORT: what the
+# preemption's line adds then.
+EVAL_PENDING = "eval_pending"
+CUT_SHORT = " (its evaluation was not done: the resume does it first)"
 
 
 class CheckpointError(RuntimeError):

@@ -52,10 +52,6 @@ from ssinfogan_jax.evaluation import sampling
 # is acted on (the step saved is at most this many steps after the one running at the signal)
 # while still queueing the next step before the device finishes the current one.
 MAX_STEPS_AHEAD = 2
-# In a checkpoint's meta: the step's evaluation was due and not done (a SIGTERM came first or
-# cut it short); the resume evaluates that step before it trains.
-EVAL_PENDING = "eval_pending"
-_CUT_SHORT = " (its evaluation was not done: the resume does it first)"
 
 
 class AlreadyFinished(exit_codes.RunStopped):
@@ -148,7 +144,7 @@ def train_and_evaluate(
             reporting.say("Resumed from step %d in %s.", meta["step"], workdir)
         start_step = int(state.step)
         # A SIGTERM cut this step's evaluation short, or came before it: evaluated first.
-        eval_pending = bool(meta.get(EVAL_PENDING))
+        eval_pending = bool(meta.get(checkpointing.EVAL_PENDING))
         if start_step >= exp.cadences.num_train_steps and not eval_pending:
             rows = run_record.read_eval_history(workdir)
             last = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
@@ -183,9 +179,9 @@ def _train(
     exp, workdir, state, start_step, checkpointer, data, evaluator, eval_pending=False
 ) -> dict[str, float]:
     """The loop. SIGTERM (exit_codes) is read at every step, where the step's chores decide
-    what is saved: the state of that step, with EVAL_PENDING in its meta where the step's
-    evaluation was due and not done (a signal during an evaluation cuts it short); a resume
-    evaluates that step first (`eval_pending`)."""
+    what is saved: the state of that step, with EVAL_PENDING (checkpointing) in its meta where
+    the step's evaluation was due and not done (a signal during an evaluation cuts it short);
+    a resume evaluates that step first (`eval_pending`)."""
     cadences = exp.cadences
     is_main = _is_main()
     # TensorBoard and the log on host 0; the other hosts' writers only log (at INFO, which
@@ -238,9 +234,11 @@ def _train(
     step = start_step
     try:
         with checkpointing.PreemptionNotice(checkpointer) as preemption:
-            if eval_pending:  # Saved with EVAL_PENDING: the step's evaluation comes first.
+            if (
+                eval_pending
+            ):  # Saved with checkpointing.EVAL_PENDING: the step's evaluation comes first.
                 if not evaluate(step, state):
-                    raise exit_codes.Preempted(step, workdir, note=_CUT_SHORT)
+                    raise exit_codes.Preempted(step, workdir, note=checkpointing.CUT_SHORT)
                 if not draw(step, state):
                     raise exit_codes.Preempted(step, workdir)
             if step < cadences.num_train_steps:
@@ -276,12 +274,12 @@ def _train(
                     preempted = eval_due or not draw(step, host_state)
                 if preempted or cadences.due(cadences.checkpoint_every, step):
                     host_state = host_state or dp.unreplicate(state)
-                    pending = {EVAL_PENDING: True} if preempted and eval_due else None
+                    pending = {checkpointing.EVAL_PENDING: True} if preempted and eval_due else None
                     checkpointer.save(step, host_state, pending)
                 if preempted:
                     checkpointer.wait_until_finished()
                     logging.warning("Saved step %d after a preemption notice; exiting.", step)
-                    note = _CUT_SHORT if eval_due else ""
+                    note = checkpointing.CUT_SHORT if eval_due else ""
                     raise exit_codes.Preempted(step, workdir, note=note)
     finally:
         writer.flush()

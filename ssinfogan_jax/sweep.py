@@ -304,11 +304,13 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
     cadences, k = first.cadences, max(first.cadences.steps_per_dispatch, 1)
     # Every run's state is made by the group's first experiment (one program: one optimizer
     # object), from the run's own seed.
-    states = []
-    for run in group:
+    states, pending = [], set()  # pending: runs whose saved step's evaluation was cut short.
+    for i, run in enumerate(group):
         state = train_lib.create_train_state(jax.random.PRNGKey(run.exp.seed), first)
         if run.checkpointer.latest_step() is not None:
-            state, _ = run.checkpointer.restore(state)
+            state, meta = run.checkpointer.restore(state)
+            if meta.get(checkpointing.EVAL_PENDING):
+                pending.add(i)
         states.append(state)
     steps = {int(s.step) for s in states}
     if len(steps) > 1:
@@ -341,7 +343,29 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
         "taking turns at one compiled step (CPU)" if isinstance(state, list) else "vmapped",
     )
     history, results, step, began = [], {r.name: {} for r in group}, start, time.monotonic()
+    workdir = os.path.dirname(group[0].workdir)
+
+    def evaluate(runs: list[int], host) -> list[int]:
+        """Evaluates `runs` at `step`; returns those a SIGTERM left unevaluated (nothing of
+        theirs written). As the loop's, each evaluation is cut short by the signal."""
+        for done, i in enumerate(runs):
+            run = group[i]
+            try:
+                with exit_codes.interruptible():
+                    metrics = run.evaluator.evaluate(run_state(host, i))
+            except exit_codes.Terminated:
+                return runs[done:]
+            results[run.name] = metrics
+            run.writer.write_scalars(step, reporting.tagged(metrics, "eval"))
+            run_record.append_eval(run.workdir, step, metrics)
+            if cadences.best_metric in metrics:
+                run.checkpointer.save_best(step, run_state(host, i), metrics)
+        return []
+
     with checkpointing.PreemptionNotice(group[0].checkpointer) as preemption:
+        # Saved with EVAL_PENDING: those evaluations first (cut short again: still due).
+        if pending and evaluate(sorted(pending), jax.device_get(state)):
+            raise exit_codes.Preempted(step, workdir, note=checkpointing.CUT_SHORT)
         while step < cadences.num_train_steps:
             count = min(k - step % k, cadences.num_train_steps - step)
             plans = _stack([on_device.plan(r.data, step, count) for r in group])
@@ -349,9 +373,9 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
             step += count
             history.append(jax.device_get(metrics))
             preempted = preemption.should_stop(step)
-            host = None
+            host, unevaluated = None, []
             if cadences.due(cadences.log_every, step) or preempted:
-                logging.info(
+                reporting.say(
                     "[%d] %d runs, %.1f steps/s per run.",
                     step,
                     len(group),
@@ -361,22 +385,23 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
                     summary = reporting.summarize([run_state(h, i) for h in history])
                     run.writer.write_scalars(step, reporting.tagged(summary, "train"))
                 history = []
-            if preempted or cadences.due(cadences.checkpoint_every, step):
+            if cadences.due(cadences.eval_every, step):
                 host = jax.device_get(state)
+                if preempted:  # Not started: every run's evaluation is still due.
+                    unevaluated = list(range(len(group)))
+                else:
+                    unevaluated = evaluate(list(range(len(group))), host)
+                    preempted = bool(unevaluated)
+            if preempted or cadences.due(cadences.checkpoint_every, step):
+                host = host if host is not None else jax.device_get(state)
                 for i, run in enumerate(group):
-                    run.checkpointer.save(step, run_state(host, i))
+                    meta = {checkpointing.EVAL_PENDING: True} if i in unevaluated else None
+                    run.checkpointer.save(step, run_state(host, i), meta)
             if preempted:
                 for run in group:
                     run.checkpointer.wait_until_finished()
-                raise exit_codes.Preempted(step, os.path.dirname(group[0].workdir))
-            if cadences.due(cadences.eval_every, step):
-                host = host if host is not None else jax.device_get(state)
-                for i, run in enumerate(group):
-                    results[run.name] = run.evaluator.evaluate(run_state(host, i))
-                    run.writer.write_scalars(step, reporting.tagged(results[run.name], "eval"))
-                    run_record.append_eval(run.workdir, step, results[run.name])
-                    if cadences.best_metric in results[run.name]:
-                        run.checkpointer.save_best(step, run_state(host, i), results[run.name])
+                note = checkpointing.CUT_SHORT if unevaluated else ""
+                raise exit_codes.Preempted(step, workdir, note=note)
     for run in group:
         run.writer.flush()
     return results

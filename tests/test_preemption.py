@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, main_command, saved_state, start_main
 
-from ssinfogan_jax import checkpointing, exit_codes, loop
+from ssinfogan_jax import checkpointing, exit_codes
 
 EVERY = 2  # Round one's checkpoint cadence: the first regular save shows that it trains.
 EXTRA = 2  # Steps the resumed and the straight runs make after the preempted step.
@@ -135,7 +135,7 @@ def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_pat
     assert {f.split("/")[1] for f in after if f.startswith("checkpoints/")} == {"2"}
     assert before.items() <= after.items()
     meta = json.loads((workdir / "checkpoints" / "2" / "meta" / "metadata").read_text())
-    assert meta == {"step": 2, loop.EVAL_PENDING: True}
+    assert meta == {"step": 2, checkpointing.EVAL_PENDING: True}
     print(f"SIGTERM in the evaluation of step 2: exit 75 {elapsed:.1f} s later")
 
     # The resume evaluates step 2 first (here the last step: nothing left to train).
@@ -151,6 +151,42 @@ def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_pat
     rows = (workdir / "eval_history.jsonl").read_text().splitlines()
     assert [json.loads(row)["step"] for row in rows] == [2]
     assert "images/step_2/samples_digit.png" in _listing(workdir)
+
+
+def test_sigterm_during_a_groups_evaluation(digits_shared, tmp_path):
+    """Two runs as one group (sweep.py): a SIGTERM in the evaluations of step 2 cuts them short;
+    step 2 is saved for both, marked not evaluated where its evaluation was not done, and the
+    resume evaluates just those runs before anything else."""
+    workdir = tmp_path / "group"
+    flags = (
+        "--config.runs=seed=1;seed=2",
+        "--config.eval_every_steps=2",
+        "--config.log_every_steps=1",
+        "--config.eval.samples_per_value=200",  # Evaluations of seconds: the signal lands in one.
+    )
+    process = start_main(digits_shared, workdir, "--config.num_train_steps=4", *flags, text=True)
+    output, elapsed, line = _sigterm_when(process, lambda x: "[2] 2 runs" in x)
+    assert line.startswith(f"preempted: saved step 2 in {workdir} after SIGTERM (its evaluation")
+    print(f"SIGTERM in a group's evaluations of step 2: exit 75 {elapsed:.1f} s later")
+    pending = {}
+    for run in ("seed=1", "seed=2"):
+        meta = json.loads((workdir / run / "checkpoints" / "2" / "meta" / "metadata").read_text())
+        pending[run] = meta.get(checkpointing.EVAL_PENDING, False)
+        history = workdir / run / "eval_history.jsonl"
+        assert history.exists() != pending[run], (run, output[-3000:])  # Written, or due.
+    assert pending["seed=2"], output[-3000:]  # At least the last run's was cut short.
+
+    result = subprocess.run(
+        main_command(digits_shared, workdir, "--config.num_train_steps=2", *flags),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for run in ("seed=1", "seed=2"):
+        rows = (workdir / run / "eval_history.jsonl").read_text().splitlines()
+        assert [json.loads(row)["step"] for row in rows] == [2], run
 
 
 _PORTS: set[int] = set()
