@@ -62,13 +62,14 @@ def main() -> None:
         f"--config.eval.judge_dir={os.path.join(root, 'judges')}",
         f"--config.compilation_cache_dir={os.path.join(root, 'xla')}",
         f"--config.num_train_steps={args.steps}",
-        "--config.log_every_steps=0",
-        "--config.checkpoint_every_steps=0",
+        f"--config.log_every_steps={args.steps}",  # One log line and one checkpoint, at the end.
+        f"--config.checkpoint_every_steps={args.steps}",
         "--config.eval_every_steps=0",
         "--config.images_every_steps=0",
         "--config.steps_per_dispatch=1",
     ]
-    warm = [*flags, "--config.num_train_steps=1"]
+    warm = [*flags, *(f"--config.{f}=1" for f in ("num_train_steps", "log_every_steps"))]
+    warm.append("--config.checkpoint_every_steps=1")
     print(f"judge and caches: {_main(args.config, f'{root}/warm', warm, log):.0f} s", flush=True)
     names = sweep.run_name
     runs = sweep.parse_runs(args.runs)

@@ -17,10 +17,9 @@ Arguments (comma-separated, e.g. `:infogan,runlocal`): `infogan`, the unsupervis
 0 (`infogan`'s settings), 20, 100 and 600 labels on seeds 1-3, 100 steps per call with the
 data on the device, as two programs (the 9 labelled runs vmapped together, and the 3 runs of 0
 labels, whose losses differ; ssinfogan_jax/sweep.py), one folder per run and
-<workdir>/sweep.png (accuracy against steps, a band over the seeds). For an accelerator: on
-XLA:CPU a vmapped group ran 0.11x the host loop's speed per run (digits, batch 32; each step of
-a call is its own call there), so on a CPU train the runs one after the other
-(benchmarks/README.md).
+<workdir>/sweep.png (accuracy against steps, a band over the seeds). On a CPU a group's runs
+take turns at one compiled step, each as fast as alone (benchmarks/README.md): the 12 runs'
+60,000 steps take about 5 hours on a quiet 2-core CPU.
 `one_per_class`: ten labels, one per class (data.labeled_seed picks which), 3,000 steps,
 judged at 1,000, 2,000 and 3,000 on 1,024 samples per value, every judged checkpoint kept
 (benchmarks/experiments/one_per_class.py runs it on seeds 1-3 x labelled-subset seeds 1-2 and
