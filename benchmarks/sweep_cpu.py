@@ -1,12 +1,14 @@
 """How fast the device path and runs per program go on XLA:CPU, per option, side by side.
 
     python -m benchmarks.sweep_cpu [--set digits] [--batch 32] [--runs 4] [--steps 40]
+    python -m benchmarks.sweep_cpu --k 100 --steps 100 --options host,one_per_call,scan
 
 One process, rounds alternating, on one set (digits batch 32 or MNIST batch 128; MNIST is
 prepared offline from --raw_dir). Steps/s of all runs together (run-steps/s) of:
 - host: one jitted step per call fed by host batches (`TrainData.iterate`), one run;
-- one_per_call: the train split on the device, one step per call (no loop in the program);
-- scan: the same, k steps per call, `lax.scan` (a `while` loop in XLA);
+- one_per_call: the loop's CPU path at `steps_per_dispatch = k`: the train split on the
+  device, k steps per host iteration, one call each (no loop in the program);
+- scan: the same, k steps in one call, `lax.scan` (accelerators' way; a `while` loop in XLA);
 - group_in_turn: N runs taking turns at the one-step program in one process (XLA:CPU's way,
   `sweep.vmaps_runs`);
 - group_one_per_call, group_scan: N runs vmapped as one program (`sweep.make_group_step`),
@@ -72,9 +74,9 @@ def main() -> None:
             state, metrics = host_step(state, next(batches))
         jax.block_until_ready(metrics)
 
-    def device(calls: int, k: int):
-        # k steps per call: a scan (a while loop in XLA); k = 1: no loop.
-        multi = on_device.make_multi_step(step_fn, loop=k > 1)
+    def device(k: int, loop: bool):
+        # k steps per host iteration: one scan (a while loop in XLA), or one call per step.
+        multi = on_device.make_multi_step(step_fn, loop=loop)
 
         def run(steps: int) -> None:
             state = state0
@@ -99,8 +101,8 @@ def main() -> None:
 
     options = {
         "host": (host, 1),
-        "one_per_call": (device(1, 1), 1),
-        "scan": (device(1, k), 1),
+        "one_per_call": (device(k, loop=False), 1),
+        "scan": (device(k, loop=True), 1),
         "group_in_turn": (group(1, vmap=False), n),
         "group_one_per_call": (group(1), n),
         "group_scan": (group(k), n),
