@@ -167,25 +167,6 @@ def _quiet_orbax(record) -> bool:
     return "/orbax/" not in record.pathname or record.levelno >= std_logging.WARNING
 
 
-def _drop_storage_fault_tracebacks(record) -> bool:
-    """Drops the storage clients' reports of a fault that main's one line states (what failed,
-    the cause's first line, where, what to do). orbax logs a failed save once per thread that
-    meets it (four for one save, hundreds of lines) and a checkpoint's metadata it could not
-    read; gcsfs logs each request that ran out of retries, and fsspec's prefetcher each read
-    that met one. The checkpointer reports every failed save as that one line."""
-    if "/orbax/" in record.pathname and record.exc_info:
-        return False
-    if "/orbax/" in record.pathname:
-        errors = [a for a in record.args if isinstance(a, BaseException)] if record.args else []
-    elif record.exc_info and any(f"/{c}/" in record.pathname for c in ("gcsfs", "fsspec")):
-        errors = [record.exc_info[1]]
-    else:
-        return True
-    from ssinfogan_jax import fileio  # Here: --help answers without loading the package.
-
-    return not any(fileio.storage_unreachable_reason(error) for error in errors)
-
-
 def _drop_closed_loop_noise(unraisable) -> None:
     """After a failed checkpoint restore, orbax's background callbacks find their asyncio loop
     closed and Python prints each as a traceback: noise around the one line that matters."""
@@ -226,9 +207,9 @@ def _main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(_quiet_orbax)
     if not _VERBOSE.value:
-        logging.get_absl_handler().addFilter(_drop_storage_fault_tracebacks)
         from ssinfogan_jax import reporting
 
+        logging.get_absl_handler().addFilter(reporting.drop_storage_fault_reports)
         reporting.quiet_logs()  # Before TensorFlow is imported.
     # Imported here so that --help and flag errors answer without loading TF and JAX.
     import jax

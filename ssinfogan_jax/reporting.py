@@ -26,6 +26,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from ssinfogan_jax import fileio
+
 # The INFO lines a user reads at the default verbosity: {module: message prefixes (() = all)}.
 # The data's preparation or download (minutes on a first run), where the judge and the
 # labelled subset come from, and this module's own lines.
@@ -94,6 +96,24 @@ def _import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def drop_storage_fault_reports(record) -> bool:
+    """A log filter (False: drop) for the storage clients' reports of a fault that main's one
+    line states (what failed, the cause's first line, where, what to do). orbax logs a failed
+    save once per thread that meets it (four for one save, hundreds of lines) and a
+    checkpoint's metadata it could not read; gcsfs logs each request that ran out of retries,
+    and fsspec's prefetcher each read that met one. The checkpointer reports every failed save
+    as that one line."""
+    if "/orbax/" in record.pathname and record.exc_info:
+        return False
+    if "/orbax/" in record.pathname:
+        errors = [a for a in record.args if isinstance(a, BaseException)] if record.args else []
+    elif record.exc_info and any(f"/{c}/" in record.pathname for c in ("gcsfs", "fsspec")):
+        errors = [record.exc_info[1]]
+    else:
+        return True
+    return not any(fileio.storage_unreachable_reason(error) for error in errors)
 
 
 def quiet_logs() -> None:
@@ -240,7 +260,6 @@ def announce_judge(exp) -> None:
     long it may take, and where it is kept for later runs."""
     import jax
 
-    from ssinfogan_jax import fileio
     from ssinfogan_jax.evaluation import classifier as classifier_lib
     from ssinfogan_jax.evaluation import evaluator as evaluator_lib
     from ssinfogan_jax.evaluation import judge as judge_lib

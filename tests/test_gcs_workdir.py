@@ -256,7 +256,7 @@ def test_the_storage_clients_reports_of_an_outage_are_dropped_and_others_kept():
 
     import aiohttp
 
-    from ssinfogan_jax import main
+    from ssinfogan_jax import reporting
 
     refused = aiohttp.ClientConnectorError(
         aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None),
@@ -281,8 +281,8 @@ def test_the_storage_clients_reports_of_an_outage_are_dropped_and_others_kept():
         record("fsspec", "Consumer caught an error.", error=ValueError("a bad range")),
         record("ssinfogan_jax", "saving failed", error=refused),
     ]
-    assert [main._drop_storage_fault_tracebacks(r) for r in dropped] == [False] * 4
-    assert [main._drop_storage_fault_tracebacks(r) for r in kept] == [True] * 4
+    assert [reporting.drop_storage_fault_reports(r) for r in dropped] == [False] * 4
+    assert [reporting.drop_storage_fault_reports(r) for r in kept] == [True] * 4
 
 
 # Saves twice and restores the latest, with a pytree of 200 arrays (a train state has hundreds):
