@@ -60,6 +60,10 @@ class StorageUnreachableError(CheckpointError):
 # StorageUnreachableError. gcsfs, the other storage client (epath's for gs://), gives up
 # after its 6 tries (about 35 s). Together they bound a storage outage to about 2 minutes.
 SAVE_TIMEOUT_S = int(os.environ.get("SSINFOGAN_SAVE_TIMEOUT_S", "90"))
+# A wait for a save (or orbax's close, which waits too) that outlasts the save's own limit by
+# this much is given up as a storage outage: past its commit, a save finalizes (metadata, the
+# merged OCDBT manifest, old checkpoints removed) with calls that orbax's limit does not bound.
+WAIT_MARGIN_S = 60
 
 
 def storage_unreachable_advice(workdir: str) -> str:
@@ -126,6 +130,7 @@ class Checkpointer:
         # The step of each manager's last save until it is waited for: orbax reports a failed
         # background save when the next save or wait finds it, and the message names this step.
         self._unfinished: dict[str, int | None] = {LATEST_DIR: None, BEST_DIR: None}
+        self._stuck = False  # A wait outlasted its limit: the storage is gone (see _bounded).
         self._best = None
         if best_metric:
             self._best = ocp.CheckpointManager(
@@ -212,10 +217,36 @@ class Checkpointer:
             ) from e
 
     def _wait(self, kind: str) -> None:
-        """Waits for the pending save of `kind` (LATEST_DIR or BEST_DIR); raises if it failed."""
+        """Waits for the pending save of `kind` (LATEST_DIR or BEST_DIR); raises if it failed
+        or outlasted its limit (then no wait is tried again: `_stuck`)."""
+        if self._stuck:
+            return
         manager = self._latest if kind == LATEST_DIR else self._best
-        self._guard(self._unfinished[kind], kind, manager.wait_until_finished)
+        wait = lambda: self._bounded(manager.wait_until_finished)
+        self._guard(self._unfinished[kind], kind, wait)
         self._unfinished[kind] = None
+
+    def _bounded(self, fn) -> None:
+        """fn() (an orbax wait) in a thread of its own, for at most SAVE_TIMEOUT_S +
+        WAIT_MARGIN_S; TimeoutError (a storage outage, to `_guard`) past that, the thread left
+        to its retries."""
+        done, outcome = threading.Event(), {}
+
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # Handed to the caller's thread.
+                outcome["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="checkpoint-wait", daemon=True).start()
+        limit = SAVE_TIMEOUT_S + WAIT_MARGIN_S
+        if not done.wait(limit):
+            self._stuck = True
+            raise TimeoutError(f"the save did not finish within {limit} s")
+        if "error" in outcome:
+            raise outcome["error"]
 
     def latest_step(self, which: str = "latest") -> int | None:
         return self._manager(which).latest_step()
@@ -301,9 +332,13 @@ class Checkpointer:
             raise failures[0]
 
     def close(self) -> None:
-        self._latest.close()
-        if self._best is not None:
-            self._best.close()
+        """Closes the managers, unless a wait outlasted its limit: orbax's close would wait for
+        that save again (the process exits; nothing more can be written)."""
+        if self._stuck:
+            return
+        for kind, manager in ((LATEST_DIR, self._latest), (BEST_DIR, self._best)):
+            if manager is not None:
+                self._guard(None, kind, lambda m=manager: self._bounded(m.close))
 
 
 def _structure_mismatch(template, restored) -> str:

@@ -1,9 +1,12 @@
 """Checkpoints: round trip, best kept apart, corrupt or incompatible ones reported, NaN refused."""
 
 import os
+import threading
+import time
 
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from ssinfogan_jax import checkpointing
@@ -87,3 +90,28 @@ def test_incompatible_checkpoint_names_the_mismatch(tmp_path):
 def test_missing_checkpoint_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         checkpointing.Checkpointer(str(tmp_path)).restore(_state())
+
+
+def test_a_wait_for_a_save_that_never_ends_is_a_storage_outage(tmp_path, monkeypatch):
+    """A save whose finalizing hangs (storage gone past orbax's own limit, e.g. tensorstore's
+    retries): the wait gives up after SAVE_TIMEOUT_S + WAIT_MARGIN_S as a storage outage with
+    the intact checkpoints, and close() then returns at once instead of waiting again."""
+    checkpointer = checkpointing.Checkpointer(str(tmp_path / "run"))
+    state = {"w": np.arange(3.0)}
+    checkpointer.save(1, state)
+    checkpointer.wait_until_finished()
+    monkeypatch.setattr(checkpointing, "SAVE_TIMEOUT_S", 1)  # The wait's limit: 1 + 1 s.
+    monkeypatch.setattr(checkpointing, "WAIT_MARGIN_S", 1)
+    release = threading.Event()
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", lambda self: release.wait(60))
+    start = time.monotonic()
+    with pytest.raises(checkpointing.StorageUnreachableError) as error:
+        checkpointer.save(2, state)  # Waits for step 1's save first, as orbax would.
+    assert str(error.value).startswith(
+        f"storage unreachable: a save to {tmp_path / 'run' / 'checkpoints'} failed (the save "
+        "did not finish within 2 s); intact checkpoints: [1]; run the same command again"
+    ), error.value
+    checkpointer.wait_until_finished()  # Not tried again,
+    checkpointer.close()  # nor by orbax's close.
+    assert time.monotonic() - start < 10
+    release.set()
