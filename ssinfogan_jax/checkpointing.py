@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from ssinfogan_jax import exit_codes, fileio
 
@@ -332,13 +333,17 @@ class Checkpointer:
             raise failures[0]
 
     def close(self) -> None:
-        """Closes the managers, unless a wait outlasted its limit: orbax's close would wait for
-        that save again (the process exits; nothing more can be written)."""
+        """Closes the managers, within the waits' limit, unless a wait outlasted it (orbax's
+        close would wait for that save again). Never raises: orbax's close raises a failed
+        save's error again, which `wait_until_finished` reports (with its step) first."""
         if self._stuck:
             return
-        for kind, manager in ((LATEST_DIR, self._latest), (BEST_DIR, self._best)):
-            if manager is not None:
-                self._guard(None, kind, lambda m=manager: self._bounded(m.close))
+        for manager in (self._latest, self._best):
+            try:
+                if manager is not None:
+                    self._bounded(manager.close)
+            except Exception as e:  # Reported by the wait before; here only in the debug log.
+                logging.debug("closing %s: %s", manager.directory, e)
 
 
 def _structure_mismatch(template, restored) -> str:
