@@ -242,7 +242,8 @@ def test_a_storage_outage_is_one_line_and_exit_3_and_a_rerun_resumes(digits_shar
         output = _finish(
             _main(url, digits_shared, local, f"--config.num_train_steps={saved[-1] + 1}")
         )
-        assert f"Resumed from step {saved[-1]} in gs://{BUCKET}/{RUN}" in output
+        resumed = f"Resumed from step {saved[-1]} in gs://{BUCKET}/{RUN}"
+        assert resumed in output, (_names(client), output[:3000])  # The run's start, whole.
         assert _saved_steps(client)[-1] == saved[-1] + 1
     finally:
         server.stop()
