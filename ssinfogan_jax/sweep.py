@@ -109,6 +109,11 @@ def vmaps_runs(backend: str | None = None) -> bool:
     return (backend or jax.default_backend()) != "cpu"
 
 
+def _vmapped(mesh: Mesh | None, vmap: bool | None) -> bool:
+    """Whether a group is vmapped: always on a mesh, else as asked (None: `vmaps_runs`)."""
+    return mesh is not None or (vmaps_runs() if vmap is None else vmap)
+
+
 def make_group_step(
     step_fn: train_lib.TrainStep,
     unroll: int | bool = 1,
@@ -134,7 +139,7 @@ def make_group_step(
     on the runs. (Under GSPMD alone, XLA re-shards the vmapped convolutions' activations
     between the runs' devices: all-gathers and all-to-alls in every step.)"""
     loop = on_device.loops_in_program() if loop is None else loop
-    if mesh is None and not (vmaps_runs() if vmap is None else vmap):
+    if not _vmapped(mesh, vmap):
         return _in_turn(on_device.make_multi_step(step_fn, unroll=unroll, loop=loop))
 
     def one(state, resident, known, plan):
@@ -178,7 +183,7 @@ def _in_turn(multi):
 def group_state(states: list, knowns: list[dict], mesh: Mesh | None, vmap: bool | None = None):
     """The runs' states and labelled masks as a group step of `make_group_step(mesh=mesh,
     vmap=vmap)` takes them: stacked and placed over `mesh`, or one device entry per run."""
-    if mesh is None and not (vmaps_runs() if vmap is None else vmap):
+    if not _vmapped(mesh, vmap):
         return [jax.device_put(s) for s in states], [jax.device_put(k) for k in knowns]
     return place(stack_states(states), mesh, BY_RUN), place(_stack(knowns), mesh, BY_RUN)
 

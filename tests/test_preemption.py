@@ -100,6 +100,19 @@ def _sigterm_when(process, ready, timeout: float = 400) -> tuple[str, float, str
     return text, elapsed, line
 
 
+def _finish_at_step_2(shared, workdir, flags) -> subprocess.CompletedProcess:
+    """The resume of a run saved at step 2, to its end there; it must exit 0."""
+    result = subprocess.run(
+        main_command(shared, workdir, "--config.num_train_steps=2", *flags),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_path):
     workdir, judges = tmp_path / "run", tmp_path / "judges"
     # While the data loads and the judge trains (a judge of its own, long to train): nothing
@@ -139,14 +152,7 @@ def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_pat
     print(f"SIGTERM in the evaluation of step 2: exit 75 {elapsed:.1f} s later")
 
     # The resume evaluates step 2 first (here the last step: nothing left to train).
-    result = subprocess.run(
-        main_command(digits_shared, workdir, "--config.num_train_steps=2", *flags),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _finish_at_step_2(digits_shared, workdir, flags)
     assert "Resumed from step 2" in result.stderr
     rows = (workdir / "eval_history.jsonl").read_text().splitlines()
     assert [json.loads(row)["step"] for row in rows] == [2]
@@ -176,14 +182,7 @@ def test_sigterm_during_a_groups_evaluation(digits_shared, tmp_path):
         assert history.exists() != pending[run], (run, output[-3000:])  # Written, or due.
     assert pending["seed=2"], output[-3000:]  # At least the last run's was cut short.
 
-    result = subprocess.run(
-        main_command(digits_shared, workdir, "--config.num_train_steps=2", *flags),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    _finish_at_step_2(digits_shared, workdir, flags)
     for run in ("seed=1", "seed=2"):
         rows = (workdir / run / "eval_history.jsonl").read_text().splitlines()
         assert [json.loads(row)["step"] for row in rows] == [2], run
