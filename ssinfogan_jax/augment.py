@@ -1,12 +1,15 @@
 """Random translations: of the labelled examples on the host, a pure function of (seed, step),
 and of any batch inside the jitted step (`translate`, for the consistency loss and Q_ss's
-reals); and random recolourings inside the step (`recolour`, for what Q_ss reads).
+reals); random recolourings inside the step (`recolour`, for what Q_ss reads); and, inside the
+step too, random rotations, scalings (`warp`) and stroke widths (`restroke`) of the labelled
+examples.
 
 With 100 labels, Q_ss (trained on the labelled reals only, reference section 5) sees the
 same 100 images hundreds of times and generalises to about 80% of the real test split;
 small shifts are the cheapest way to make those few images count for more. Only labelled
 slots are shifted, so the unlabelled reals that D learns the data distribution from are
-untouched.
+untouched. With one label per class, a shift is not enough: a thin, slanted labelled 0 teaches
+Q_ss that 0s are thin and slanted, so `warp` and `restroke` vary the few more widely.
 """
 
 from __future__ import annotations
@@ -63,3 +66,44 @@ def recolour(rng: jax.Array, image: jax.Array, image_range: tuple[float, float])
     image = jnp.asarray(image)[..., jax.random.permutation(order_rng, image.shape[-1])]
     low, high = image_range
     return jnp.where(jax.random.bernoulli(flip_rng), low + high - image, image)
+
+
+def warp(
+    rng: jax.Array, image: jax.Array, max_rotation: float, max_scale: float, fill: float
+) -> jax.Array:
+    """`rotate_and_scale` by an angle uniform in +-max_rotation degrees and a factor uniform in
+    [1 - max_scale, 1 + max_scale]."""
+    angle_rng, scale_rng = jax.random.split(rng)
+    degrees = jax.random.uniform(angle_rng, (), minval=-1.0, maxval=1.0) * max_rotation
+    scale = 1.0 + jax.random.uniform(scale_rng, (), minval=-1.0, maxval=1.0) * max_scale
+    return rotate_and_scale(image, degrees, scale, fill)
+
+
+def rotate_and_scale(image: jax.Array, degrees, scale, fill: float) -> jax.Array:
+    """One image [H, W, C] turned clockwise as displayed (row 0 at the top) by `degrees` about
+    its centre and scaled by `scale` (bilinear); pixels brought in from outside = fill."""
+    h, w, c = image.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    y, x = jnp.meshgrid(jnp.arange(h) - cy, jnp.arange(w) - cx, indexing="ij")
+    # Each output pixel reads the input where the inverse rotation and scaling put it.
+    angle = jnp.deg2rad(degrees)
+    cos, sin = jnp.cos(angle) / scale, jnp.sin(angle) / scale
+    source = [cos * y - sin * x + cy, sin * y + cos * x + cx]
+
+    def sample(channel):
+        return jax.scipy.ndimage.map_coordinates(channel, source, order=1, cval=fill)
+
+    return jnp.stack([sample(image[..., k]) for k in range(c)], axis=-1)
+
+
+def restroke(rng: jax.Array, image: jax.Array, fill: float) -> jax.Array:
+    """One image [H, W, C] of light strokes on a `fill` background made one pixel thicker (a
+    2x2 grey dilation), one pixel thinner (a 2x2 erosion) or left as it is, each with
+    probability 1/3."""
+    h, w, _ = image.shape
+    padded = jnp.pad(image, ((0, 1), (0, 1), (0, 0)), constant_values=fill)
+    windows = jnp.stack([padded[dy : dy + h, dx : dx + w] for dy in (0, 1) for dx in (0, 1)])
+    choice = jax.random.randint(rng, (), 0, 3)
+    return jnp.select(
+        [choice == 0, choice == 1], [windows.max(axis=0), windows.min(axis=0)], image
+    )

@@ -160,6 +160,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Labelled examples are translated by up to this many pixels (uniform per axis, fresh each
     # time drawn); 0 = never (the reference). Unlabelled examples are never changed.
     config.data.labeled_max_shift = 0
+    # Not in the paper (0 / False = off): inside the step, the labelled examples are also
+    # rotated by up to this many degrees, scaled by up to this fraction (bilinear), and made a
+    # pixel thicker or thinner at random (for light strokes on a dark ground, e.g. digits).
+    config.data.labeled_max_rotation = 0.0
+    config.data.labeled_max_scale = 0.0
+    config.data.labeled_restroke = False
     config.data.prefetch = 2  # Batches computed ahead in a background thread (0 = none).
     # celeb_a only. Each attribute is a binary label of that name (the paper's four codes).
     config.data.celeba_attributes = ("Smiling", "Mouth_Slightly_Open", "Attractive", "Male")

@@ -306,7 +306,10 @@ def from_config(
             int(config.loss.consistency_max_shift),
             int(config.loss.q_ss_max_shift),
             bool(config.loss.q_ss_recolour),
-            tuple(arch.image_range),
+            image_range=tuple(arch.image_range),
+            labeled_max_rotation=float(d.labeled_max_rotation),
+            labeled_max_scale=float(d.labeled_max_scale),
+            labeled_restroke=bool(d.labeled_restroke),
         ),
         optimizer=train_lib.Optimizer(
             float(opt.g_learning_rate),

@@ -65,11 +65,18 @@ class Augmentations:
     `q_ss_recolour` (a Q_ss with a trunk of its own only): Q_ss reads every image, real or
     fake, with its channels reordered and maybe negated at random (`augment.recolour`), so G
     cannot mark its supervised codes with colour; for labels that do not depend on colour.
+    `labeled_max_rotation` (degrees), `labeled_max_scale` (a fraction) and `labeled_restroke`
+    (0 / False = off): the labelled reals, as D and Q_ss read them, are rotated, scaled and
+    made a pixel thicker or thinner at random (`augment.warp`, `augment.restroke`), so that
+    one labelled example per class stands for more of its class than its own slant and width.
     """
 
     consistency_max_shift: int = 2
     q_ss_max_shift: int = 0
     q_ss_recolour: bool = False
+    labeled_max_rotation: float = 0.0
+    labeled_max_scale: float = 0.0
+    labeled_restroke: bool = False
     image_range: tuple[float, float] = (-1.0, 1.0)  # G's; its low end fills vacated pixels.
 
 
@@ -404,6 +411,7 @@ def train_step(
     codes = jax.vmap(lambda key: latents_lib.sample(key, layout, 1))(code_rng)
     codes = jax.tree.map(lambda x: x[:, 0], codes)
     g, d = state.generator, state.discriminator
+    real_images = _vary_labeled(real_images, batch["label_masks"], shift_rng, augmentations)
 
     def generate(g_params):
         images, mutated = generator.apply(
@@ -490,6 +498,32 @@ def train_step(
     metrics = _mean_over_devices(metrics, axis_name)
     new_state = state.replace(step=state.step + 1, generator=g, discriminator=d, **averaged)
     return new_state, metrics
+
+
+def _vary_labeled(
+    images: jax.Array, label_masks: Mapping[str, jax.Array], rngs: jax.Array, aug: Augmentations
+) -> jax.Array:
+    """`images` with the labelled ones (for any label) warped and restroked as `aug` says,
+    from per-example keys derived from `rngs` [B, 2]; unchanged when `aug` says nothing."""
+    if not label_masks or not (
+        aug.labeled_max_rotation or aug.labeled_max_scale or aug.labeled_restroke
+    ):
+        return images
+    fill = aug.image_range[0]
+    varied = images
+    if aug.labeled_max_rotation or aug.labeled_max_scale:
+        warp = functools.partial(
+            augment.warp,
+            max_rotation=aug.labeled_max_rotation,
+            max_scale=aug.labeled_max_scale,
+            fill=fill,
+        )
+        varied = jax.vmap(warp)(jax.vmap(jax.random.fold_in, (0, None))(rngs, 4), varied)
+    if aug.labeled_restroke:
+        restroke = functools.partial(augment.restroke, fill=fill)
+        varied = jax.vmap(restroke)(jax.vmap(jax.random.fold_in, (0, None))(rngs, 5), varied)
+    labelled = functools.reduce(jnp.maximum, [m > 0 for m in label_masks.values()])
+    return jnp.where(labelled[:, None, None, None], varied, images)
 
 
 def labeled_fraction(label_masks: Mapping[str, jax.Array]) -> jax.Array:

@@ -213,6 +213,8 @@ BAD_VALUES = {
     "data.p_labeled_final": 2.0,
     "data.mix_labeled_share": 1.5,
     "data.labeled_max_shift": 14,
+    "data.labeled_max_rotation": 200.0,
+    "data.labeled_max_scale": 1.0,
     "data.prefetch": -1,
     "data.celeba_attributes": ("Smiling", "Smilling"),
     "data.celeba_crop": (0, 0, 300, 10),

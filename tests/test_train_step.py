@@ -87,6 +87,14 @@ def recolour_config():
     return config
 
 
+def varied_labeled_config():
+    config = small_config()
+    config.data.labeled_max_rotation = 15.0
+    config.data.labeled_max_scale = 0.1
+    config.data.labeled_restroke = True
+    return config
+
+
 CONFIGS = {
     "default": small_config,
     "baseline": baseline_config,
@@ -96,6 +104,7 @@ CONFIGS = {
     "late_fakes": late_fakes_config,
     "own_trunk": own_trunk_config,
     "recolour": recolour_config,
+    "varied_labeled": varied_labeled_config,
 }
 OWN_NETS = ("rich", "own_trunk", "recolour")
 
@@ -861,6 +870,55 @@ def test_a_recolouring_q_ss_reads_every_image_recoloured_and_d_reads_it_as_it_is
     )
     np.testing.assert_allclose(float(metrics["g_gan"]), float(plain["g_gan"]), rtol=1e-5)
     assert abs(float(metrics["g_ss"]) - float(plain["g_ss"])) > 1e-4
+
+
+def test_labelled_reals_are_varied_for_d_and_q_ss_and_unlabelled_ones_never():
+    step, spy = spied_step("varied_labeled")
+    batch = make_batch(varied_labeled_config(), MASK)
+    _, metrics, d_in, _ = spy.run(step, initial_state("varied_labeled"), batch)
+    labelled = np.asarray(MASK, bool)
+    np.testing.assert_array_equal(d_in["real"][~labelled], batch["image"][~labelled])
+    fill = models.get_architecture(varied_labeled_config().model.arch).image_range[0]
+    for real, seen in zip(batch["image"][labelled], d_in["real"][labelled], strict=True):
+        assert translation_of(real, seen, 2, fill) is None  # More than moved.
+        assert np.abs(seen - real).mean() > 0.01
+    _, plain_metrics, _, _ = spy_run_default(batch)
+    assert abs(float(metrics["d_ss_real"]) - float(plain_metrics["d_ss_real"])) > 1e-4
+
+
+def spy_run_default(batch):
+    step, spy = spied_step("default")
+    return spy.run(step, initial_state(), batch)
+
+
+def test_rotate_and_scale_turns_and_grows_about_the_centre():
+    image = np.full((6, 6, 1), -1.0, np.float32)
+    image[0, 1] = 1.0
+    turned = np.asarray(augment.rotate_and_scale(jnp.asarray(image), 90.0, 1.0, -1.0))
+    np.testing.assert_allclose(turned, np.rot90(image, -1), atol=1e-5)  # Clockwise on screen.
+    square = np.full((20, 20, 1), -1.0, np.float32)
+    square[8:12, 8:12] = 1.0
+    grown = np.asarray(augment.rotate_and_scale(jnp.asarray(square), 0.0, 2.0, -1.0))
+    assert (grown > 0.99).sum() == 36 and (grown[7:13, 7:13] > 0.99).all()  # Side 4 -> 6 + rims.
+    assert grown[:4].max() == -1.0 and grown[:, :4].max() == -1.0  # Nothing moved off-centre.
+    np.testing.assert_array_equal(augment.rotate_and_scale(jnp.asarray(square), 0, 1, -1), square)
+
+
+def test_restroke_thickens_thins_or_keeps_each_a_third_of_the_time():
+    digit = np.full((8, 8, 1), -1.0, np.float32)
+    digit[2:6, 3:5] = 1.0  # A stroke two pixels wide.
+    padded = np.pad(digit, ((0, 1), (0, 1), (0, 0)), constant_values=-1.0)
+    windows = [padded[dy : dy + 8, dx : dx + 8] for dy in (0, 1) for dx in (0, 1)]
+    thick, thin = np.max(windows, axis=0), np.min(windows, axis=0)
+    assert (thick > 0).sum() == 15 and (thin > 0).sum() == 3
+    keys = jax.random.split(jax.random.PRNGKey(0), 300)
+    outs = np.asarray(jax.vmap(lambda k: augment.restroke(k, jnp.asarray(digit), -1.0))(keys))
+    kinds = [
+        next(i for i, ref in enumerate((thick, thin, digit)) if np.array_equal(out, ref))
+        for out in outs
+    ]
+    counts = np.bincount(kinds, minlength=3)
+    assert all(80 <= n <= 120 for n in counts), counts
 
 
 def test_instance_noise_schedule():
