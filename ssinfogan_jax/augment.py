@@ -104,6 +104,4 @@ def restroke(rng: jax.Array, image: jax.Array, fill: float) -> jax.Array:
     padded = jnp.pad(image, ((0, 1), (0, 1), (0, 0)), constant_values=fill)
     windows = jnp.stack([padded[dy : dy + h, dx : dx + w] for dy in (0, 1) for dx in (0, 1)])
     choice = jax.random.randint(rng, (), 0, 3)
-    return jnp.select(
-        [choice == 0, choice == 1], [windows.max(axis=0), windows.min(axis=0)], image
-    )
+    return jnp.select([choice == 0, choice == 1], [windows.max(axis=0), windows.min(axis=0)], image)
