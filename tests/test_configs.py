@@ -102,7 +102,7 @@ def test_presets_combine_with_runlocal():
     assert _flat(mnist.get_config("runlocal,infogan")) == _flat(both)
 
 
-def test_one_per_class_is_the_mnist_recipe_with_ten_labels_judged_at_each_thousand():
+def test_one_per_class_is_the_mnist_recipe_with_ten_varied_labels_judged_at_each_thousand():
     mnist = _module("mnist")
     recipe, preset = _flat(mnist.get_config()), _flat(mnist.get_config("one_per_class"))
     assert preset["data.num_labeled"] == 10 and preset["data.labeled_selection"] == "stratified"
@@ -113,7 +113,9 @@ def test_one_per_class_is_the_mnist_recipe_with_ten_labels_judged_at_each_thousa
     kept = preset["max_checkpoints_to_keep"] * preset["checkpoint_every_steps"]
     assert kept >= preset["num_train_steps"]
     changed = {key for key in recipe if recipe[key] != preset[key]}
-    assert changed <= RUN_LENGTH_FIELDS | {"data.num_labeled", "max_checkpoints_to_keep"}
+    varied = {"data.labeled_max_rotation", "data.labeled_max_scale", "data.labeled_restroke"}
+    assert varied <= changed and all(preset[key] for key in varied)  # The labelled digits only.
+    assert changed <= RUN_LENGTH_FIELDS | varied | {"data.num_labeled", "max_checkpoints_to_keep"}
     local = mnist.get_config("one_per_class,runlocal")
     assert local.data.num_labeled == 10 and local.num_train_steps <= 10
 
