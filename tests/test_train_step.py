@@ -882,13 +882,9 @@ def test_labelled_reals_are_varied_for_d_and_q_ss_and_unlabelled_ones_never():
     for real, seen in zip(batch["image"][labelled], d_in["real"][labelled], strict=True):
         assert translation_of(real, seen, 2, fill) is None  # More than moved.
         assert np.abs(seen - real).mean() > 0.01
-    _, plain_metrics, _, _ = spy_run_default(batch)
+    plain_step, plain_spy = spied_step("default")
+    _, plain_metrics, _, _ = plain_spy.run(plain_step, initial_state(), batch)
     assert abs(float(metrics["d_ss_real"]) - float(plain_metrics["d_ss_real"])) > 1e-4
-
-
-def spy_run_default(batch):
-    step, spy = spied_step("default")
-    return spy.run(step, initial_state(), batch)
 
 
 def test_rotate_and_scale_turns_and_grows_about_the_centre():
