@@ -28,8 +28,9 @@ judges each checkpoint again per class), with the labelled digits varied inside 
 otherwise unchanged). Measured (2-core CPU, 2026-12-07, direct accuracy at 1,000 / 2,000 /
 3,000; the goal: 0.95 by 2,000, 0.97 at 3,000), labelled subset and seed 1 and 1: 0.777 /
 0.977 / 0.987 (without the variation 0.566 / 0.737 / 0.710: codes 0, 5 and 8 swapped, after an
-atypical labelled 0); 1 and 2: 0.806 / 0.985 / 0.988; 2 and 1: 0.911 / 0.967 / 0.989; 2 and
-2: 0.912 / 0.969 / 0.990. Every run: docs/results.md, "One label per class".
+atypical labelled 0); 1 and 2: 0.806 / 0.985 / 0.988; 1 and 3: 0.755 / 0.984 / 0.981; 2 and
+1: 0.911 / 0.967 / 0.989; 2 and 2: 0.912 / 0.969 / 0.990; 2 and 3: 0.944 / 0.984 / 0.976.
+Every run: docs/results.md, "One label per class".
 
 Expected (2-core CPU, seeds 1 and 2, direct conditional accuracy at step 5,000, judged by the
 independent classifier): 100 labels 0.987 on both seeds, 20 labels 0.994 and 0.991; `:infogan`
