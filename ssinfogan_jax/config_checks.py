@@ -144,6 +144,7 @@ RANGES = (
     ("data.test_share", 0.0, 1.0, False, True, False),
     ("data.labeled_max_rotation", 0.0, 180.0, False, False, False),
     ("data.labeled_max_scale", 0.0, 1.0, False, True, False),
+    ("model.q_ss_dropout", 0.0, 1.0, False, True, False),
     ("latents.continuous_range", 0.0, None, True, True, False),
     ("loss.lambda_ss_d", 0.0, None, False, True, False),
     ("loss.lambda_us_d", 0.0, None, False, True, False),

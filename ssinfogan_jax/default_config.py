@@ -209,6 +209,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # the same architecture with its own weights, trained by the Q_ss terms alone; not in the
     # paper): what Q_ss learns from the few labelled images then leaves D's features alone.
     config.model.q_ss_trunk = "shared"
+    # Not in the paper: dropout at this rate on the features Q_ss's head reads, in training, so
+    # that what it learns from a few labels generalises (0 = off; docs/digit_scenes.md).
+    config.model.q_ss_dropout = 0.0
 
     config.latents = ml_collections.ConfigDict()
     config.latents.codes = [

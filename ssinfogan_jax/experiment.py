@@ -81,6 +81,7 @@ class ModelSpec:
     conv_impl: str
     d_batch_norm: str
     q_ss_trunk: str
+    q_ss_dropout: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +137,14 @@ class Experiment:
         """(G, D) Flax modules; under pmap/shard_map pass the device axis for batch norm."""
         m = self.model
         return models.create_models(
-            m.arch, self.layout, axis_name, m.dtype, m.conv_impl, m.d_batch_norm, m.q_ss_trunk
+            m.arch,
+            self.layout,
+            axis_name,
+            m.dtype,
+            m.conv_impl,
+            m.d_batch_norm,
+            m.q_ss_trunk,
+            m.q_ss_dropout,
         )
 
 
@@ -281,6 +289,7 @@ def from_config(
             config.model.conv_impl,
             config.model.d_batch_norm,
             config.model.q_ss_trunk,
+            float(config.model.q_ss_dropout),
         ),
         data=spec,
         source=source,

@@ -277,6 +277,13 @@ def get_architecture(name: str) -> Architecture:
     return ARCHITECTURES[name]
 
 
+def dropout_per_example(keys: jax.Array, x: jax.Array, rate: float) -> jax.Array:
+    """Inverted dropout of `x` [B, ...], example i's mask drawn from `keys[i]`: a batch split
+    over devices drops exactly what it drops whole (nn.Dropout draws one mask per call)."""
+    keep = jax.vmap(lambda key, row: jax.random.bernoulli(key, 1.0 - rate, row.shape))(keys, x)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
 class QusHead(nn.Module):
     """FC 128 - BN - lReLU - FC, as the reference's Q_us head."""
 
@@ -302,6 +309,8 @@ class Discriminator(nn.Module):
     name to its prediction [B, size] (logits for categorical codes, means for continuous ones).
     `q_ss_images` [B', H, W, C] (own trunk only; default `images`): what Q_ss reads instead;
     its batch may differ from that of `images`, and Q_ss's outputs then have its batch.
+    With `q_ss_dropout` > 0, in training mode Q_ss's head reads its features through dropout
+    at that rate, an example's mask drawn from its key in `q_ss_dropout_keys` [B', 2].
     """
 
     arch: str
@@ -311,10 +320,15 @@ class Discriminator(nn.Module):
     conv_impl: str = "auto"
     trunk_batch_norm: bool = True
     q_ss_own_trunk: bool = False
+    q_ss_dropout: float = 0.0
 
     @nn.compact
     def __call__(
-        self, images: jax.Array, train: bool = True, q_ss_images: jax.Array | None = None
+        self,
+        images: jax.Array,
+        train: bool = True,
+        q_ss_images: jax.Array | None = None,
+        q_ss_dropout_keys: jax.Array | None = None,
     ) -> dict:
         (Dense,) = _layers(self.dtype, self.conv_impl, "Dense")
         trunk = functools.partial(
@@ -334,6 +348,10 @@ class Discriminator(nn.Module):
             if self.q_ss_own_trunk:
                 q_ss_input = images if q_ss_images is None else q_ss_images
                 h_ss = trunk(name="q_ss_trunk")(q_ss_input, train)
+            if self.q_ss_dropout > 0 and train:
+                if q_ss_dropout_keys is None:
+                    raise ValueError("q_ss_dropout needs q_ss_dropout_keys in training mode")
+                h_ss = dropout_per_example(q_ss_dropout_keys, h_ss, self.q_ss_dropout)
             out = Dense(sum(c.size for c in ss), name="q_ss")(h_ss)
             q.update(latents_lib.split_outputs(ss, out))
         if us:
@@ -352,12 +370,14 @@ def create_models(
     conv_impl: str = "auto",
     d_batch_norm: bool = True,
     q_ss_trunk: str = "shared",
+    q_ss_dropout: float = 0.0,
 ) -> tuple[nn.Module, Discriminator]:
     """G and D for an architecture and latent layout; `dtype` of their matmuls ('float32' or
     'bfloat16'; parameters and outputs are float32 either way); `conv_impl` of their
     convolutions ('auto': 'cpu_fast' on the CPU backend, 'flax' elsewhere; the parameter tree
     is the same for all); `d_batch_norm`: batch norm in D's trunk (Q_us's own is kept);
-    `q_ss_trunk`: 'shared' (Q_ss a head on D's trunk, the paper's) or 'own'."""
+    `q_ss_trunk`: 'shared' (Q_ss a head on D's trunk, the paper's) or 'own'; `q_ss_dropout`:
+    dropout on the features Q_ss's head reads, in training mode."""
     if q_ss_trunk not in Q_SS_TRUNKS:
         raise ValueError(f"model.q_ss_trunk: {q_ss_trunk!r} is not one of {Q_SS_TRUNKS}")
     spec = get_architecture(arch)
@@ -365,6 +385,6 @@ def create_models(
     conv_impl = layers.resolve_conv_impl(conv_impl)
     generator = spec.generator(axis_name=axis_name, dtype=dtype, conv_impl=conv_impl)
     discriminator = Discriminator(
-        arch, layout, axis_name, dtype, conv_impl, d_batch_norm, q_ss_trunk == "own"
+        arch, layout, axis_name, dtype, conv_impl, d_batch_norm, q_ss_trunk == "own", q_ss_dropout
     )
     return generator, discriminator

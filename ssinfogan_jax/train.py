@@ -242,6 +242,7 @@ def discriminator_loss(
     shifted_real_images: jax.Array | None = None,
     q_ss_real_images: jax.Array | None = None,
     q_ss_fake_images: jax.Array | None = None,
+    q_ss_dropout_keys: jax.Array | None = None,
     step: jax.Array | int = 0,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, tuple[Any, Metrics]]:
@@ -255,12 +256,15 @@ def discriminator_loss(
     (a Q_ss with a trunk of its own), Q_ss reads them in place of the reals, and reads the
     fakes (or `q_ss_fake_images` in their place) only when it learns from them
     (`weights.q_ss_on_fakes`): its trunk's fake half would cost a quarter of its work in this
-    step and change no gradient.
+    step and change no gradient. `q_ss_dropout_keys` [2B, 2] (a Q_ss with dropout): per real,
+    then per fake, the key of its dropout mask.
     """
 
-    def forward(stats, images, q_ss_images=None):
-        # Passed only when used, so a D of the caller's own need not take it.
+    def forward(stats, images, q_ss_images=None, keys=None):
+        # Passed only when used, so a D of the caller's own need not take them.
         extra = {} if q_ss_images is None else {"q_ss_images": q_ss_images}
+        if keys is not None:
+            extra["q_ss_dropout_keys"] = keys
         out, mutated = discriminator.apply(
             {"params": d_params, "batch_stats": stats},
             images,
@@ -271,17 +275,18 @@ def discriminator_loss(
         return out, mutated["batch_stats"]
 
     # One pass over [real; fake] with batch norm per half: the statistics of two passes.
-    q_ss_images, whole = None, ()
+    size = real_images.shape[0]
+    q_ss_images, whole, keys = None, (), q_ss_dropout_keys
     if q_ss_real_images is not None and weights.q_ss_on_fakes:
         q_ss_fakes = fake_images if q_ss_fake_images is None else q_ss_fake_images
         q_ss_images = jnp.concatenate([q_ss_real_images, q_ss_fakes])
     elif q_ss_real_images is not None:
         q_ss_images, whole = q_ss_real_images, Q_SS_PARAMS
+        keys = None if keys is None else keys[:size]
     with batch_norm_per_part(2, whole):
         both, stats = forward(
-            d_batch_stats, jnp.concatenate([real_images, fake_images]), q_ss_images
+            d_batch_stats, jnp.concatenate([real_images, fake_images]), q_ss_images, keys
         )
-    size = real_images.shape[0]
     real = jax.tree.map(lambda x: x[:size], both)
     fake = jax.tree.map(lambda x: x[size:], both)
     terms = {
@@ -297,7 +302,8 @@ def discriminator_loss(
         terms["d_ss_fake"] = losses.codes_loss(layout.supervised_codes, fake["q"], codes)
         loss += weights.ss_fake_weight(step) * terms["d_ss_fake"]
     if shifted_real_images is not None:
-        shifted, _ = forward(stats, shifted_real_images)
+        real_keys = None if q_ss_dropout_keys is None else q_ss_dropout_keys[:size]
+        shifted, _ = forward(stats, shifted_real_images, keys=real_keys)
         terms["d_consistency"] = losses.consistency_loss(
             layout.supervised_codes, real["q"], shifted["q"]
         )
@@ -331,10 +337,14 @@ def generator_loss(
     layout: latents_lib.LatentLayout,
     weights: losses.LossWeights,
     q_ss_view: Callable[[jax.Array], jax.Array] | None = None,
+    q_ss_dropout_keys: jax.Array | None = None,
 ) -> tuple[jax.Array, Metrics]:
     """L_G through D in train mode; D's updated statistics are discarded. With `q_ss_view` (a
-    Q_ss with a trunk of its own), Q_ss reads `q_ss_view(fake_images)`, differentiably."""
+    Q_ss with a trunk of its own), Q_ss reads `q_ss_view(fake_images)`, differentiably; with
+    `q_ss_dropout_keys` [B, 2] (a Q_ss with dropout), through the dropout masks they draw."""
     extra = {} if q_ss_view is None else {"q_ss_images": q_ss_view(fake_images)}
+    if q_ss_dropout_keys is not None:
+        extra["q_ss_dropout_keys"] = q_ss_dropout_keys
     fake, _ = discriminator.apply(
         {"params": d_params, "batch_stats": d_batch_stats},
         fake_images,
@@ -453,6 +463,12 @@ def train_step(
             return jax.vmap(recolour)(fake_rng, fakes)
 
         q_ss_fake = q_ss_view(d_fake) if weights.q_ss_on_fakes else None
+    dropout_keys = None
+    if getattr(discriminator, "q_ss_dropout", 0.0) > 0 and layout.supervised_codes:
+        # Per example, as every key here: the real's mask, then the fake's.
+        dropout_keys = jnp.concatenate(
+            [jax.vmap(jax.random.fold_in, (0, None))(shift_rng, i) for i in (6, 7)]
+        )
     loss_kwargs = dict(discriminator=discriminator, layout=layout, weights=weights)
     d_grads, (d_stats, d_terms) = jax.grad(discriminator_loss, has_aux=True)(
         d.params,
@@ -465,6 +481,7 @@ def train_step(
         shifted_real_images=shifted_real,
         q_ss_real_images=q_ss_real,
         q_ss_fake_images=q_ss_fake,
+        q_ss_dropout_keys=dropout_keys,
         step=state.step,
         axis_name=axis_name,
     )
@@ -473,7 +490,13 @@ def train_step(
 
     # G update: gradient of L_G w.r.t. the image, pulled back through G's saved forward.
     image_grads, g_terms = jax.grad(generator_loss, has_aux=True)(
-        fake_images, d.params, d.batch_stats, codes, **loss_kwargs, q_ss_view=q_ss_view
+        fake_images,
+        d.params,
+        d.batch_stats,
+        codes,
+        **loss_kwargs,
+        q_ss_view=q_ss_view,
+        q_ss_dropout_keys=None if dropout_keys is None else dropout_keys[batch_size:],
     )
     (g_grads,) = generator_vjp(image_grads)
     g_grads = _mean_over_devices(g_grads, axis_name)

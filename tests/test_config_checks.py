@@ -221,6 +221,7 @@ BAD_VALUES = {
     "model.arch": "resnet",
     "model.dtype": "float16",
     "model.conv_impl": "cudnn",
+    "model.q_ss_dropout": 1.0,
     "model.q_ss_trunk": "separate",
     "latents.codes": [default.code("digit", "categorical", 1)],
     "latents.noise_size": -1,

@@ -454,3 +454,30 @@ def test_auto_conv_impl_on_cpu_is_cpu_fast_and_unknown_is_an_error():
     assert generator.conv_impl == discriminator.conv_impl == "cpu_fast"
     with pytest.raises(ValueError, match=r"model\.conv_impl"):
         models.create_models("infogan_mnist", layout, conv_impl="cudnn")
+
+
+def test_q_ss_dropout_draws_each_examples_mask_from_its_key_in_training_only():
+    keys = jax.random.split(jax.random.PRNGKey(0), 64)
+    ones = jnp.ones((64, 50))
+    dropped = np.asarray(models.dropout_per_example(keys, ones, 0.25))
+    assert set(np.unique(dropped)) == {0.0, np.float32(1 / 0.75)}  # Kept ones are scaled.
+    assert abs((dropped > 0).mean() - 0.75) < 0.03
+    halves = [models.dropout_per_example(keys[i : i + 32], ones[:32], 0.25) for i in (0, 32)]
+    np.testing.assert_array_equal(np.concatenate(halves), dropped)  # A split batch drops alike.
+    _, _, plain = create_models(small_config())
+    with_dropout = plain.clone(q_ss_dropout=0.5)
+    images = jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1))
+    d_vars = jit(plain.init, train=False)(jax.random.PRNGKey(2), images)
+    for train in (False, True):
+        mutable = ["batch_stats"] if train else False
+        keys = jax.random.split(jax.random.PRNGKey(3), 8) if train else None
+        out = jit(with_dropout.apply, train=train, mutable=mutable)(
+            d_vars, images, q_ss_dropout_keys=keys
+        )
+        want = jit(plain.apply, train=train, mutable=mutable)(d_vars, images)
+        out, want = (o[0] if train else o for o in (out, want))
+        np.testing.assert_array_equal(out["logit"], want["logit"])  # D's head reads no dropout.
+        moved = float(jnp.abs(out["q"]["digit"] - want["q"]["digit"]).max())
+        assert (moved > 1e-3) if train else (moved == 0.0), (train, moved)
+    with pytest.raises(ValueError, match="q_ss_dropout_keys"):
+        with_dropout.apply(d_vars, images, train=True, mutable=["batch_stats"])

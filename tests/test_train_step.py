@@ -887,6 +887,23 @@ def test_labelled_reals_are_varied_for_d_and_q_ss_and_unlabelled_ones_never():
     assert abs(float(metrics["d_ss_real"]) - float(plain_metrics["d_ss_real"])) > 1e-4
 
 
+@pytest.mark.parametrize("config_name", ["default", "own_trunk"])
+def test_q_ss_dropout_changes_what_q_ss_learns_and_nothing_of_d(config_name):
+    config = CONFIGS[config_name]()
+    state, batch = initial_state(config_name), make_batch(config, MASK)
+    stepped = {}
+    for rate in (0.0, 0.5):
+        config.model.q_ss_dropout = rate
+        stepped[rate] = jax.jit(train.bind_train_step(experiment_of(config)))(state, batch)
+    (plain, plain_metrics), (dropped, metrics) = stepped[0.0], stepped[0.5]
+    assert float(metrics["d_gan"]) == float(plain_metrics["d_gan"])
+    assert abs(float(metrics["d_ss_real"]) - float(plain_metrics["d_ss_real"])) > 1e-3
+    assert abs(float(metrics["g_ss"]) - float(plain_metrics["g_ss"])) > 1e-3
+    d, plain_d = dropped.discriminator.params, plain.discriminator.params
+    assert trees_equal(d["d_head"], plain_d["d_head"])
+    assert not trees_equal(d["q_ss"], plain_d["q_ss"])
+
+
 def test_rotate_and_scale_turns_and_grows_about_the_centre():
     image = np.full((6, 6, 1), -1.0, np.float32)
     image[0, 1] = 1.0
