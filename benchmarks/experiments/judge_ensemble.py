@@ -13,7 +13,7 @@
 3. On `--val_rows` rows of the real train split (which no judge trained on): each member's and
    the ensemble's accuracy per categorical head (correlation for rotation), how often two
    members' classes differ, how often a member's differs from the ensemble's, and for rotation
-   the RMS difference in degrees.
+   the RMS difference in the code's units (1 is 30 degrees).
 
 Without a trained generator at hand, 3 stands in for the members' disagreement on samples.
 """
