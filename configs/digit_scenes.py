@@ -66,7 +66,7 @@ def get_config(arg: str | None = None):
     config.eval.judge_max_shift = 2.0
     config.eval.judge_steps = 3_000
     # Judged by the mean of 3 judges (seeds 0-2; the first is the single judge of the figures
-    # above): each head reads better than any one of them, for +28% evaluation time
+    # above): each head reads better than any one of them, for +34% evaluation time
     # (docs/digit_scenes.md, "The ensemble judge").
     config.eval.judge_ensemble = 3
     config.num_train_steps = 20_000
