@@ -28,8 +28,7 @@ judged and sampled (default_config.colour_32).
 Expected at step 1,000 (CPU, judged on the average): `:celeba` (version 2.1.0, by the mean of
 3 judges on 1,024 samples per value) dark_background and warm_foreground 1.000, thick_stroke
 0.964-0.988, neighbours 0.965-0.992, its rotation code 0.924-0.929 correlation on seeds 1-4;
-`:svhn`'s digit code 0.961 / 0.988 direct accuracy on seeds 1 / 2 (version 2.0.0, the single
-judge).
+`:svhn`'s digit code 0.956 / 0.970 direct accuracy on seeds 1 / 2 (the same way).
 Every table: docs/results.md; how this recipe was found: docs/digit_scenes.md.
 """
 
