@@ -46,7 +46,7 @@ import numpy as np
 import optax
 
 from configs import digit_scenes
-from ssinfogan_jax import augment, experiment, losses, models
+from ssinfogan_jax import augment, experiment, losses, train
 from ssinfogan_jax.data import labeled_subset
 
 
@@ -82,7 +82,7 @@ def train_and_read(exp, data, dropout, weight_decay, seed, checkpoints) -> dict[
     )
     # Only Q_ss's parameters move; D's trunk and heads are computed for nothing (and pruned
     # by XLA: no loss reads them).
-    tx = optax.multi_transform({"q_ss": tx, "d": optax.set_to_zero()}, q_ss_labels)
+    tx = optax.multi_transform({"q_ss": tx, "d": optax.set_to_zero()}, train.q_ss_param_labels)
     rng = jax.random.PRNGKey(seed)
     variables = discriminator.init(rng, jnp.zeros((1, *train_x.shape[1:])), train=False)
     params, stats = variables["params"], variables.get("batch_stats", {})
@@ -126,10 +126,6 @@ def train_and_read(exp, data, dropout, weight_decay, seed, checkpoints) -> dict[
         if step in checkpoints:
             scores[step] = read_scores(functools.partial(predict, params), layout, test_x, test_y)
     return scores
-
-
-def q_ss_labels(params) -> dict[str, str]:
-    return {name: "q_ss" if name in models.Q_SS_PARAMS else "d" for name in params}
 
 
 def main() -> None:
