@@ -2,7 +2,8 @@
 config runs by name from any directory, from a checkout and from a wheel; and each usage error
 of `python -m ssinfogan_jax.main` is one line and exit 2, before TensorFlow and JAX load.
 
-Pure Python: the configs import ml_collections only, so nothing here compiles.
+The configs import ml_collections only; the start-up checks import the package, but nothing
+here compiles.
 """
 
 import ast
@@ -92,6 +93,20 @@ def test_runlocal_is_a_short_run_of_the_same_experiment(name):
     assert local["checkpoint_every_steps"] <= local["num_train_steps"]
     changed = {key for key in full if full[key] != local[key]}
     assert changed <= RUN_LENGTH_FIELDS, changed - RUN_LENGTH_FIELDS
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_preset_and_each_of_its_runs_passes_the_start_up_checks(name):
+    # The checks that need no data: a preset whose cadences do not fit its steps per call
+    # would stop at start-up with exit 2.
+    from ssinfogan_jax import config_checks, sweep
+
+    module = _module(name)
+    for arg in [None, *_args(name)]:
+        config = module.get_config(arg)
+        runs = sweep.run_configs(config) if config.runs else {"": config}
+        for run, run_config in runs.items():
+            assert config_checks.find_problems(run_config) == [], (name, arg, run)
 
 
 def test_presets_combine_with_runlocal():
