@@ -26,7 +26,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -347,7 +346,8 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
         k,
         "taking turns at one compiled step (CPU)" if isinstance(state, list) else "vmapped",
     )
-    history, results, step, began = [], {r.name: {} for r in group}, start, time.monotonic()
+    history, results, step = [], {r.name: {} for r in group}, start
+    progress = reporting.Progress(cadences.num_train_steps, start)
     workdir = os.path.dirname(group[0].workdir)
 
     def evaluate(runs: list[int], host) -> list[int]:
@@ -356,7 +356,7 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
         for done, i in enumerate(runs):
             run = group[i]
             try:
-                with exit_codes.interruptible():
+                with exit_codes.interruptible(), progress.paused():
                     metrics = run.evaluator.evaluate(run_state(host, i))
             except exit_codes.Terminated:
                 return runs[done:]
@@ -380,12 +380,7 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
             preempted = preemption.should_stop(step)
             host, unevaluated = None, []
             if cadences.due(cadences.log_every, step) or preempted:
-                reporting.say(
-                    "[%d] %d runs, %.1f steps/s per run.",
-                    step,
-                    len(group),
-                    (step - start) / (time.monotonic() - began),
-                )
+                reporting.say("%s (each of %d runs)", progress.line(step), len(group))
                 for i, run in enumerate(group):
                     summary = reporting.summarize([run_state(h, i) for h in history])
                     run.writer.write_scalars(step, reporting.tagged(summary, "train"))

@@ -311,8 +311,9 @@ print("steps", manager.all_steps(), "w", restored["state"]["w"].ravel().tolist()
 
 
 def test_the_emulator_run_by_hand_prints_what_to_export_and_takes_orbax_saves(tmp_path):
-    """`python tests/gcs_emulator.py` as the README says: its `export` lines, sourced in another
-    process, let orbax save to and restore from gs://bucket; SIGTERM stops it with exit 0."""
+    """`python tests/gcs_emulator.py` as docs/multi_host_tpu.md says: its `export` lines,
+    sourced in another process, let orbax save to and restore from gs://bucket; SIGTERM stops
+    it with exit 0."""
     helper = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "tests", "gcs_emulator.py"), "--port=0"],
         stdout=subprocess.PIPE,

@@ -941,7 +941,7 @@ def test_local_two_processes_dry_run():
     assert lines == [expected.format(0), expected.format(1)]
 
 
-def test_readme_shows_the_tpu_vm_commands_exactly(checkout):
+def test_the_docs_show_the_tpu_vm_commands_exactly(checkout):
     result = _tpu_vm(
         checkout,
         "--dry-run",
@@ -951,7 +951,7 @@ def test_readme_shows_the_tpu_vm_commands_exactly(checkout):
         "--config=configs/celeba.py",
         "--workdir=gs://my-bucket/celeba-run1",
     )
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
+    with open(os.path.join(ROOT, "docs", "multi_host_tpu.md")) as f:
+        page = f.read()
     for line in result.stdout.splitlines():
-        assert f"    {line.replace(checkout, '/path/to/ssinfogan_jax')}\n" in readme, line
+        assert f"    {line.replace(checkout, '/path/to/ssinfogan_jax')}\n" in page, line

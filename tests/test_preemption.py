@@ -171,7 +171,7 @@ def test_sigterm_during_a_groups_evaluation(digits_shared, tmp_path):
         "--config.eval.samples_per_value=200",  # Evaluations of seconds: the signal lands in one.
     )
     process = start_main(digits_shared, workdir, "--config.num_train_steps=4", *flags, text=True)
-    output, elapsed, line = _sigterm_when(process, lambda x: "[2] 2 runs" in x)
+    output, elapsed, line = _sigterm_when(process, lambda x: "step 2/4" in x and "2 runs)" in x)
     assert line.startswith(f"preempted: saved step 2 in {workdir} after SIGTERM (its evaluation")
     print(f"SIGTERM in a group's evaluations of step 2: exit 75 {elapsed:.1f} s later")
     pending = {}

@@ -154,10 +154,12 @@ def _member(
             path = cache_path(exp, heads, digest, seed)
             continue
         judge = classifier_lib.load(candidate)
+        val = judge.info.get("val_by_head") or {"": judge.val_accuracy}
         logging.info(
-            "Judge (independent classifier) from %s (validation %s).",
+            "Judge (independent classifier) from %s (validation: %s).",
             candidate,
-            judge.info.get("val_by_head") or judge.val_accuracy,
+            ", ".join(f"{head} {acc:.3f}".strip() for head, acc in val.items() if acc is not None)
+            or "not measured",
         )
         return judge
     logging.info(
