@@ -293,6 +293,7 @@ def _train(
             best_dir=os.path.join(workdir, checkpointing.BEST_DIR, str(best)) if best else None,
             tensorboard_dir=exp.tensorboard_dir,
             elapsed=time.monotonic() - progress.started,
+            labelled=exp.has_labels,
         )
         print("\n".join(lines), flush=True)
     return eval_metrics

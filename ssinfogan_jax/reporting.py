@@ -201,10 +201,20 @@ def tagged(metrics: Mapping[str, float], group: str) -> dict[str, float]:
     return {f"{group}/{k}": v for k, v in metrics.items()}
 
 
-def headline(metrics: Mapping[str, float]) -> tuple[str, float, str] | None:
+def headline(metrics: Mapping[str, float], labelled: bool = True) -> tuple[str, float, str] | None:
     """(metric name, value, what it means) of a run's eval metrics: the direct conditional
-    accuracy of its judged code, or their mean over several codes; None without a judge."""
+    accuracy of its judged code, or their mean over several codes; None without a judge.
+    Trained without labels (`labelled` False), a code's values name no class: then the
+    accuracy under the best one-to-one map of values to classes."""
     per_code = sorted(k.split("/", 1)[1] for k in metrics if k.startswith("cond_acc_direct/"))
+    if not labelled and len(per_code) == 1 and f"cond_acc_mapped/{per_code[0]}" in metrics:
+        name = f"cond_acc_mapped/{per_code[0]}"
+        return (
+            name,
+            metrics[name],
+            f"of samples show one {per_code[0]} per code value, under the best one-to-one map "
+            "of values to classes (trained without labels, the run picks which is which)",
+        )
     if len(per_code) > 1 and "cond_acc_direct_mean" in metrics:
         names = ", ".join(per_code)
         return (
@@ -219,6 +229,12 @@ def headline(metrics: Mapping[str, float]) -> tuple[str, float, str] | None:
     return None
 
 
+def headline_text(name: str, value: float, meaning: str) -> str:
+    """'direct conditional accuracy: 98.9% of samples show ... (cond_acc_direct/digit)'."""
+    kind = "mapped" if name.startswith("cond_acc_mapped") else "direct"
+    return f"{kind} conditional accuracy: {100 * value:.1f}% {meaning} ({name})"
+
+
 def summary_lines(
     metrics: Mapping[str, float],
     step: int,
@@ -228,14 +244,14 @@ def summary_lines(
     best_dir: str | None = None,
     tensorboard_dir: str | None = None,
     elapsed: float | None = None,
+    labelled: bool = True,
 ) -> list[str]:
     """The end of a run for a person: the step, the headline metric and what it means, and
     where the samples, the best checkpoint, TensorBoard's files and every metric are."""
     took = f" in {duration(elapsed)}" if elapsed is not None else ""
     lines = [f"Finished at step {step}{took}."]
-    if head := headline(metrics):
-        name, value, meaning = head
-        lines.append(f"direct conditional accuracy: {100 * value:.1f}% {meaning} ({name})")
+    if head := headline(metrics, labelled):
+        lines.append(headline_text(*head))
     elif "q_ss_test_acc" in metrics:
         lines.append(
             f"Q_ss test accuracy: {100 * metrics['q_ss_test_acc']:.1f}% of real test images "
@@ -302,8 +318,9 @@ def write_images(grids: Mapping[str, np.ndarray], workdir: str, step: int) -> st
 def best_metric(exp) -> str:
     """config.best_metric as an eval metric of `exp` ('' = none). The default,
     'cond_acc_direct', names the mean over codes (cond_acc_direct_mean) where several
-    categorical codes are judged. Raises config_checks.ConfigError for a name the run's
-    evaluation never returns, listing those it does."""
+    categorical codes are judged, and the best map's accuracy (cond_acc_mapped) in a run
+    without labels, whose code values name no class. Raises config_checks.ConfigError for a
+    name the run's evaluation never returns, listing those it does."""
     from ssinfogan_jax import config_checks
     from ssinfogan_jax.evaluation import evaluator as evaluator_lib
 
@@ -314,6 +331,8 @@ def best_metric(exp) -> str:
     names = evaluator_lib.possible_metric_names(exp.layout, heads)
     if name == "cond_acc_direct" and name not in names:
         return "cond_acc_direct_mean"
+    if name == "cond_acc_direct" and not exp.has_labels:  # A value names no class: map them.
+        return "cond_acc_mapped"
     if name not in names:
         raise config_checks.ConfigError(
             f"config.best_metric={name!r} is not an eval metric of this run; pick one of "

@@ -16,8 +16,9 @@ as devices, and each run's batch over the rest when there are fewer (a 2-D mesh,
 and batch norm's statistics and the gradients stay those of each run's whole batch;
 `group_mesh`). On XLA:CPU a group's runs take turns at one compiled step instead of being
 vmapped (`vmaps_runs`: vmapped convolutions are slower there than the runs apart).
-`<workdir>/sweep.png` plots each run's direct conditional accuracy against steps, the mean over
-seeds with a band from the lowest to the highest.
+`<workdir>/sweep.png` plots each run's conditional accuracy against steps (direct; under the
+best map of code values to classes for runs without labels), the mean over seeds with a band
+from the lowest to the highest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +60,7 @@ class _Run:
     data: input_pipeline.TrainData | None = None
     evaluator: evaluation.Evaluator | None = None
     writer: object = None
+    images_dir: str | None = None  # The latest grids' folder.
 
 
 def parse_runs(text: str) -> list[dict[str, str]]:
@@ -273,7 +276,7 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> di
         exp = experiment_lib.from_config(run_config, data=data)
         path = os.path.join(workdir, name)
         checkpointer = checkpointing.Checkpointer(
-            path, exp.cadences.max_checkpoints_to_keep, exp.cadences.best_metric
+            path, exp.cadences.max_checkpoints_to_keep, reporting.best_metric(exp)
         )
         runs.append(_Run(name, path, exp, checkpointer))
     runs[0].exp.source.prepare()
@@ -290,7 +293,7 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> di
         len(groups),
         "; ".join(", ".join(r.name for r in group) for group in groups),
     )
-    results = {}
+    results, began = {}, time.monotonic()
     try:
         for group in groups:
             results.update(_train_group(group))
@@ -299,8 +302,22 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> di
             run.checkpointer.wait_until_finished()
             run.checkpointer.close()
     if jax.process_index() == 0:
-        plot_accuracy(workdir, list(configs))
+        plot = plot_accuracy(workdir, {run.name: _curve_metric(run.exp) for run in runs})
+        lines = [f"Finished {len(runs)} runs in {reporting.duration(time.monotonic() - began)}."]
+        for run in runs:
+            head = reporting.headline(results[run.name], run.exp.has_labels)
+            lines.append(f"  {run.name}: {reporting.headline_text(*head) if head else '-'}")
+        lines += [f"accuracy against steps: {plot}"] if plot else []
+        lines.append(f"each run's samples, checkpoints and metrics: {workdir}/<run>/")
+        lines.append(f"TensorBoard: tensorboard --logdir={workdir}")
+        print("\n".join(lines), flush=True)
     return results
+
+
+def _curve_metric(exp: experiment_lib.Experiment) -> str:
+    """What sweep.png plots for a run: its direct conditional accuracy, or, trained without
+    labels (its code values name no class), the accuracy under the best map."""
+    return "cond_acc_direct" if exp.has_labels else "cond_acc_mapped"
 
 
 def _train_group(group: list[_Run]) -> dict[str, dict]:
@@ -332,6 +349,8 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
         run.writer = metric_writers.create_default_writer(
             run.exp.tensorboard_dir or run.workdir, just_logging=jax.process_index() > 0
         )
+        if start == 0:
+            run.writer.write_hparams(run_record.hparams(run.exp.config))
     mesh = group_mesh(len(group), first.batches.batch_size)
     resident = on_device.put(group[0].data, None if mesh is None else on_device.replicated(mesh))
     knowns = [{k: np.asarray(v) for k, v in r.data.known.items()} for r in group]
@@ -363,14 +382,33 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
             results[run.name] = metrics
             run.writer.write_scalars(step, reporting.tagged(metrics, "eval"))
             run_record.append_eval(run.workdir, step, metrics)
-            if cadences.best_metric in metrics:
+            if run.checkpointer.best_metric in metrics:
                 run.checkpointer.save_best(step, run_state(host, i), metrics)
         return []
 
+    def draw(runs: list[int], host) -> bool:
+        """Each run's sample and traversal grids at `step`, as PNGs in its folder and in its
+        TensorBoard; False where a SIGTERM cut them short (as the loop's)."""
+        for i in runs:
+            run = group[i]
+            try:
+                with exit_codes.interruptible(), progress.paused():
+                    grids = run.evaluator.image_grids(run_state(host, i))
+            except exit_codes.Terminated:
+                return False
+            run.writer.write_images(step, grids)
+            if jax.process_index() == 0:
+                run.images_dir = reporting.write_images(grids, run.workdir, step)
+        return True
+
     with checkpointing.PreemptionNotice(group[0].checkpointer) as preemption:
         # Saved with EVAL_PENDING: those evaluations first (cut short again: still due).
-        if pending and evaluate(sorted(pending), jax.device_get(state)):
-            raise exit_codes.Preempted(step, workdir, note=checkpointing.CUT_SHORT)
+        if pending:
+            host = jax.device_get(state)
+            if evaluate(sorted(pending), host):
+                raise exit_codes.Preempted(step, workdir, note=checkpointing.CUT_SHORT)
+            if not draw(sorted(pending), host):
+                raise exit_codes.Preempted(step, workdir)
         while step < cadences.num_train_steps:
             count = min(k - step % k, cadences.num_train_steps - step)
             plans = _stack([on_device.plan(r.data, step, count) for r in group])
@@ -385,13 +423,14 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
                     summary = reporting.summarize([run_state(h, i) for h in history])
                     run.writer.write_scalars(step, reporting.tagged(summary, "train"))
                 history = []
-            if cadences.due(cadences.eval_every, step):
-                host = jax.device_get(state)
+            eval_due = cadences.due(cadences.eval_every, step)
+            if eval_due or cadences.due(cadences.images_every, step):
+                host, every = jax.device_get(state), list(range(len(group)))
                 if preempted:  # Not started: every run's evaluation is still due.
-                    unevaluated = list(range(len(group)))
+                    unevaluated = every if eval_due else []
                 else:
-                    unevaluated = evaluate(list(range(len(group))), host)
-                    preempted = bool(unevaluated)
+                    unevaluated = evaluate(every, host) if eval_due else []
+                    preempted = bool(unevaluated) or not draw(every, host)
             if preempted or cadences.due(cadences.checkpoint_every, step):
                 host = host if host is not None else jax.device_get(state)
                 for i, run in enumerate(group):
@@ -407,18 +446,27 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
     return results
 
 
-def plot_accuracy(workdir: str, names: list[str], metric: str = "cond_acc_direct") -> str | None:
-    """<workdir>/sweep.png: `metric` against steps per group of runs that differ only in their
-    seed (the mean, and a band from the lowest to the highest); None without histories."""
-    from PIL import Image, ImageDraw
-
+def accuracy_curves(workdir: str, metrics: dict[str, str]) -> dict[str, list[dict[int, float]]]:
+    """{label: one {step: value} per seed} of the runs `metrics` names ({run name: the metric
+    to plot}), grouped by their names without the seed; a label ends in ', mapped' where the
+    metric is the best map's accuracy."""
     curves: dict[str, list[dict[int, float]]] = {}
-    for name in names:
+    for name, metric in metrics.items():
         rows = run_record.read_eval_history(os.path.join(workdir, name))
         points = {row["step"]: row[metric] for row in rows if metric in row}
         if points:
             label = "_".join(p for p in name.split("_") if not p.startswith("seed=")) or "runs"
+            label += ", mapped" if metric.startswith("cond_acc_mapped") else ""
             curves.setdefault(label, []).append(points)
+    return curves
+
+
+def plot_accuracy(workdir: str, metrics: dict[str, str]) -> str | None:
+    """<workdir>/sweep.png: `accuracy_curves` against steps (the mean over seeds, and a band
+    from the lowest to the highest); None without histories."""
+    from PIL import Image, ImageDraw
+
+    curves = accuracy_curves(workdir, metrics)
     if not curves:
         return None
     width, height, margin = 640, 400, 50
@@ -433,7 +481,8 @@ def plot_accuracy(workdir: str, names: list[str], metric: str = "cond_acc_direct
     for value in (0.0, 0.5, 1.0):
         draw.text((5, y(value) - 6), f"{value:.1f}", fill="black")
     draw.text((width - margin - 40, height - margin + 10), f"step {last}", fill="black")
-    draw.text((margin, 10), f"{metric} (mean over seeds, band: min to max)", fill="black")
+    title = "conditional accuracy, direct or (mapped) under the best map of values to classes"
+    draw.text((margin, 10), f"{title}; mean over seeds, band: min to max", fill="black")
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
     for j, (label, runs) in enumerate(sorted(curves.items())):
         colour = colours[j % len(colours)]

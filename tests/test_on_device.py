@@ -162,32 +162,49 @@ def test_a_group_of_runs_equals_each_run_alone(smoke, digits_shared):
                 np.testing.assert_allclose(metrics[name][i][0], values[0], rtol=1e-5, atol=1e-7)
 
 
-def test_runs_train_as_one_program_each_in_its_own_folder(digits_shared, tmp_path):
-    """Two runs that share a train step are vmapped together, a third (other losses) trains as
-    a program of its own; each keeps a run's files; sweep.png plots them."""
+def test_runs_train_as_one_program_each_in_its_own_folder(digits_shared, tmp_path, capsys):
+    """Two runs that share a train step are vmapped together, a third (no labels, other
+    losses) trains as a program of its own; each keeps a run's files, its grids and its best
+    checkpoint; sweep.png plots them; the end names each run's accuracy."""
     from ssinfogan_jax import sweep
 
     config = digits_config(
         digits_shared, steps_per_dispatch=3, log_every_steps=3, eval_every_steps=0
     )
     config.runs = (
-        "seed=1,data.num_labeled=20;seed=2,data.num_labeled=100;seed=1,loss.lambda_consistency=1.0"
+        "seed=1,data.num_labeled=20;seed=2,data.num_labeled=100;"
+        "seed=1,data.num_labeled=0,loss.lambda_consistency=1.0"
     )
     configs = sweep.run_configs(config)
-    assert list(configs) == [
-        "seed=1_num_labeled=20",
-        "seed=2_num_labeled=100",
-        "seed=1_lambda_consistency=1.0",
-    ]
+    unlabelled = "seed=1_num_labeled=0_lambda_consistency=1.0"
+    assert list(configs) == ["seed=1_num_labeled=20", "seed=2_num_labeled=100", unlabelled]
     assert configs["seed=2_num_labeled=100"].data.num_labeled == 100
     results = loop.train_and_evaluate(config, str(tmp_path / "sweep"))
     assert sorted(results) == sorted(configs)
+    histories = {}
     for name in configs:
         run = tmp_path / "sweep" / name
         rows = [json.loads(x) for x in (run / "eval_history.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [6] and saved_state(run)[0] == 6
+        histories[name] = rows[0]
         subset = json.loads((run / "labeled_subset.json").read_text())
         assert subset["num_labeled"] == configs[name].data.num_labeled
+        assert (run / "images" / "step_6" / "samples_digit.png").stat().st_size > 1000
+        meta = json.loads((run / "checkpoints_best" / "6" / "meta" / "metadata").read_text())
+        assert meta["step"] == 6
     assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
+    # A run without labels is plotted, ranked and summed up by the best map's accuracy.
+    curves = sweep.accuracy_curves(str(tmp_path / "sweep"), {unlabelled: "cond_acc_mapped"})
+    assert curves == {
+        "num_labeled=0_lambda_consistency=1.0, mapped": [
+            {6: histories[unlabelled]["cond_acc_mapped"]}
+        ]
+    }
+    out = capsys.readouterr().out.splitlines()
+    end = out[out.index(next(x for x in out if x.startswith("Finished 3 runs in"))) :]
+    assert end[1].startswith("  seed=1_num_labeled=20: direct conditional accuracy: ")
+    assert end[3].startswith(f"  {unlabelled}: mapped conditional accuracy: ")
+    assert f"{100 * histories[unlabelled]['cond_acc_mapped']:.1f}%" in end[3]
+    assert end[4] == f"accuracy against steps: {tmp_path / 'sweep' / 'sweep.png'}"
     # A run in a group equals the same run alone (to 1e-6, in float64, on 1 and 4 devices):
     # tests/test_parallel.py, test_a_group_of_runs_shards_runs_and_batch.

@@ -151,6 +151,25 @@ def test_several_codes_show_no_bare_cond_acc_direct_and_best_metric_follows():
     assert headline[:2] == ("cond_acc_direct_mean", 0.8) and "mean over 2 codes" in headline[2]
 
 
+def test_a_run_without_labels_is_judged_and_kept_by_the_best_map():
+    from conftest import small_config
+
+    labelled, unlabelled = small_config(), small_config()
+    unlabelled.data.num_labeled = 0
+    assert reporting.best_metric(experiment_of(labelled)) == "cond_acc_direct"
+    assert reporting.best_metric(experiment_of(unlabelled)) == "cond_acc_mapped"
+    metrics = {"cond_acc_direct": 0.1, "cond_acc_direct/digit": 0.1,
+               "cond_acc_mapped": 0.93, "cond_acc_mapped/digit": 0.93}  # fmt: skip
+    assert reporting.headline(metrics)[:2] == ("cond_acc_direct/digit", 0.1)
+    head = reporting.headline(metrics, labelled=False)
+    assert head[:2] == ("cond_acc_mapped/digit", 0.93)
+    assert reporting.headline_text(*head).startswith(
+        "mapped conditional accuracy: 93.0% of samples show one digit per code value"
+    )
+    lines = reporting.summary_lines(metrics, 6, "/tmp/run", labelled=False)
+    assert lines[1] == reporting.headline_text(*head)
+
+
 def test_an_unknown_best_metric_is_one_line_before_anything_is_written(digits_shared, tmp_path):
     workdir = tmp_path / "run"
     result = _run(digits_shared, workdir, tmp_path, "--config.best_metric=accuracy")
