@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 from clu import metric_writers
 from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -287,11 +286,13 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> di
             groups.append([run])
         else:
             group.append(run)
-    logging.info(
-        "%d runs in %d programs: %s.",
+    sizes = [str(len(group)) for group in groups]
+    reporting.say(
+        "%d runs as %d program(s) of %s runs, each run in its own folder in %s.",
         len(runs),
         len(groups),
-        "; ".join(", ".join(r.name for r in group) for group in groups),
+        " and ".join([", ".join(sizes[:-1]), sizes[-1]] if len(sizes) > 1 else sizes),
+        workdir,
     )
     results, began = {}, time.monotonic()
     try:
@@ -357,7 +358,7 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
     state, knowns = group_state(states, knowns, mesh)
     step_fn = train_lib.bind_train_step(first, axis_name=None if mesh is None else BATCH)
     multi = make_group_step(step_fn, mesh=mesh)
-    logging.info(
+    reporting.say(
         "Training %d runs from step %d to %d, %d steps per call, %s.",
         len(group),
         start,

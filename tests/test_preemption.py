@@ -173,6 +173,8 @@ def test_sigterm_during_a_groups_evaluation(digits_shared, tmp_path):
     process = start_main(digits_shared, workdir, "--config.num_train_steps=4", *flags, text=True)
     output, elapsed, line = _sigterm_when(process, lambda x: "step 2/4" in x and "2 runs)" in x)
     assert line.startswith(f"preempted: saved step 2 in {workdir} after SIGTERM (its evaluation")
+    assert f"2 runs as 1 program(s) of 2 runs, each run in its own folder in {workdir}." in output
+    assert "Training 2 runs from step 0 to 4, " in output
     print(f"SIGTERM in a group's evaluations of step 2: exit 75 {elapsed:.1f} s later")
     pending = {}
     for run in ("seed=1", "seed=2"):
