@@ -474,20 +474,22 @@ def test_prepare_data_refuses_with_one_line_and_exit_2(tmp_path):
 # A run through the CLI, from the raw folder.
 
 
-def test_svhn_runlocal_trains_from_the_raw_folder(tmp_path):
-    write_svhn(tmp_path / "raw")
+def _main_from_raw(tmp_path, config: str, *flags: str) -> subprocess.CompletedProcess:
+    """`main` with `config` on the official files in <tmp_path>/raw (checksums skipped: they
+    are fixtures), preparing into <tmp_path>/tfds, a 5-step judge in <tmp_path>/judges, the
+    run in <tmp_path>/run; it must exit 0."""
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "ssinfogan_jax.main",
-            "--config=configs/svhn.py:runlocal",
+            f"--config={config}",
             f"--config.data.raw_dir={tmp_path / 'raw'}",
             f"--config.data.data_dir={tmp_path / 'tfds'}",
             f"--workdir={tmp_path / 'run'}",
-            "--config.data.num_labeled=10",
             "--config.eval.judge_steps=5",
             f"--config.eval.judge_dir={tmp_path / 'judges'}",
+            *flags,
         ],
         cwd=ROOT,
         env={**os.environ, official_files.SKIP_CHECKSUMS_ENV: "1"},
@@ -496,6 +498,12 @@ def test_svhn_runlocal_trains_from_the_raw_folder(tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_svhn_runlocal_trains_from_the_raw_folder(tmp_path):
+    write_svhn(tmp_path / "raw")
+    result = _main_from_raw(tmp_path, "configs/svhn.py:runlocal", "--config.data.num_labeled=10")
     assert "Prepared svhn_cropped into" in result.stderr
     assert "(cond_acc_direct/digit)" in result.stdout  # The end summary's headline.
     assert builders.is_prepared("svhn_cropped", str(tmp_path / "tfds"))
@@ -514,28 +522,11 @@ def test_celeba_64_runlocal_trains_at_64x64_from_the_raw_folder(tmp_path):
     judge at 64x64; the set it prepared also serves 32x32 (the size is the net's, at load)."""
     write_celeba(tmp_path / "raw")
     data_dir, judges = tmp_path / "tfds", tmp_path / "judges"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ssinfogan_jax.main",
-            "--config=configs/celeba.py:64,runlocal",
-            f"--config.data.raw_dir={tmp_path / 'raw'}",
-            f"--config.data.data_dir={data_dir}",
-            f"--workdir={tmp_path / 'run'}",
-            # Of the fixture's 4: its 1% (the count is of the split as built) is none, which
-            # a run set up for labels refuses (test_input_pipeline).
-            "--config.data.num_labeled=2",
-            "--config.eval.judge_steps=5",
-            f"--config.eval.judge_dir={judges}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, official_files.SKIP_CHECKSUMS_ENV: "1"},
-        capture_output=True,
-        text=True,
-        timeout=900,
+    # Of the fixture's 4: its 1% (the count is of the split as built) is none, which a run set
+    # up for labels refuses (test_input_pipeline).
+    result = _main_from_raw(
+        tmp_path, "configs/celeba.py:64,runlocal", "--config.data.num_labeled=2"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert "Prepared celeb_a into" in result.stderr
     assert "(cond_acc_direct_mean)" in result.stdout  # The end summary's headline.
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["arch"] == "dcgan_64"
