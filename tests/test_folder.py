@@ -279,6 +279,17 @@ def test_num_labeled_subsamples_each_label(shapes, tmp_path):
 # --- Through main ------------------------------------------------------------------------------
 
 
+def _folder_run(workdir, images_dir, labels_csv, tmp_path) -> list[str]:
+    """main's arguments for configs/folder.py:runlocal on a folder, prepared in <tmp_path>/tfds."""
+    return [
+        "--config=configs/folder.py:runlocal",
+        f"--workdir={workdir}",
+        f"--config.data.images_dir={images_dir}",
+        f"--config.data.labels_csv={labels_csv}",
+        f"--config.data.data_dir={tmp_path / 'tfds'}",
+    ]
+
+
 def _main(args, env_extra=None):
     env = dict(os.environ, JAX_PLATFORMS="cpu", **(env_extra or {}))
     return subprocess.run(
@@ -295,15 +306,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(shapes, tmp_path):
     out, csv_path = copy_folder(shapes[0], tmp_path / "f")
     os.remove(os.path.join(out, "images", "00001.png"))
     workdir = tmp_path / "work"
-    result = _main(
-        [
-            "--config=configs/folder.py:runlocal",
-            f"--workdir={workdir}",
-            f"--config.data.images_dir={out}",
-            f"--config.data.labels_csv={csv_path}",
-            f"--config.data.data_dir={tmp_path / 'tfds'}",
-        ]
-    )
+    result = _main(_folder_run(workdir, out, csv_path, tmp_path))
     assert result.returncode == 2, result.stderr[-2000:]
     fatal = [line for line in result.stderr.splitlines() if "are not PNG/JPEG files" in line]
     assert len(fatal) == 1 and "1 of its 48 files" in fatal[0]
@@ -315,11 +318,7 @@ def test_a_short_run_through_main(shapes, tmp_path):
     workdir = tmp_path / "work"
     result = _main(
         [
-            "--config=configs/folder.py:runlocal",
-            f"--workdir={workdir}",
-            f"--config.data.images_dir={out}",
-            f"--config.data.labels_csv={csv_path}",
-            f"--config.data.data_dir={tmp_path / 'tfds'}",
+            *_folder_run(workdir, out, csv_path, tmp_path),
             "--config.batch_size=8",
             "--config.num_train_steps=2",
             "--config.eval.judge_steps=5",
@@ -409,15 +408,7 @@ def test_a_stray_word_in_a_column_of_numbers_is_refused_unless_the_kind_is_given
     rewrite_csv(csv_path, lambda _: rows)
     line = index + 1  # 1-based, the header is line 1.
     workdir = tmp_path / "work"
-    result = _main(
-        [
-            "--config=configs/folder.py:runlocal",
-            f"--workdir={workdir}",
-            f"--config.data.images_dir={out}",
-            f"--config.data.labels_csv={csv_path}",
-            f"--config.data.data_dir={tmp_path / 'tfds'}",
-        ]
-    )
+    result = _main(_folder_run(workdir, out, csv_path, tmp_path))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     fatal = [line for line in result.stderr.splitlines() if "FATAL" in line or "config." in line]
