@@ -212,6 +212,15 @@ def copy_run(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     return workdir
 
 
+def listing(workdir) -> dict[str, int]:
+    """Every file under a folder with its size ({} if it does not exist)."""
+    return {
+        os.path.relpath(os.path.join(d, f), workdir): os.path.getsize(os.path.join(d, f))
+        for d, _, files in os.walk(workdir)
+        for f in files
+    }
+
+
 def saved_state(workdir) -> tuple[int, dict]:
     """(step, state) of a run's latest checkpoint, read as saved: no template, nothing compiled
     (the state is a dict: generator, discriminator, rng, step)."""

@@ -5,7 +5,7 @@ import os
 
 import jax
 import pytest
-from conftest import experiment_of, run_main
+from conftest import experiment_of, listing, run_main
 
 from configs import celeba, digits, mnist
 from ssinfogan_jax import config_checks, experiment
@@ -391,17 +391,6 @@ def test_a_folders_bad_test_share_is_its_only_problem(tmp_path):
     assert _only_problem(config) == "config.data.test_share: 1.0 is not in [0.0, 1.0)"
 
 
-def _listing(workdir) -> dict[str, int]:
-    """Every file under the work dir with its size ({} if it does not exist)."""
-    if not os.path.exists(workdir):
-        return {}
-    return {
-        os.path.relpath(os.path.join(d, f), workdir): os.path.getsize(os.path.join(d, f))
-        for d, _, files in os.walk(workdir)
-        for f in files
-    }
-
-
 @pytest.mark.parametrize(
     "flag, line",
     [
@@ -427,7 +416,7 @@ def test_a_step_that_cannot_fit_in_memory_is_refused_before_anything_is_written(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0] == "FATAL invalid config:", result.stderr[-2000:]
     assert lines[1].strip().startswith(line) and "GiB" in lines[1], lines[1]
-    assert _listing(workdir) == {}
+    assert listing(workdir) == {}
 
 
 def test_the_memory_estimate_errs_low_and_passes_the_shipped_configs(config):
@@ -458,10 +447,10 @@ def test_until_a_first_checkpoint_a_rerun_may_change_any_field(digits_shared, tm
     workdir.mkdir()
     bad = digits_config(digits_shared, batch_size=100_000_000)
     (workdir / "config.json").write_text(bad.to_json_best_effort(indent=2))
-    before = _listing(workdir)
+    before = listing(workdir)
     result = run_main(digits_shared, workdir, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    after = _listing(workdir)
+    after = listing(workdir)
     assert set(before) < set(after) and "checkpoints/6/_CHECKPOINT_METADATA" in after, after
     saved = json.loads((workdir / "config.json").read_text())
     assert saved["batch_size"] == digits.get_config("runlocal").batch_size

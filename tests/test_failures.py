@@ -19,6 +19,7 @@ from conftest import (
     DIGITS_EVAL_EVERY,
     DIGITS_STEPS,
     copy_run,
+    listing,
     run_main,
     saved_state,
     start_main,
@@ -27,17 +28,6 @@ from conftest import (
 from ssinfogan_jax import checkpointing, exit_codes, loop, run_record
 
 STEPS = DIGITS_STEPS  # Checkpoints at 3 and 6; the shared run evaluates at 2, 4 and 6.
-
-
-def _listing(workdir) -> dict[str, int]:
-    """Every file under the work dir with its size ({} if it does not exist)."""
-    if not os.path.exists(workdir):
-        return {}
-    return {
-        os.path.relpath(os.path.join(d, f), workdir): os.path.getsize(os.path.join(d, f))
-        for d, _, files in os.walk(workdir)
-        for f in files
-    }
 
 
 def _fatal(result: subprocess.CompletedProcess) -> str:
@@ -50,7 +40,7 @@ def _fatal(result: subprocess.CompletedProcess) -> str:
 
 def test_a_rejected_resume_leaves_the_record_as_it_was(digits_shared, digits_run, tmp_path):
     workdir = copy_run(digits_run, tmp_path)
-    before, record = _listing(workdir), (workdir / "config.json").read_text()
+    before, record = listing(workdir), (workdir / "config.json").read_text()
     result = run_main(
         digits_shared, workdir, "--config.num_train_steps=60", "--config.data.num_labeled=50"
     )
@@ -60,17 +50,17 @@ def test_a_rejected_resume_leaves_the_record_as_it_was(digits_shared, digits_run
         "config.data.num_labeled: 100 -> 50" in line
         and "num_train_steps" not in line.split("; these")[0]
     ), line
-    assert _listing(workdir) == before and (workdir / "config.json").read_text() == record
+    assert listing(workdir) == before and (workdir / "config.json").read_text() == record
 
 
 def test_an_incompatible_config_names_the_field_not_orbax(digits_shared, digits_run, tmp_path):
     workdir = copy_run(digits_run, tmp_path)
-    before = _listing(workdir)
+    before = listing(workdir)
     result = run_main(digits_shared, workdir, "--config.latents.noise_size=10", "--mode=eval")
     assert result.returncode == exit_codes.BAD_INPUT
     line = _fatal(result)
     assert "config.latents.noise_size: 62 -> 10" in line and "strict" not in line
-    assert _listing(workdir) == before
+    assert listing(workdir) == before
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +80,11 @@ def test_allowed_changes_are_recorded_and_a_finished_run_says_so(
     digits_shared, digits_run, resumed_run, tmp_path
 ):
     workdir = copy_run(digits_run, tmp_path)
-    before = _listing(workdir)
+    before = listing(workdir)
     result = run_main(digits_shared, workdir)
     assert result.returncode == exit_codes.FINISHED, result.stderr[-3000:]
     assert result.stdout.splitlines()[0].startswith(f"already finished: {workdir} holds step 6")
-    assert _listing(workdir) == before
+    assert listing(workdir) == before
 
     workdir, _ = resumed_run
     history = [
@@ -156,13 +146,13 @@ def test_a_truncated_checkpoint_is_named_with_the_older_intact_one(
     workdir = copy_run(digits_run, tmp_path)
     manifest = workdir / checkpointing.LATEST_DIR / str(STEPS) / "state" / "manifest.ocdbt"
     os.truncate(manifest, 20)
-    before = _listing(workdir)
+    before = listing(workdir)
     result = run_main(digits_shared, workdir, "--config.num_train_steps=9")
     assert result.returncode == exit_codes.NEEDS_A_PERSON
     line = _fatal(result)
     assert f"checkpoint step {STEPS} in {manifest.parent.parent}" in line
     assert "older checkpoints there: [3]" in line
-    assert _listing(workdir) == before
+    assert listing(workdir) == before
 
 
 def test_a_nan_names_the_step_and_keeps_the_last_good_checkpoint(digits_shared, tmp_path):
@@ -197,12 +187,12 @@ def test_eval_and_sample_on_a_mistyped_work_dir_create_nothing(digits_shared, tm
 def test_eval_prints_its_metrics_before_a_failed_write(digits_shared, digits_run, tmp_path):
     workdir = copy_run(digits_run, tmp_path)
     (workdir / f"eval_{STEPS}.json").mkdir()  # Where eval writes: now unwritable.
-    before = _listing(workdir)
+    before = listing(workdir)
     result = run_main(digits_shared, workdir, "--mode=eval")
     assert result.returncode == exit_codes.NEEDS_A_PERSON
     assert _fatal(result).startswith("FATAL I/O error: Is a directory")
     assert f"step: {STEPS}" in result.stdout and "cond_acc_direct: " in result.stdout
-    assert _listing(workdir) == before
+    assert listing(workdir) == before
 
 
 def test_an_unwritable_work_dir_is_one_line(digits_shared, tmp_path):
@@ -211,7 +201,7 @@ def test_an_unwritable_work_dir_is_one_line(digits_shared, tmp_path):
     result = run_main(digits_shared, blocker / "run")
     assert result.returncode == exit_codes.NEEDS_A_PERSON
     assert _fatal(result).startswith("FATAL I/O error: ")
-    assert _listing(tmp_path) == {"file": 0}
+    assert listing(tmp_path) == {"file": 0}
 
 
 @pytest.fixture

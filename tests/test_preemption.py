@@ -23,7 +23,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, main_command, saved_state, start_main
+from conftest import ROOT, listing, main_command, saved_state, start_main
 
 from ssinfogan_jax import checkpointing, exit_codes
 
@@ -68,15 +68,6 @@ def test_sigterm_raises_outside_deferred_blocks_and_is_read_inside_them():
         assert evaluated == [] and saved == [True, True]
     finally:
         exit_codes.restore_sigterm_handler(previous)
-
-
-def _listing(workdir) -> dict[str, int]:
-    """Every file under a folder with its size ({} if it does not exist)."""
-    return {
-        os.path.relpath(os.path.join(d, f), workdir): os.path.getsize(os.path.join(d, f))
-        for d, _, files in os.walk(workdir)
-        for f in files
-    }
 
 
 def _sigterm_when(process, ready, timeout: float = 400) -> tuple[str, float, str]:
@@ -130,8 +121,8 @@ def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_pat
         f"half-written in {workdir}; run the same command again"
     )
     print(f"SIGTERM while the judge trains: exit 75 {elapsed:.1f} s later")
-    assert list(_listing(workdir)) == ["labeled_subset.json"], output[-3000:]
-    assert _listing(judges) == {}
+    assert list(listing(workdir)) == ["labeled_subset.json"], output[-3000:]
+    assert listing(judges) == {}
 
     # During the evaluation of step 2: that step saved, marked as not evaluated.
     flags = (
@@ -140,10 +131,10 @@ def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_pat
         "--config.eval.samples_per_value=200",  # An evaluation of seconds: the signal lands in it.
     )
     process = start_main(digits_shared, workdir, "--config.num_train_steps=4", *flags, text=True)
-    before = _listing(workdir)
+    before = listing(workdir)
     output, elapsed, line = _sigterm_when(process, lambda x: x.startswith("step 2/4"))
     assert line.startswith(f"preempted: saved step 2 in {workdir} after SIGTERM (its evaluation")
-    after = _listing(workdir)
+    after = listing(workdir)
     assert "eval_history.jsonl" not in after and not any(f.startswith("images/") for f in after)
     assert {f.split("/")[1] for f in after if f.startswith("checkpoints/")} == {"2"}
     assert before.items() <= after.items()
@@ -156,7 +147,7 @@ def test_sigterm_before_the_loop_and_during_an_evaluation(digits_shared, tmp_pat
     assert "Resumed from step 2" in result.stderr
     rows = (workdir / "eval_history.jsonl").read_text().splitlines()
     assert [json.loads(row)["step"] for row in rows] == [2]
-    assert "images/step_2/samples_digit.png" in _listing(workdir)
+    assert "images/step_2/samples_digit.png" in listing(workdir)
 
 
 def test_sigterm_during_a_groups_evaluation(digits_shared, tmp_path):
