@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import types
 
 import jax
@@ -162,11 +163,18 @@ def test_a_group_of_runs_equals_each_run_alone(smoke, digits_shared):
                 np.testing.assert_allclose(metrics[name][i][0], values[0], rtol=1e-5, atol=1e-7)
 
 
-def test_runs_train_as_one_program_each_in_its_own_folder(digits_shared, tmp_path, capsys):
-    """Two runs that share a train step are vmapped together, a third (no labels, other
-    losses) trains as a program of its own; each keeps a run's files, its grids and its best
-    checkpoint; sweep.png plots them; the end names each run's accuracy."""
+@pytest.mark.parametrize("vmap", [False, True], ids=["in_turns", "vmapped"])
+def test_runs_train_as_one_program_each_in_its_own_folder(
+    digits_shared, tmp_path, capsys, caplog, monkeypatch, vmap
+):
+    """Two runs that share a train step train together, a third (no labels, other losses) as
+    a program of its own; each keeps a run's files, its grids and its best checkpoint;
+    sweep.png plots them; the end names each run's accuracy. In turns (XLA:CPU's way) and
+    vmapped (an accelerator's: the group's state one stacked tree)."""
     from ssinfogan_jax import sweep
+
+    monkeypatch.setattr(sweep, "vmaps_runs", lambda backend=None: vmap)
+    caplog.set_level(logging.INFO)
 
     config = digits_config(
         digits_shared, steps_per_dispatch=3, log_every_steps=3, eval_every_steps=0
@@ -200,6 +208,7 @@ def test_runs_train_as_one_program_each_in_its_own_folder(digits_shared, tmp_pat
             {6: histories[unlabelled]["cond_acc_mapped"]}
         ]
     }
+    assert ("vmapped" if vmap else "taking turns at one compiled step") in caplog.text
     out = capsys.readouterr().out.splitlines()
     end = out[out.index(next(x for x in out if x.startswith("Finished 3 runs in"))) :]
     assert end[1].startswith("  seed=1_num_labeled=20: direct conditional accuracy: ")
