@@ -19,6 +19,7 @@ is `run_record`'s. Eval and sample only read the work dir.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import time
@@ -327,8 +328,18 @@ def evaluate(
     """Evaluates the latest (or `config.sample.checkpoint`) checkpoint; writes eval_<step>.json.
 
     `report(step, metrics)`, if given, is called (on process 0) before anything is written, so
-    the metrics are shown even when the work dir cannot be written.
+    the metrics are shown even when the work dir cannot be written. A group's work dir
+    (config.runs): each run's, in <workdir>/<run>; returns {run: metrics} and reports with
+    `run=` its name.
     """
+    if config.get("runs"):
+        from ssinfogan_jax import sweep
+
+        results = {}
+        for name, run in sweep.checked_run_configs(config).items():
+            named = None if report is None else functools.partial(report, run=name)
+            results[name] = evaluate(run, os.path.join(workdir, name), named, data)
+        return results
     exp, state, step = restore(config, workdir, data=data)
     result = evaluation.make_evaluator(exp).evaluate(state)
     if _is_main():
@@ -381,7 +392,15 @@ def evaluate_checkpoints(
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[str, str]:
-    """Generates from a checkpoint into <workdir>/samples (see sampling.write_samples)."""
+    """Generates from a checkpoint into <workdir>/samples (see sampling.write_samples); for a
+    group's work dir (config.runs), into each run's, {run: {what: path}}."""
+    if config.get("runs"):
+        from ssinfogan_jax import sweep
+
+        return {
+            name: sample(run, os.path.join(workdir, name), data)
+            for name, run in sweep.checked_run_configs(config).items()
+        }
     exp, state, step = restore(config, workdir, data=data)
     generator, _ = exp.models()
     variables = train_lib.generator_variables(state)  # G's moving average where one is kept.

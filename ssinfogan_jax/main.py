@@ -229,7 +229,9 @@ def _main(argv: list[str]) -> None:
     )
     is_main = jax.process_index() == 0
 
-    def report(step, metrics):
+    def report(step, metrics, run=""):
+        if run:  # A group's work dir: each run in turn.
+            print(f"run: {run}")
         print(f"step: {step}")
         for name, value in sorted(metrics.items()):
             print(f"{name}: {value}", flush=True)
@@ -266,8 +268,10 @@ def _main(argv: list[str]) -> None:
             os._exit(code)
         sys.exit(code)
     if is_main and _MODE.value == "sample":
-        for name, value in sorted(metrics.items()):
-            print(f"{name}: {value}")
+        written = metrics if _CONFIG.value.get("runs") else {"": metrics}
+        for run, paths in written.items():
+            for name, value in sorted(paths.items()):
+                print(f"{run}/{name}: {value}" if run else f"{name}: {value}")
         print(
             "samples.npz: per sample, varied_code and varied_value (the code set and its "
             "value; value_name: its class), in blocks of one value",

@@ -100,6 +100,17 @@ def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
     return out
 
 
+def checked_run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+    """`run_configs`, a bad override raised as config_checks.ConfigError (main: one line, exit
+    2)."""
+    try:
+        return run_configs(config)
+    except ValueError as e:
+        from ssinfogan_jax import config_checks
+
+        raise config_checks.ConfigError(str(e)) from None
+
+
 def vmaps_runs(backend: str | None = None) -> bool:
     """Whether a group's runs on one device are vmapped into one program (GPUs, TPUs: one
     launch for every run's step) or take turns, each step of each run a call of the one
@@ -264,12 +275,7 @@ def _stack(trees):
 def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict[str, dict]:
     """Trains every run of config.runs (from scratch, or resuming each run's latest
     checkpoint); returns {run name: final eval metrics}. Raises as loop.train_and_evaluate."""
-    try:
-        configs = run_configs(config)
-    except ValueError as e:
-        from ssinfogan_jax import config_checks
-
-        raise config_checks.ConfigError(str(e)) from None
+    configs = checked_run_configs(config)
     runs = []
     for name, run_config in configs.items():
         exp = experiment_lib.from_config(run_config, data=data)

@@ -215,5 +215,21 @@ def test_runs_train_as_one_program_each_in_its_own_folder(
     assert end[3].startswith(f"  {unlabelled}: mapped conditional accuracy: ")
     assert f"{100 * histories[unlabelled]['cond_acc_mapped']:.1f}%" in end[3]
     assert end[4] == f"accuracy against steps: {tmp_path / 'sweep' / 'sweep.png'}"
+    if vmap:
+        return
+    # --mode=eval and --mode=sample on the group's work dir: each run's, in its folder.
+    reported = []
+    evaluated = loop.evaluate(
+        config, str(tmp_path / "sweep"), report=lambda step, m, run: reported.append((run, step))
+    )
+    assert reported == [(name, 6) for name in configs] and list(evaluated) == list(configs)
+    for name in configs:
+        saved = json.loads((tmp_path / "sweep" / name / "eval_6.json").read_text())
+        assert saved == {"step": 6, **evaluated[name]}
+        assert saved["cond_acc_direct"] == histories[name]["cond_acc_direct"]
+    config.sample.per_value = 2
+    written = loop.sample(config, str(tmp_path / "sweep"))
+    assert list(written) == list(configs)
+    assert written[unlabelled]["samples"].startswith(str(tmp_path / "sweep" / unlabelled))
     # A run in a group equals the same run alone (to 1e-6, in float64, on 1 and 4 devices):
     # tests/test_parallel.py, test_a_group_of_runs_shards_runs_and_batch.
