@@ -59,7 +59,6 @@ class _Run:
     data: input_pipeline.TrainData | None = None
     evaluator: evaluation.Evaluator | None = None
     writer: object = None
-    images_dir: str | None = None  # The latest grids' folder.
 
 
 def parse_runs(text: str) -> list[dict[str, str]]:
@@ -405,7 +404,7 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
                 return False
             run.writer.write_images(step, grids)
             if jax.process_index() == 0:
-                run.images_dir = reporting.write_images(grids, run.workdir, step)
+                reporting.write_images(grids, run.workdir, step)
         return True
 
     with checkpointing.PreemptionNotice(group[0].checkpointer) as preemption:
