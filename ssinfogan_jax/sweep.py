@@ -308,7 +308,7 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> di
             run.checkpointer.wait_until_finished()
             run.checkpointer.close()
     if jax.process_index() == 0:
-        plot = plot_accuracy(workdir, {run.name: _curve_metric(run.exp) for run in runs})
+        plot = plot_accuracy(workdir, {run.name: curve_metric(run.exp.has_labels) for run in runs})
         lines = [f"Finished {len(runs)} runs in {reporting.duration(time.monotonic() - began)}."]
         for run in runs:
             head = reporting.headline(results[run.name], run.exp.has_labels)
@@ -320,10 +320,10 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str, data=None) -> di
     return results
 
 
-def _curve_metric(exp: experiment_lib.Experiment) -> str:
+def curve_metric(has_labels: bool) -> str:
     """What sweep.png plots for a run: its direct conditional accuracy, or, trained without
     labels (its code values name no class), the accuracy under the best map."""
-    return "cond_acc_direct" if exp.has_labels else "cond_acc_mapped"
+    return "cond_acc_direct" if has_labels else "cond_acc_mapped"
 
 
 def _train_group(group: list[_Run]) -> dict[str, dict]:

@@ -120,7 +120,9 @@ def train_twins() -> int:
 
 
 def _curve(workdir: str, labelled: bool) -> dict[int, float]:
-    metric = "cond_acc_direct" if labelled else "cond_acc_mapped"
+    from ssinfogan_jax import sweep
+
+    metric = sweep.curve_metric(labelled)
     rows = common.read_history(os.path.join(workdir, common.EVAL_HISTORY))
     return {row["step"]: row[metric] for row in rows if metric in row}
 
