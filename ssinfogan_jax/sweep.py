@@ -346,10 +346,11 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
             "a group resumes together; rerun the stragglers alone or use a fresh --workdir"
         )
     start = steps.pop()
-    for run in group:
+    evaluators = evaluation.make_evaluators([run.exp for run in group])
+    for run, evaluator in zip(group, evaluators, strict=True):
         epath.Path(run.workdir).mkdir(parents=True, exist_ok=True)
         run.data = input_pipeline.create_train_data(run.exp, run.workdir)
-        run.evaluator = evaluation.make_evaluator(run.exp)
+        run.evaluator = evaluator
         run_record.write_config(run.exp.config, run.workdir, None, {}, start)
         run_record.trim_eval_history(run.workdir, start)
         run.writer = metric_writers.create_default_writer(

@@ -209,6 +209,7 @@ def test_runs_train_as_one_program_each_in_its_own_folder(
         ]
     }
     assert ("vmapped" if vmap else "taking turns at one compiled step") in caplog.text
+    assert caplog.text.count("(independent classifier)") == 2  # Once per program, not per run.
     out = capsys.readouterr().out.splitlines()
     end = out[out.index(next(x for x in out if x.startswith("Finished 3 runs in"))) :]
     assert end[1].startswith("  seed=1_num_labeled=20: direct conditional accuracy: ")

@@ -25,7 +25,7 @@ from ssinfogan_jax.evaluation.frechet import (
     gaussian_statistics,
 )
 from ssinfogan_jax.evaluation.images import make_grid, save_grid, save_image, to_uint8
-from ssinfogan_jax.evaluation.judge import judge_for, make_evaluator
+from ssinfogan_jax.evaluation.judge import judge_for, make_evaluator, make_evaluators
 from ssinfogan_jax.evaluation.metrics import (
     ConditionalAccuracy,
     class_mapping,
@@ -64,6 +64,7 @@ __all__ = [
     "label_accuracy",
     "load",
     "make_evaluator",
+    "make_evaluators",
     "make_grid",
     "metrics",
     "sampling",

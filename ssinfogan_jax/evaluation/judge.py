@@ -2,6 +2,7 @@
 
     judge = judge_for(exp)              # loaded from its cache, or trained and cached
     evaluator = make_evaluator(exp)     # evaluator.evaluate(state) -> {metric: value}
+    evaluators = make_evaluators(exps)  # a group's: one test split and judge per data set
 
 The judge is trained on the data's *test* split and validated on its *train* split (the
 paper's protocol), so it never saw what G learned from. It is cached under
@@ -211,8 +212,22 @@ def _member(
 
 def make_evaluator(exp) -> evaluator_lib.Evaluator:
     """The evaluator of `exp`: the real test split and the judge (trained if not cached)."""
-    test_split = exp.source.load_float("test")
-    judge = None
-    if evaluator_lib.judged_labels(exp.layout, exp.data.labels):
-        judge = judge_for(exp, test_split)
-    return evaluator_lib.Evaluator(exp, *test_split, judge)
+    return make_evaluators([exp])[0]
+
+
+def make_evaluators(exps: list) -> list[evaluator_lib.Evaluator]:
+    """The evaluator of each of `exps` (the runs of a group): runs of the same data, layout
+    and judge share one test split and one judge, loaded (and announced) once."""
+    made: dict[tuple, tuple] = {}
+    evaluators = []
+    for exp in exps:
+        key = (exp.source.judge_key, repr(exp.data), exp.layout, exp.judge)
+        if key not in made:
+            test_split = exp.source.load_float("test")
+            judge = None
+            if evaluator_lib.judged_labels(exp.layout, exp.data.labels):
+                judge = judge_for(exp, test_split)
+            made[key] = (test_split, judge)
+        test_split, judge = made[key]
+        evaluators.append(evaluator_lib.Evaluator(exp, *test_split, judge))
+    return evaluators
