@@ -147,8 +147,7 @@ def train_and_evaluate(
         # A SIGTERM cut this step's evaluation short, or came before it: evaluated first.
         eval_pending = bool(meta.get(checkpointing.EVAL_PENDING))
         if start_step >= exp.cadences.num_train_steps and not eval_pending:
-            rows = run_record.read_eval_history(workdir)
-            last = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
+            last = run_record.last_eval(workdir)
             raise AlreadyFinished(start_step, exp.cadences.num_train_steps, workdir, last)
         if _is_main():  # In the log's first lines: what the first minutes are spent on.
             reporting.announce_judge(exp)

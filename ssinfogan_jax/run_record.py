@@ -99,6 +99,12 @@ def read_eval_history(workdir: str, path: str | None = None) -> list[dict]:
     return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 
+def last_eval(workdir: str) -> dict:
+    """The metrics of the work dir's last evaluated step ({} if none)."""
+    rows = read_eval_history(workdir)
+    return {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
+
+
 def append_eval(workdir: str, step: int, metrics: dict, path: str | None = None) -> None:
     """Adds a row to <workdir>/eval_history.jsonl (or to `path`); process 0 only."""
     if _is_main():

@@ -346,6 +346,14 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
             "a group resumes together; rerun the stragglers alone or use a fresh --workdir"
         )
     start = steps.pop()
+    if start >= cadences.num_train_steps and not pending:
+        reporting.say(
+            "%d runs already trained to step %d: nothing to train (%s).",
+            len(group),
+            start,
+            ", ".join(run.name for run in group),
+        )
+        return {run.name: run_record.last_eval(run.workdir) for run in group}
     evaluators = evaluation.make_evaluators([run.exp for run in group])
     for run, evaluator in zip(group, evaluators, strict=True):
         epath.Path(run.workdir).mkdir(parents=True, exist_ok=True)

@@ -218,6 +218,11 @@ def test_runs_train_as_one_program_each_in_its_own_folder(
     assert end[4] == f"accuracy against steps: {tmp_path / 'sweep' / 'sweep.png'}"
     if vmap:
         return
+    # Trained again: nothing trains; each run's last evaluation is its result.
+    assert loop.train_and_evaluate(config, str(tmp_path / "sweep")) == {
+        name: {k: v for k, v in row.items() if k != "step"} for name, row in histories.items()
+    }
+    assert caplog.text.count("runs already trained to step 6: nothing to train") == 2  # 2 programs
     # --mode=eval and --mode=sample on the group's work dir: each run's, in its folder.
     reported = []
     evaluated = loop.evaluate(
