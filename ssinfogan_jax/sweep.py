@@ -370,6 +370,7 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
     resident = on_device.put(group[0].data, None if mesh is None else on_device.replicated(mesh))
     knowns = [{k: np.asarray(v) for k, v in r.data.known.items()} for r in group]
     state, knowns = group_state(states, knowns, mesh)
+    del states  # The group's state is the one kept (the runs' own were a copy per run).
     step_fn = train_lib.bind_train_step(first, axis_name=None if mesh is None else BATCH)
     multi = make_group_step(step_fn, mesh=mesh)
     reporting.say(
