@@ -354,10 +354,11 @@ def _train_group(group: list[_Run]) -> dict[str, dict]:
             ", ".join(run.name for run in group),
         )
         return {run.name: run_record.last_eval(run.workdir) for run in group}
-    evaluators = evaluation.make_evaluators([run.exp for run in group])
-    for run, evaluator in zip(group, evaluators, strict=True):
+    for run in group:  # The data first, as the loop: its absence is one line, at once.
         epath.Path(run.workdir).mkdir(parents=True, exist_ok=True)
         run.data = input_pipeline.create_train_data(run.exp, run.workdir)
+    evaluators = evaluation.make_evaluators([run.exp for run in group])
+    for run, evaluator in zip(group, evaluators, strict=True):
         run.evaluator = evaluator
         run_record.write_config(run.exp.config, run.workdir, None, {}, start)
         run_record.trim_eval_history(run.workdir, start)
