@@ -221,6 +221,7 @@ def make_evaluators(exps: list) -> list[evaluator_lib.Evaluator]:
     made: dict[tuple, tuple] = {}
     evaluators = []
     for exp in exps:
+        # repr: DataSpec holds dicts (unhashable); equal specs print the same.
         key = (exp.source.judge_key, repr(exp.data), exp.layout, exp.judge)
         if key not in made:
             test_split = exp.source.load_float("test")
